@@ -1,0 +1,40 @@
+# hashattention.cpp: the two commands of the README and a few conveniences.
+#   make demo   set up everything (packages, model), build, run the demo
+#   make test   set up everything, build, run all tests
+JOBS ?= $(shell nproc)
+BUILD_DIR := build
+
+.PHONY: all setup build demo test test-unit test-asan build-cuda bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup
+
+build: setup
+	@cmake --preset cpu >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+demo: build
+	@bash scripts/demo
+
+test: build
+	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 900
+
+test-unit: build
+	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit
+
+test-asan: setup
+	@cmake --preset asan >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@ctest --test-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
+
+build-cuda: setup
+	@cmake --preset cuda >/dev/null
+	@cmake --build build-cuda -j $(JOBS)
+
+bench: build
+	@bash scripts/bench
+
+clean:
+	rm -rf build build-asan build-cuda

@@ -1,0 +1,149 @@
+// GGUF v2/v3 reader (mmap or in-memory buffer, fully validated) and writer.
+// Layout of a file: magic "GGUF", u32 version, u64 n_tensors, u64 n_kv, then n_kv metadata
+// (string key, u32 value type, value), then n_tensors infos (name, u32 n_dims, u64 ne[n_dims],
+// u32 type, u64 offset), padding to general.alignment (default 32), then the tensor data.
+// ne[0] is the contiguous axis. Every malformed input throws hashattn::error naming the problem.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hashattn::gguf {
+
+// Tensor element types (ggml numbering).
+enum class type : uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+  I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
+};
+
+// Metadata value types.
+enum class value_type : uint32_t {
+  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
+  STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+};
+
+const char* type_name(type t);            // "Q4_1"; "?" for unknown
+const char* value_type_name(value_type t);
+bool type_known(uint32_t t);              // a type this library can size
+bool type_dequantizable(type t);          // a type dequantize_row supports
+int64_t type_block_elems(type t);         // elements per block (32 for Q4_1, 256 for Q4_K, 1 for F32)
+size_t type_block_bytes(type t);          // bytes per block
+size_t row_bytes(type t, int64_t n);      // bytes of n elements (n a multiple of the block size)
+
+// Dequantizes n elements (a multiple of the block size) of type t into float.
+void dequantize_row(type t, const void* src, float* dst, int64_t n);
+
+// One metadata value. Scalars live in the field matching the type (integers of every width in
+// i or u, floats in f, bool in b); arrays hold arr_type and arr (nested arrays allowed).
+struct value {
+  value_type type = value_type::UINT8;
+  uint64_t u = 0;
+  int64_t i = 0;
+  double f = 0;
+  bool b = false;
+  std::string s;
+  value_type arr_type = value_type::UINT8;
+  std::vector<value> arr;
+
+  static value from_u32(uint32_t x);
+  static value from_i32(int32_t x);
+  static value from_u64(uint64_t x);
+  static value from_f32(float x);
+  static value from_bool(bool x);
+  static value from_string(std::string x);
+  static value from_strings(const std::vector<std::string>& xs);
+  static value from_i32s(const std::vector<int32_t>& xs);
+  static value from_f32s(const std::vector<float>& xs);
+
+  bool is_integer() const;
+  bool is_float() const;
+  std::string to_string(size_t max_array_items = 8) const;  // for `hashattn info`
+};
+
+struct kv {
+  std::string key;
+  value val;
+};
+
+struct tensor_info {
+  std::string name;
+  gguf::type type = gguf::type::F32;
+  std::vector<int64_t> ne;    // ne[0] contiguous
+  uint64_t offset = 0;        // relative to the data section
+  const uint8_t* data = nullptr;  // points into the mapping
+  size_t nbytes = 0;
+  int64_t n_elements() const;
+  int64_t n_rows() const { return ne.empty() ? 0 : n_elements() / ne[0]; }
+};
+
+class file {
+ public:
+  // Opens and validates a file (mmap). Throws hashattn::error on any problem.
+  static std::unique_ptr<file> open(const std::string& path);
+  // Parses a copy of an in-memory buffer (used by tests and fuzzers).
+  static std::unique_ptr<file> from_buffer(const void* data, size_t size);
+  ~file();
+  file(const file&) = delete;
+  file& operator=(const file&) = delete;
+
+  uint32_t version() const { return version_; }
+  uint64_t alignment() const { return alignment_; }
+  const std::string& path() const { return path_; }
+  size_t size() const { return size_; }
+  const std::vector<kv>& metadata() const { return kvs_; }
+  const std::vector<tensor_info>& tensors() const { return tensors_; }
+
+  const value* find(const std::string& key) const;              // nullptr when absent
+  const tensor_info* find_tensor(const std::string& name) const;  // nullptr when absent
+  // Typed getters: throw a clear error when the key is absent or of the wrong type.
+  std::string get_string(const std::string& key) const;
+  int64_t get_int(const std::string& key) const;
+  int64_t get_int(const std::string& key, int64_t fallback) const;
+  double get_float(const std::string& key) const;
+  double get_float(const std::string& key, double fallback) const;
+  std::vector<std::string> get_strings(const std::string& key) const;
+  std::vector<int64_t> get_ints(const std::string& key) const;
+  std::vector<double> get_floats(const std::string& key) const;
+  const tensor_info& tensor(const std::string& name) const;  // throws when absent
+
+ private:
+  file() = default;
+  void parse();
+  std::string path_;
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+  void* map_ = nullptr;                 // mmap'ed region, or nullptr
+  std::vector<uint8_t> owned_;          // buffer copy for from_buffer
+  uint32_t version_ = 0;
+  uint64_t alignment_ = 32;
+  std::vector<kv> kvs_;
+  std::vector<tensor_info> tensors_;
+};
+
+// Writes GGUF v3 files.
+class writer {
+ public:
+  void set(const std::string& key, value v);  // replaces an existing key
+  // Adds a tensor; data is copied. nbytes must equal row_bytes(t, ne[0]) * rows.
+  void add_tensor(const std::string& name, type t, const std::vector<int64_t>& ne, const void* data,
+                  size_t nbytes);
+  void set_alignment(uint64_t a);
+  std::vector<uint8_t> to_bytes() const;
+  void write(const std::string& path) const;  // atomically (temp file + rename)
+
+ private:
+  uint64_t alignment_ = 32;
+  std::vector<kv> kvs_;
+  struct pending {
+    std::string name;
+    type t;
+    std::vector<int64_t> ne;
+    std::vector<uint8_t> data;
+  };
+  std::vector<pending> tensors_;
+};
+
+}  // namespace hashattn::gguf

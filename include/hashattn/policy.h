@@ -1,0 +1,63 @@
+// Attention policies: the seam between the model and sparse attention.
+// A policy owns per-layer auxiliary state that lives next to the KV cache (hash codes, page
+// bounds, ...), is told about every appended key ONCE (on_append, post-RoPE), and turns a decode
+// query into index lists (select). Every method -- ours and the baselines -- is a policy over the
+// same KV cache and the same attention kernel (attention.h), so only the selector differs.
+// Budget: total attended tokens = sinks + window + selected; density = attended / context.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hashattn/attention.h"
+
+namespace hashattn {
+
+enum class gqa_mode : uint8_t { per_head = 0, per_group = 1 };
+
+struct budget_params {
+  double density = 0;     // attended / context in (0, 1]; used when count == 0
+  int64_t count = 0;      // fixed total attended tokens (sinks and window counted in it)
+  int64_t sinks = 128;    // first tokens always kept
+  int64_t window = 128;   // last positions (including the current token) always kept
+};
+// Total tokens attended for a context of n tokens (clamped to n; never below min(n, sinks+window)).
+int64_t budget_tokens(const budget_params& b, int64_t n);
+
+struct layer_shape {
+  int n_head = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+};
+
+// Index lists produced by a policy for one layer and one decode query.
+struct index_lists {
+  std::vector<int32_t> idx;    // [n_lists, stride]
+  std::vector<int32_t> count;  // [n_lists]
+  int64_t stride = 0;
+  bool per_group = false;
+  int n_lists() const { return (int)count.size(); }
+};
+
+class attention_policy {
+ public:
+  virtual ~attention_policy() = default;
+  virtual std::string name() const = 0;
+  // Dense policies need no index lists: the caller runs dense attention.
+  virtual bool is_dense() const { return false; }
+  // Auxiliary memory the policy keeps, in bits per token per (KV or query) head as it stores it.
+  virtual double aux_bits_per_token_head() const = 0;
+  // Allocates state for n_layer layers of the given shape and up to max_ctx tokens; clears it.
+  virtual void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) = 0;
+  // Keys k: [n_new, n_head_kv, head_dim] fp32 post-RoPE, positions pos0 .. pos0+n_new-1.
+  virtual void on_append(int layer, const float* k, int64_t pos0, int64_t n_new) = 0;
+  // Drops state past n tokens (the KV cache was truncated).
+  virtual void truncate(int64_t n) {}
+  // q: [n_head, head_dim] fp32 post-RoPE for the newest position kv.n_tok-1.
+  virtual void select(int layer, const float* q, const kv_view& kv, index_lists& out) = 0;
+};
+
+std::unique_ptr<attention_policy> make_dense_policy();
+
+}  // namespace hashattn
