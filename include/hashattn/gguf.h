@@ -93,6 +93,7 @@ class file {
   uint64_t alignment() const { return alignment_; }
   const std::string& path() const { return path_; }
   size_t size() const { return size_; }
+  size_t data_offset() const { return data_offset_; }  // file offset of the tensor data section
   const std::vector<kv>& metadata() const { return kvs_; }
   const std::vector<tensor_info>& tensors() const { return tensors_; }
 
@@ -119,6 +120,7 @@ class file {
   std::vector<uint8_t> owned_;          // buffer copy for from_buffer
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
+  size_t data_offset_ = 0;
   std::vector<kv> kvs_;
   std::vector<tensor_info> tensors_;
 };
