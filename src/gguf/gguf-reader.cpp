@@ -172,7 +172,9 @@ std::unique_ptr<file> file::open(const std::string& path) {
   try {
     f->parse();
   } catch (const error& err) {
-    throw error(std::string(err.what()) + " [in '" + path + "']");
+    std::string m = err.what();
+    if (m.rfind("gguf: ", 0) == 0) m = m.substr(6);
+    throw error("gguf: '" + path + "': " + m);
   }
   return f;
 }
@@ -197,7 +199,10 @@ void file::parse() {
   if (std::memcmp(base_, "GGUF", 4) != 0) {
     uint32_t m;
     std::memcpy(&m, base_, 4);
-    fail("gguf: bad magic", hex32(m) + " (\"" + std::string((const char*)base_, 4) + "\")",
+    std::string shown((const char*)base_, 4);
+    for (char& ch : shown)
+      if ((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f) ch = '.';
+    fail("gguf: bad magic", hex32(m) + " (\"" + shown + "\")",
          "\"GGUF\"", "not a GGUF file");
   }
   c.pos = 4;
