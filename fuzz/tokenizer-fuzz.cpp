@@ -132,6 +132,20 @@ const vocab_slot* real_vocab() {
   return r;
 }
 
+std::string escaped(const std::string& s) {
+  std::string o;
+  for (unsigned char c : s) {
+    char buf[8];
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      o += (char)c;
+    } else {
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      o += buf;
+    }
+  }
+  return o;
+}
+
 void check_encode(const tokenizer& tok, bool roundtrip, const std::string& text, bool add_special,
                   bool parse_special) {
   std::vector<int32_t> ids;
@@ -147,6 +161,12 @@ void check_encode(const tokenizer& tok, bool roundtrip, const std::string& text,
   if (!roundtrip) return;
   std::string expect = text;
   if (add_special && tok.add_bos()) expect = tok.token_to_piece(tok.bos(), true) + expect;
+  if (back != expect) {
+    std::fprintf(stderr, "round trip differs\n  text:    %s\n  decoded: %s\n  ids:", escaped(expect).c_str(),
+                 escaped(back).c_str());
+    for (int32_t id : ids) std::fprintf(stderr, " %d", id);
+    std::fprintf(stderr, "\n");
+  }
   HASHATTN_FUZZ_CHECK(back == expect);
 }
 
