@@ -41,7 +41,7 @@ namespace {
 
 // One line: what is wrong, what was given and what was expected (CLI11's message names the
 // offending argument or value), and where to look.
-void print_usage_error(const cli_app& a, const CLI::ParseError& e) {
+void print_usage_error(const cli_app& a, const CLI::ParseError& e, int argc, char** argv) {
   std::string msg = e.what();
   for (char& c : msg)
     if (c == '\n') c = ' ';
@@ -49,21 +49,26 @@ void print_usage_error(const cli_app& a, const CLI::ParseError& e) {
   for (const auto& [s, run] : a.runners)
     if (s->parsed()) sub = s;
   const std::string help = sub ? "hashattn " + sub->get_name() + " --help" : "hashattn --help";
-  if (e.get_name() == "ExtrasError") {
+  std::string names;
+  for (const auto& [s, run] : a.runners) names += (names.empty() ? "" : ", ") + s->get_name();
+  std::string first_word;  // the first argument that is not an option: the intended command
+  for (int k = 1; k < argc && first_word.empty(); k++)
+    if (argv[k][0] != '-') first_word = argv[k];
+  if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
     // "The following argument(s) was/were not expected: X Y"
     const size_t colon = msg.find(": ");
     const std::string got = colon == std::string::npos ? msg : msg.substr(colon + 2);
-    if (sub) {
+    if (sub)
       msg = "unknown argument: got '" + got + "', expected the options of 'hashattn " + sub->get_name() + "'";
-    } else {
-      std::string names;
-      for (const auto& [s, run] : a.runners) names += (names.empty() ? "" : ", ") + s->get_name();
+    else
       msg = "unknown command or argument: got '" + got + "', expected one of " + names;
-    }
-  } else if (e.get_name() == "RequiredError" && !sub) {
-    std::string names;
-    for (const auto& [s, run] : a.runners) names += (names.empty() ? "" : ", ") + s->get_name();
-    msg = "no command given: expected one of " + names;
+  } else if (!sub && dynamic_cast<const CLI::RequiredError*>(&e)) {
+    if (!first_word.empty())
+      msg = "unknown command: got '" + first_word + "', expected one of " + names;
+    else if (argc > 1)
+      msg = "unknown option: got '" + std::string(argv[1]) + "', expected a command first (one of " + names + ")";
+    else
+      msg = "no command given: expected one of " + names;
   }
   std::fprintf(stderr, "hashattn: usage error: %s (hint: see '%s')\n", msg.c_str(), help.c_str());
 }
@@ -81,7 +86,7 @@ int run_main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return a.app->exit(e);
   } catch (const CLI::ParseError& e) {
-    print_usage_error(a, e);
+    print_usage_error(a, e, argc, argv);
     return 2;
   }
   try {
