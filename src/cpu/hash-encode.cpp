@@ -87,8 +87,6 @@ void matvec(const float* x, const float* W, const float* b, int in, int out, boo
   }
 }
 
-const char* target_name() { return hwy::TargetName(HWY_TARGET); }
-
 }  // namespace HWY_NAMESPACE
 }  // namespace hashattn
 HWY_AFTER_NAMESPACE();
