@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace hashattn::gguf {
@@ -123,6 +124,7 @@ class file {
   size_t data_offset_ = 0;
   std::vector<kv> kvs_;
   std::vector<tensor_info> tensors_;
+  std::unordered_map<std::string, size_t> kv_index_, tensor_index_;
 };
 
 // Writes GGUF v3 files.

@@ -14,7 +14,6 @@
 #include <cstring>
 #include <limits>
 #include <string>
-#include <unordered_set>
 
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
@@ -172,7 +171,9 @@ std::unique_ptr<file> file::open(const std::string& path) {
   try {
     f->parse();
   } catch (const error& err) {
-    throw error(std::string(err.what()) + " [in '" + path + "']");
+    std::string m = err.what();
+    if (m.rfind("gguf: ", 0) == 0) m = m.substr(6);
+    throw error("gguf: '" + path + "': " + m);
   }
   return f;
 }
@@ -197,7 +198,10 @@ void file::parse() {
   if (std::memcmp(base_, "GGUF", 4) != 0) {
     uint32_t m;
     std::memcpy(&m, base_, 4);
-    fail("gguf: bad magic", hex32(m) + " (\"" + std::string((const char*)base_, 4) + "\")",
+    std::string shown((const char*)base_, 4);
+    for (char& ch : shown)
+      if ((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f) ch = '.';
+    fail("gguf: bad magic", hex32(m) + " (\"" + shown + "\")",
          "\"GGUF\"", "not a GGUF file");
   }
   c.pos = 4;
@@ -221,7 +225,7 @@ void file::parse() {
 
   kvs_.clear();
   kvs_.reserve((size_t)n_kv);
-  std::unordered_set<std::string> keys;
+  kv_index_.clear();
   for (uint64_t k = 0; k < n_kv; k++) {
     kv e;
     e.key = c.str("key of metadata entry " + std::to_string(k));
@@ -230,7 +234,7 @@ void file::parse() {
     const uint32_t t = c.rd<uint32_t>("value type of " + ctx);
     if (!value_type_valid(t)) fail("gguf: unknown value type of " + ctx, std::to_string(t), "0..12");
     read_value(c, (value_type)t, e.val, ctx, 0);
-    if (!keys.insert(e.key).second) fail("gguf: duplicate metadata key '" + e.key + "'");
+    if (!kv_index_.emplace(e.key, kvs_.size()).second) fail("gguf: duplicate metadata key '" + e.key + "'");
     kvs_.push_back(std::move(e));
   }
 
@@ -245,13 +249,14 @@ void file::parse() {
 
   tensors_.clear();
   tensors_.reserve((size_t)n_tensors);
-  std::unordered_set<std::string> names;
+  tensor_index_.clear();
   for (uint64_t k = 0; k < n_tensors; k++) {
     tensor_info ti;
     ti.name = c.str("name of tensor " + std::to_string(k));
     const std::string ctx = "tensor '" + ti.name + "'";
     if (ti.name.empty()) fail("gguf: empty name of tensor " + std::to_string(k));
-    if (!names.insert(ti.name).second) fail("gguf: duplicate tensor name '" + ti.name + "'");
+    if (!tensor_index_.emplace(ti.name, tensors_.size()).second)
+      fail("gguf: duplicate tensor name '" + ti.name + "'");
     const uint32_t n_dims = c.rd<uint32_t>("dimension count of " + ctx);
     if (n_dims < 1 || n_dims > 4) fail("gguf: " + ctx + " has a bad dimension count", std::to_string(n_dims), "1..4");
     ti.ne.resize(n_dims);
@@ -315,15 +320,13 @@ void file::parse() {
 }
 
 const value* file::find(const std::string& key) const {
-  for (const auto& e : kvs_)
-    if (e.key == key) return &e.val;
-  return nullptr;
+  const auto it = kv_index_.find(key);
+  return it == kv_index_.end() ? nullptr : &kvs_[it->second].val;
 }
 
 const tensor_info* file::find_tensor(const std::string& name) const {
-  for (const auto& t : tensors_)
-    if (t.name == name) return &t;
-  return nullptr;
+  const auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 namespace {

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "hashattn/error.h"
@@ -356,4 +358,33 @@ TEST_F(dequant, integer_and_f64_types) {
   dequantize_row(type::F64, f64, y, 3);
   EXPECT_EQ(y[1], -2.25f);
   EXPECT_EQ(y[2], 1e10f);
+}
+
+// Random blocks dequantized by the `gguf` Python package (tests/data/make-gguf-goldens.py).
+TEST(dequant_golden, matches_python_gguf_package) {
+  const std::string path = std::string(HASHATTN_SOURCE_DIR) + "/tests/data/dequant-golden.json";
+  std::ifstream in(path);
+  ASSERT_TRUE(in.good()) << "missing " << path;
+  const nlohmann::json g = nlohmann::json::parse(in);
+  std::printf("dequant golden seed %d\n", g["seed"].get<int>());
+  int n_cases = 0;
+  for (const auto& c : g["cases"]) {
+    const std::string name = c["type"];
+    SCOPED_TRACE(name);
+    const type t = (type)c["type_id"].get<uint32_t>();
+    ASSERT_STREQ(type_name(t), name.c_str());
+    const std::string hex = c["hex"];
+    std::vector<uint8_t> bytes(hex.size() / 2);
+    for (size_t k = 0; k < bytes.size(); k++) bytes[k] = (uint8_t)std::stoi(hex.substr(2 * k, 2), nullptr, 16);
+    const int64_t n = c["n"];
+    ASSERT_EQ(row_bytes(t, n), bytes.size());
+    std::vector<float> y(n);
+    dequantize_row(t, bytes.data(), y.data(), n);
+    const auto& want = c["values"];
+    double scale = 0;
+    for (const auto& v : want) scale = std::max(scale, std::fabs(v.get<double>()));
+    for (int64_t e = 0; e < n; e++) ASSERT_NEAR(y[e], want[e].get<double>(), 1e-6 * scale) << "element " << e;
+    n_cases++;
+  }
+  EXPECT_EQ(n_cases, 10);
 }
