@@ -74,4 +74,17 @@ struct gemm_params {
 void gemm_wt(const gemm_params& p, std::vector<float>& scratch, int n_threads,
              int64_t max_tile_floats = int64_t(4) << 20);
 
+// While alive, OpenBLAS runs single-threaded (our OpenMP threads call sgemm in parallel);
+// the previous thread count is restored at the end of the scope.
+class blas_single_thread {
+ public:
+  blas_single_thread();
+  ~blas_single_thread();
+  blas_single_thread(const blas_single_thread&) = delete;
+  blas_single_thread& operator=(const blas_single_thread&) = delete;
+
+ private:
+  int prev_;
+};
+
 }  // namespace hashattn::cpu

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/half.h"
 #include "cpu/model-ops.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -59,6 +60,33 @@ void softmax_row_impl(float* s, int64_t n_valid, int64_t n, float scale) {
   for (j = n_valid; j < n; ++j) s[j] = 0.0f;
 }
 
+void f32_to_f16_impl(const float* x, uint16_t* y, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const int64_t N = (int64_t)hn::Lanes(df);
+  auto* yh = reinterpret_cast<hwy::float16_t*>(y);
+  int64_t i = 0;
+  // Only F16C rounds to nearest even; Highway's emulation on older targets truncates.
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, x + i)), dh, yh + i);
+#else
+  (void)yh;
+  (void)dh;
+  (void)N;
+#endif
+  for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
+void f16_to_f32_impl(const uint16_t* x, float* y, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const int64_t N = (int64_t)hn::Lanes(df);
+  const auto* xh = reinterpret_cast<const hwy::float16_t*>(x);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, xh + i)), df, y + i);
+  for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace hashattn::cpu
 HWY_AFTER_NAMESPACE();
@@ -67,6 +95,16 @@ HWY_AFTER_NAMESPACE();
 namespace hashattn::cpu {
 HWY_EXPORT(swiglu_impl);
 HWY_EXPORT(softmax_row_impl);
+HWY_EXPORT(f32_to_f16_impl);
+HWY_EXPORT(f16_to_f32_impl);
+
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(f32_to_f16_impl)(x, y, n);
+}
+
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(f16_to_f32_impl)(x, y, n);
+}
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   double ss = 0;

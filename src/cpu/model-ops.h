@@ -24,6 +24,10 @@ void swiglu(const float* g, const float* u, float* h, int64_t n);
 
 void softmax_row(float* s, int64_t n_valid, int64_t n, float scale);
 
+// fp32 <-> fp16 (IEEE binary16 bits, round to nearest even) for the KV cache.
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n);
+
 // y += x (n elements)
 void add_inplace(float* y, const float* x, int64_t n);
 

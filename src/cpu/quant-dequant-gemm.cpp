@@ -78,18 +78,12 @@ void dequantize_rows(gguf::type t, const void* w, size_t row_bytes, int64_t n_co
   }
 }
 
-namespace {
-// Runs OpenBLAS single-threaded while alive (our OpenMP threads call it in parallel).
-struct blas_one_thread {
-  int prev;
-  blas_one_thread() : prev(openblas_get_num_threads()) {
-    if (prev != 1) openblas_set_num_threads(1);
-  }
-  ~blas_one_thread() {
-    if (prev != 1) openblas_set_num_threads(prev);
-  }
-};
-}  // namespace
+blas_single_thread::blas_single_thread() : prev_(openblas_get_num_threads()) {
+  if (prev_ != 1) openblas_set_num_threads(1);
+}
+blas_single_thread::~blas_single_thread() {
+  if (prev_ != 1) openblas_set_num_threads(prev_);
+}
 
 void gemm_wt(const gemm_params& p, std::vector<float>& scratch, int n_threads,
              int64_t max_tile_floats) {
@@ -103,7 +97,7 @@ void gemm_wt(const gemm_params& p, std::vector<float>& scratch, int n_threads,
   if (!in_place && (int64_t)scratch.size() < tile_rows * p.n_cols)
     scratch.resize(tile_rows * p.n_cols);
   const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-  blas_one_thread guard;
+  blas_single_thread guard;
   for (int64_t r0 = 0; r0 < p.n_rows; r0 += tile_rows) {
     const int64_t r1 = std::min(p.n_rows, r0 + tile_rows);
     const int64_t nr = r1 - r0;
