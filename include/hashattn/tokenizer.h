@@ -1,0 +1,98 @@
+// Byte-level BPE tokenizer (GGUF tokenizer.ggml.model = "gpt2") and chat templates.
+// encode: special tokens are cut out of the text first (longest first; control tokens only when
+// parse_special), each remaining span is split by the pre-tokenizer's regexes (PCRE2, UTF + UCP),
+// each piece is mapped byte -> printable code point (GPT-2 byte map) and merged by BPE rank.
+// decode / token_to_piece return raw bytes: a piece may end inside a UTF-8 sequence; streaming
+// callers keep the tail until utf8_complete_prefix says it is whole.
+// Pre-tokenizers: "smollm" (and the llama.cpp names that share it: starcoder, refact, command-r,
+// codeshell, exaone, minerva), "llama-bpe" (llama3), "qwen2", "gpt-2" (gpt2), "default".
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hashattn {
+
+namespace gguf {
+class file;
+}
+
+// ggml token types (tokenizer.ggml.token_type).
+enum class token_type : int32_t {
+  undefined = 0, normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6,
+};
+
+// Everything a tokenizer is built from; from_gguf fills it from the tokenizer.ggml.* keys.
+struct tokenizer_vocab {
+  std::string model = "gpt2";              // only byte-level BPE is supported
+  std::string pre = "default";             // pre-tokenizer name
+  std::vector<std::string> tokens;         // token texts (byte-mapped)
+  std::vector<int32_t> types;              // token_type per token; empty = all normal
+  std::vector<std::string> merges;         // "left right", by rank
+  int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
+  bool add_bos = false, add_eos = false;
+};
+
+class tokenizer {
+ public:
+  static std::unique_ptr<tokenizer> from_gguf(const gguf::file& f);
+  static std::unique_ptr<tokenizer> from_vocab(tokenizer_vocab v);
+  ~tokenizer();
+  tokenizer(const tokenizer&) = delete;
+  tokenizer& operator=(const tokenizer&) = delete;
+
+  // text must be valid UTF-8 (else hashattn::error naming the byte offset; see utf8_sanitize).
+  // add_special: prepend BOS / append EOS as the vocabulary asks (add_bos / add_eos).
+  // parse_special: control tokens written in the text (e.g. "<|im_start|>") become their ids;
+  // otherwise they are tokenized as plain text. User-defined tokens are always matched.
+  std::vector<int32_t> encode(const std::string& text, bool add_special = true, bool parse_special = false) const;
+  // Raw bytes of the tokens; control tokens render their text when render_special, else nothing.
+  std::string decode(const std::vector<int32_t>& ids, bool render_special = true) const;
+  std::string token_to_piece(int32_t id, bool render_special = true) const;
+
+  int32_t n_vocab() const;
+  const std::string& token_text(int32_t id) const;  // as stored (byte-mapped)
+  token_type type(int32_t id) const;
+  int32_t find_token(const std::string& text) const;  // by stored text; -1 when absent
+  int32_t bos() const;
+  int32_t eos() const;
+  bool add_bos() const;
+  bool is_eog(int32_t id) const;  // eos, eot, and control tokens <|im_end|>, <|eot_id|>, <|endoftext|>, ...
+  const std::string& pre() const;
+
+ private:
+  tokenizer();
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+
+// Length of the longest prefix of s that does not end inside a UTF-8 sequence (for streaming).
+size_t utf8_complete_prefix(const std::string& s);
+// Replaces each invalid UTF-8 sequence by U+FFFD (as llama.cpp does before tokenizing).
+std::string utf8_sanitize(const std::string& s);
+// Offset of the first invalid UTF-8 byte, or std::string::npos when s is valid.
+size_t utf8_find_invalid(const std::string& s);
+
+// ---- chat templates ----
+struct chat_message {
+  std::string role;     // "system", "user", "assistant", ...
+  std::string content;
+};
+
+enum class chat_format { chatml };
+
+struct chat_template {
+  chat_format format = chat_format::chatml;
+  std::string default_system;  // injected when the first message is not a system message ("" = none)
+  std::string warning;         // non-empty when the template was not recognized (ChatML is used)
+};
+
+// Recognizes a template text (tokenizer.chat_template). ChatML-like templates (<|im_start|> /
+// <|im_end|>) are recognized, with the default system prompt they inject, if any. Anything else
+// (including an empty template) falls back to ChatML with a warning for the caller to show.
+chat_template chat_template_detect(const std::string& template_text);
+chat_template chat_template_from_gguf(const gguf::file& f);
+std::string apply_chat_template(const chat_template& t, const std::vector<chat_message>& messages, bool add_generation_prompt);
+
+}  // namespace hashattn

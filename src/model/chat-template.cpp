@@ -1,0 +1,88 @@
+// Chat templates. Only ChatML is rendered:
+//   [<|im_start|>system\n{default system}<|im_end|>\n]   when the first message is not "system"
+//   <|im_start|>{role}\n{content}<|im_end|>\n            per message
+//   <|im_start|>assistant\n                              when add_generation_prompt
+// Recognition looks at the template text (tokenizer.chat_template, a Jinja program): ChatML-like
+// when it writes <|im_start|> and <|im_end|>; a default system prompt is taken from a literal
+// "<|im_start|>system\n...<|im_end|>" guarded by a test that the first role is not "system".
+// Other templates fall back to ChatML with a warning for the caller (the library prints nothing).
+#include "hashattn/error.h"
+#include "hashattn/gguf.h"
+#include "hashattn/tokenizer.h"
+
+namespace hashattn {
+
+namespace {
+
+// Undoes the escapes of a Jinja string literal that matter here (\n, \t, \', \", \\).
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (size_t k = 0; k < s.size(); k++) {
+    if (s[k] == '\\' && k + 1 < s.size()) {
+      const char c = s[++k];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+    } else {
+      out += s[k];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+chat_template chat_template_detect(const std::string& text) {
+  chat_template t;
+  if (text.empty()) {
+    t.warning = "the model has no chat template; using ChatML";
+    return t;
+  }
+  const bool chatml = text.find("<|im_start|>") != std::string::npos && text.find("<|im_end|>") != std::string::npos;
+  if (!chatml) {
+    t.warning = "unrecognized chat template (not ChatML); using ChatML, which may not match this model";
+    return t;
+  }
+  // Default system prompt: a literal system turn inside "{% if ... != 'system' %}".
+  const std::string open = "<|im_start|>system";
+  const size_t at = text.find(open);
+  if (at != std::string::npos) {
+    const size_t guard = text.rfind("{%", at);
+    const bool guarded = guard != std::string::npos && text.find("!= 'system'", guard) < at;
+    size_t body = at + open.size();
+    if (text.compare(body, 2, "\\n") == 0)
+      body += 2;
+    else if (text.compare(body, 1, "\n") == 0)
+      body += 1;
+    else
+      body = std::string::npos;
+    const size_t end = body == std::string::npos ? std::string::npos : text.find("<|im_end|>", body);
+    if (guarded && end != std::string::npos) {
+      const std::string raw = text.substr(body, end - body);
+      // Only a plain literal (no Jinja expression inside) counts.
+      if (raw.find("{{") == std::string::npos && raw.find("{%") == std::string::npos) t.default_system = unescape(raw);
+    }
+  }
+  return t;
+}
+
+chat_template chat_template_from_gguf(const gguf::file& f) {
+  const gguf::value* v = f.find("tokenizer.chat_template");
+  if (v && v->type != gguf::value_type::STRING)
+    fail("chat template: tokenizer.chat_template has the wrong type", gguf::value_type_name(v->type), "str");
+  return chat_template_detect(v ? v->s : std::string());
+}
+
+std::string apply_chat_template(const chat_template& t, const std::vector<chat_message>& messages,
+                       bool add_generation_prompt) {
+  std::string out;
+  for (size_t k = 0; k < messages.size(); k++) {
+    const auto& m = messages[k];
+    if (m.role.empty()) fail("chat template: message " + std::to_string(k) + " has an empty role");
+    if (k == 0 && m.role != "system" && !t.default_system.empty())
+      out += "<|im_start|>system\n" + t.default_system + "<|im_end|>\n";
+    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  }
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+}  // namespace hashattn
