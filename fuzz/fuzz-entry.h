@@ -16,13 +16,15 @@ int gguf_one(const uint8_t* data, size_t size);           // gguf::file::from_bu
 int tokenizer_one(const uint8_t* data, size_t size);      // encode / decode (synthetic + real vocab)
 int chat_template_one(const uint8_t* data, size_t size);  // chat_template_detect + apply
 int args_one(const uint8_t* data, size_t size);           // the CLI11 app of the hashattn tool
+int hash_file_one(const uint8_t* data, size_t size);      // hash_file_read (hash-encoder GGUF files)
 
 struct target {
   const char* name;  // also the folder name under fuzz/corpus/
   int (*run)(const uint8_t*, size_t);
 };
 inline constexpr target k_targets[] = {
-    {"gguf", gguf_one}, {"tokenizer", tokenizer_one}, {"chat-template", chat_template_one}, {"args", args_one}};
+    {"gguf", gguf_one}, {"tokenizer", tokenizer_one}, {"chat-template", chat_template_one}, {"args", args_one},
+    {"hash-file", hash_file_one}};
 
 }  // namespace hashattn::fuzz
 

@@ -1,7 +1,8 @@
 // Fuzz target "gguf": parses the input with gguf::file::from_buffer; when it parses, checks that
 // every tensor lies inside the buffer, formats every value, calls the typed getters on every key,
 // dequantizes the first row of each tensor (bounded), and builds the tokenizer and chat template
-// from the metadata (tokenizer.ggml.*, tokenizer.chat_template) as a model load would.
+// from the metadata (tokenizer.ggml.*, tokenizer.chat_template) and the model (hyperparameters,
+// tensor presence, shapes and types: model::from_gguf) as a model load would.
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "fuzz-entry.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
+#include "hashattn/model.h"
 #include "hashattn/tokenizer.h"
 
 namespace hashattn::fuzz {
@@ -68,6 +70,16 @@ int gguf_one(const uint8_t* data, size_t size) {
       (void)tok->decode(ids, true);
     }
   });
+  std::shared_ptr<const gguf::file> shared(std::move(f));
+  try {
+    auto m = model::from_gguf(shared);
+    const model_hparams& hp = m->hparams();
+    HASHATTN_FUZZ_CHECK(hp.n_layer > 0 && hp.n_head > 0 && hp.n_head_kv > 0 && hp.n_head % hp.n_head_kv == 0);
+    HASHATTN_FUZZ_CHECK(hp.head_dim > 0 && hp.rope_dims > 0 && hp.rope_dims <= hp.head_dim);
+    (void)m->describe();
+    (void)m->decode_weight_bytes();
+  } catch (const hashattn::error&) {
+  }
   return 0;
 }
 

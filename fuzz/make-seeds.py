@@ -145,8 +145,96 @@ def gguf_seeds():
         vocab(w)
         tensors(w, rng, [T.Q4_1, T.F32])
     write_gguf("model-like", model_like)
+
+    def tiny_llama(w, quant=T.Q4_1, bias=False):
+        """A complete llama model of 1 layer: every tensor the loader asks for, right shapes."""
+        embd, n_head, n_kv, hd, ff, vocab_n = 32, 2, 1, 16, 64, 16
+        w.add_context_length(64)
+        w.add_embedding_length(embd)
+        w.add_block_count(1)
+        w.add_head_count(n_head)
+        w.add_head_count_kv(n_kv)
+        w.add_feed_forward_length(ff)
+        w.add_layer_norm_rms_eps(1e-5)
+        w.add_rope_freq_base(10000.0)
+
+        def mat(name, rows, cols):
+            be, bb = gguf.GGML_QUANT_SIZES[quant]
+            raw = rng.integers(0, 256, size=(rows, cols // be * bb), dtype=np.uint8)
+            raw[:, 1::2] &= 0x3B
+            w.add_tensor(name, raw, raw_shape=(rows, cols // be * bb), raw_dtype=quant)
+
+        def vec(name, n):
+            w.add_tensor(name, np.ones(n, dtype=np.float32))
+
+        mat("token_embd.weight", vocab_n, embd)
+        vec("output_norm.weight", embd)
+        vec("blk.0.attn_norm.weight", embd)
+        vec("blk.0.ffn_norm.weight", embd)
+        mat("blk.0.attn_q.weight", n_head * hd, embd)
+        mat("blk.0.attn_k.weight", n_kv * hd, embd)
+        mat("blk.0.attn_v.weight", n_kv * hd, embd)
+        mat("blk.0.attn_output.weight", embd, n_head * hd)
+        mat("blk.0.ffn_gate.weight", ff, embd)
+        mat("blk.0.ffn_up.weight", ff, embd)
+        mat("blk.0.ffn_down.weight", embd, ff)
+        if bias:
+            vec("blk.0.attn_q.bias", n_head * hd)
+            vec("blk.0.attn_k.bias", n_kv * hd)
+            vec("blk.0.attn_v.bias", n_kv * hd)
+    write_gguf("tiny-llama-q4_1", tiny_llama)
+    write_gguf("tiny-llama-q8_0-bias", lambda w: tiny_llama(w, T.Q8_0, True))
     out("gguf", "not-gguf", b"GGML\x01\x00\x00\x00")
     out("gguf", "big-endian", b"GGUF\x00\x00\x00\x03" + bytes(16))
+
+
+def write_hash_file(name, bits=32, mlp_layers=2, hidden=8, key_per_group=False, arch="hashattn"):
+    """A hash-encoder file as `hashattn train` writes it (include/hashattn/hash-file.h), bound to the
+    model shape the hash-file target expects (llama, 1 layer, 2/1 heads, head dim 4)."""
+    rng = np.random.default_rng(SEED + bits)
+    n_layer, n_head, n_kv, hd = 1, 2, 1, 4
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "h.gguf")
+        w = gguf.GGUFWriter(p, arch)
+        w.add_uint32("hashattn.format_version", 1)
+        w.add_string("hashattn.model.architecture", "llama")
+        w.add_string("hashattn.model.name", "tiny")
+        w.add_uint32("hashattn.model.block_count", n_layer)
+        w.add_uint32("hashattn.model.head_count", n_head)
+        w.add_uint32("hashattn.model.head_count_kv", n_kv)
+        w.add_uint32("hashattn.model.head_dim", hd)
+        w.add_string("hashattn.model.layout_digest", "0123456789abcdef")
+        w.add_uint32("hashattn.bits", bits)
+        w.add_uint32("hashattn.mlp.layers", mlp_layers)
+        w.add_uint32("hashattn.mlp.hidden", hidden)
+        w.add_string("hashattn.mlp.activation", "silu")
+        w.add_bool("hashattn.key_per_group", key_per_group)
+        w.add_array("hashattn.train.texts", ["a.txt"])
+        w.add_uint64("hashattn.train.tokens", 1000)
+        w.add_string("hashattn.train.settings", "lr=0.001")
+        w.add_array("hashattn.train.layers", [0])
+        w.add_array("hashattn.train.heads", [0, 1])
+        w.add_float32("hashattn.train.seconds", 1.5)
+        sizes = [hd] + [hidden] * (mlp_layers - 1) + [bits]
+        for l in range(n_layer):
+            for role, n_enc in (("q", n_head), ("k", n_kv if key_per_group else n_head)):
+                for i in range(mlp_layers):
+                    w.add_tensor(f"blk.{l}.hash_{role}.weight.{i}",
+                                 rng.standard_normal((n_enc, sizes[i], sizes[i + 1])).astype(np.float32))
+                    w.add_tensor(f"blk.{l}.hash_{role}.bias.{i}",
+                                 rng.standard_normal((n_enc, sizes[i + 1])).astype(np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        out("hash-file", name, open(p, "rb").read())
+
+
+def hash_file_seeds():
+    write_hash_file("b32-mlp2")
+    write_hash_file("b16-mlp1", bits=16, mlp_layers=1)
+    write_hash_file("b64-mlp3-per-group", bits=64, mlp_layers=3, hidden=4, key_per_group=True)
+    write_hash_file("model-file", arch="llama")
 
 
 def tokenizer_seeds():
@@ -193,6 +281,13 @@ def args_seeds():
         "generate-attn": ["generate", "--attn", "hash", "--density", "1/32", "--sinks", "4", "--window", "64",
                           "--hash", "h.gguf", "-f", "prompt.txt", "--chat"],
         "train": ["train", "--text", "a.txt", "b.txt", "-o", "h.gguf", "--bits", "32", "--mlp", "128,128"],
+        "train-full": ["train", "-m", "m.gguf", "--text", "a.txt", "-o", "h.gguf", "--bits", "64", "--mlp", "128",
+                       "--ctx", "2048", "--gqa-mode", "group", "--layers", "0,5-7", "--heads", "1,3", "--lr", "1e-3",
+                       "--density", "0.0625", "--sinks", "4", "--window", "64", "--rank", "value-norm",
+                       "--loss", "listwise", "--eval-densities", "0.1,0.05"],
+        "train-bad-values": ["train", "--bits", "33", "--mlp", "128,x", "--density", "2", "--layers", "7-0",
+                             "--ctx", "-5", "--lr", "nan"],
+        "train-eval": ["train", "--eval", "--hash", "h.gguf", "--text", "a.txt", "--eval-windows", "2"],
         "eval": ["eval", "--hash", "h.gguf", "--task", "passkey", "--attn", "dense,hash", "--density",
                  "0.1,0.03", "--json", "out.json"],
     }
@@ -205,3 +300,4 @@ if __name__ == "__main__":
     tokenizer_seeds()
     chat_seeds()
     args_seeds()
+    hash_file_seeds()
