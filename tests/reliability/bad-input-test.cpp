@@ -115,6 +115,20 @@ TEST_F(bad_input, corrupt_bytes_never_crash) {
   EXPECT_GT(refused, 0);
 }
 
+TEST_F(bad_input, missing_default_model_points_to_the_setup_script) {
+  // The default model path (-m left out) as a fresh clone without scripts/setup would have it.
+  const std::string env = "HASHATTN_MODEL=" + path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  EXPECT_ONE_LINE_ERROR(run_cli({"train", "--text", "a.txt", "-o", path("h.gguf")}, {env}), 1, "cannot open",
+                        "SmolLM2-135M-Instruct.Q4_1.gguf", "got No such file", "hint:", "run scripts/setup");
+}
+
+TEST_F(bad_input, model_that_is_not_a_model) {
+  // A valid GGUF without the model's metadata and tensors.
+  write("ok.gguf", valid_gguf());
+  EXPECT_ONE_LINE_ERROR(run_cli({"train", "-m", path("ok.gguf"), "--text", "a.txt", "-o", path("h.gguf")}), 1,
+                        "llama.embedding_length", "is missing", "expected an integer", "hint:");
+}
+
 TEST_F(bad_input, unknown_flag) {
   write("ok.gguf", valid_gguf());
   EXPECT_ONE_LINE_ERROR(run_cli({"info", "--frobnicate", path("ok.gguf")}), 2, "unknown argument",

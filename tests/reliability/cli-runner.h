@@ -58,19 +58,41 @@ inline cli_result run_cli(const std::vector<std::string>& args, const std::vecto
   return r;
 }
 
+// The error line of a run: the last line of stderr (progress lines may come before it).
+inline std::string last_line(const std::string& s) {
+  if (s.empty()) return s;
+  const size_t end = s.back() == '\n' ? s.size() - 1 : s.size();
+  const size_t nl = s.rfind('\n', end == 0 ? 0 : end - 1);
+  return s.substr(nl == std::string::npos ? 0 : nl + 1, end - (nl == std::string::npos ? 0 : nl + 1));
+}
+
+inline int count_error_lines(const std::string& s) {
+  int n = 0;
+  size_t at = 0;
+  while (at < s.size()) {
+    const size_t nl = s.find('\n', at);
+    const std::string line = s.substr(at, (nl == std::string::npos ? s.size() : nl) - at);
+    if (line.rfind("hashattn: error: ", 0) == 0 || line.rfind("hashattn: usage error: ", 0) == 0) n++;
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  return n;
+}
+
 }  // namespace hashattn::test
 
-// The error contract of the tool: a non-zero exit code (`code`), exactly one line on stderr that
-// starts with "hashattn: error:" (or "hashattn: usage error:") and holds every needle, and no
-// sanitizer report or abort.
-#define EXPECT_ONE_LINE_ERROR(r, want_code, ...)                                                 \
-  do {                                                                                           \
-    const auto& r_ = (r);                                                                        \
-    EXPECT_EQ(r_.code, (want_code)) << "stderr: " << r_.err;                                     \
-    EXPECT_TRUE(!r_.err.empty() && r_.err.back() == '\n') << "stderr: " << r_.err;              \
-    EXPECT_EQ(std::count(r_.err.begin(), r_.err.end(), '\n'), 1) << "stderr: " << r_.err;       \
-    EXPECT_TRUE(r_.err.rfind("hashattn: error: ", 0) == 0 || r_.err.rfind("hashattn: usage error: ", 0) == 0) \
-        << "stderr: " << r_.err;                                                                 \
-    for (const char* needle_ : {__VA_ARGS__})                                                    \
-      EXPECT_NE(r_.err.find(needle_), std::string::npos) << "missing '" << needle_ << "' in: " << r_.err; \
+// The error contract of the tool: a non-zero exit code (`code`); stderr ends with exactly one error
+// line, starting "hashattn: error:" (or "hashattn: usage error:"), that holds every needle (informative
+// progress lines may come before it); no sanitizer report, no abort.
+#define EXPECT_ONE_LINE_ERROR(r, want_code, ...)                                                       \
+  do {                                                                                                 \
+    const auto& r_ = (r);                                                                              \
+    const std::string line_ = ::hashattn::test::last_line(r_.err);                                     \
+    EXPECT_EQ(r_.code, (want_code)) << "stderr: " << r_.err;                                           \
+    EXPECT_TRUE(!r_.err.empty() && r_.err.back() == '\n') << "stderr: " << r_.err;                    \
+    EXPECT_EQ(::hashattn::test::count_error_lines(r_.err), 1) << "stderr: " << r_.err;                 \
+    EXPECT_TRUE(line_.rfind("hashattn: error: ", 0) == 0 || line_.rfind("hashattn: usage error: ", 0) == 0) \
+        << "stderr: " << r_.err;                                                                       \
+    for (const char* needle_ : {__VA_ARGS__})                                                          \
+      EXPECT_NE(line_.find(needle_), std::string::npos) << "missing '" << needle_ << "' in: " << line_; \
   } while (0)
