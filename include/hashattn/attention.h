@@ -43,8 +43,19 @@ struct attn_decode_params {
 };
 
 // Checks sizes, strides, pointers and index ranges once; throws hashattn::error.
+// An empty index list (count 0) is valid and gives a zero output row; so does n_tok == 0 (dense).
 void attn_decode_validate(const attn_decode_params& p);
-// Optimized CPU kernel (Highway, runtime dispatch).
+// The kv_view part of the checks (shape, dtype, pointers, strides); `who` prefixes the message.
+void kv_view_validate(const kv_view& kv, const char* who);
+// Element (t, h, 0) of a KV tensor as a byte address.
+inline const void* kv_row(const void* base, dtype t, int64_t off_elems) {
+  return (const char*)base + off_elems * (t == dtype::f32 ? 4 : 2);
+}
+// Optimized CPU kernel (Highway, runtime dispatch). Validates p first (attn_decode_validate).
+// Numerically stable (online softmax with running max, split-KV partials merged per head).
+// Dense and per-group lists process the G query heads of a group together (K/V read once per group).
 void attn_decode_cpu(const attn_decode_params& p);
+// Name of the SIMD target the CPU kernels dispatch to on this machine (e.g. "AVX2", "AVX3").
+const char* cpu_simd_target();
 
 }  // namespace hashattn

@@ -23,7 +23,9 @@ struct budget_params {
   int64_t window = 128;   // last positions (including the current token) always kept
 };
 // Total tokens attended for a context of n tokens (clamped to n; never below min(n, sinks+window)).
+// total = count if count > 0, else floor(density * n). Throws on a bad budget (budget_validate).
 int64_t budget_tokens(const budget_params& b, int64_t n);
+void budget_validate(const budget_params& b);
 
 struct layer_shape {
   int n_head = 0;
@@ -39,6 +41,14 @@ struct index_lists {
   bool per_group = false;
   int n_lists() const { return (int)count.size(); }
 };
+
+// Points the sparse fields of attention params at the lists (they must outlive the call).
+inline void attn_params_set_lists(attn_decode_params& p, const index_lists& l) {
+  p.idx = l.idx.data();
+  p.idx_count = l.count.data();
+  p.idx_stride = l.stride;
+  p.per_group = l.per_group;
+}
 
 class attention_policy {
  public:
