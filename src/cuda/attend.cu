@@ -12,6 +12,8 @@ namespace hashattn {
 namespace cuda {
 namespace {
 
+using namespace detail;
+
 constexpr int ATT_THREADS = 128;
 constexpr int ATT_WARPS = ATT_THREADS / 32;
 constexpr int MAX_SPLITS = 128;

@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -32,14 +33,14 @@ inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 int sm_count();
 int max_smem_optin();
 
-// Budget rule (total attended tokens for a context of n), identical on host and device:
-// count > 0 ? count : floor(density * n); at least min(n, sinks + window); at most n.
+// Budget rule (total attended tokens for a context of n), the same arithmetic as budget_tokens()
+// in src/policy/budget.cpp, usable on the device:
+// count > 0 ? count : floor(density * n + 1e-9); at least sinks + window; at most n.
 __host__ __device__ inline int64_t budget_total(double density, int64_t count, int64_t sinks,
                                                 int64_t window, int64_t n) {
-  int64_t t = count > 0 ? count : (int64_t)floor(density * (double)n);
-  const int64_t sw = sinks + window;
-  const int64_t lo = n < sw ? n : sw;
-  if (t < lo) t = lo;
+  if (n <= 0) return 0;
+  int64_t t = count > 0 ? count : (int64_t)floor(density * (double)n + 1e-9);
+  if (t < sinks + window) t = sinks + window;
   if (t > n) t = n;
   return t;
 }

@@ -67,8 +67,6 @@ void check_code_store(const code_store& c, const char* op, int n_code_head, int6
     fail(w + "strides", std::to_string(c.stride_seq) + "/" + std::to_string(c.stride_head), "multiples of 4 words");
   if (c.stride_head < row && n_code_head > 1)
     fail(w + "stride_head", std::to_string(c.stride_head), ">= round_up(max_ctx, 4) = " + std::to_string(row));
-  if (c.stride_seq < (int64_t)n_code_head * std::min(c.stride_head, row) && c.stride_seq != 0)
-    fail(w + "stride_seq", std::to_string(c.stride_seq), ">= n_code_head * row");
 }
 
 }  // namespace detail

@@ -13,6 +13,8 @@ namespace hashattn {
 namespace cuda {
 namespace {
 
+using namespace detail;
+
 constexpr int ENC_TT = 16;
 constexpr int ENC_THREADS = 256;
 

@@ -14,6 +14,8 @@ namespace hashattn {
 namespace cuda {
 namespace {
 
+using namespace detail;
+
 constexpr int SEL_THREADS = 256;
 constexpr int SEL_WARPS = SEL_THREADS / 32;
 constexpr int SEL_TILE = SEL_THREADS * 16;  // tokens per compaction tile (16 per thread)
