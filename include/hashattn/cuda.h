@@ -169,6 +169,9 @@ encode_params decode_encode_params(const decode_params& p, void* workspace);
 select_params decode_select_params(const decode_params& p, void* workspace);
 attend_params decode_attend_params(const decode_params& p, void* workspace);
 
+// Runs one stage of decode_run on its own (for timing the stages): 0 encode, 1 select, 2 attend.
+void decode_stage_run(const decode_params& p, int stage, void* workspace, void* stream);
+
 // Zeroes a workspace (once, after allocating it; kernels leave it reusable).
 void workspace_clear(void* workspace, size_t bytes, void* stream);
 

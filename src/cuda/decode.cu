@@ -217,6 +217,16 @@ attend_params decode_attend_params(const decode_params& p, void* workspace) {
   return a;
 }
 
+void decode_stage_run(const decode_params& p, int stage, void* workspace, void* stream) {
+  if (!workspace) fail("decode: workspace", "null", "decode_workspace_size() bytes, zeroed once");
+  if (stage < 0 || stage > 2) fail("decode_stage_run: stage", std::to_string(stage), "0 (encode), 1 (select) or 2 (attend)");
+  const decode_layout l = layout_of(p);
+  char* ws = static_cast<char*>(workspace);
+  if (stage == 0) encode_run(decode_encode_params(p, workspace), stream);
+  if (stage == 1) select_run(select_of(p, ws, &l), ws + l.off_sel, stream);
+  if (stage == 2) attend_run(attend_of(p, ws, &l), ws + l.off_att, stream);
+}
+
 void decode_run(const decode_params& p, void* workspace, void* stream) {
   if (!workspace) fail("decode: workspace", "null", "decode_workspace_size() bytes, zeroed once");
   const decode_layout l = layout_of(p);
