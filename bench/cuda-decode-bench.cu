@@ -318,8 +318,8 @@ int main(int argc, char** argv) {
           void* ws = dalloc<char>(wsz, owned);
           workspace_clear(ws, wsz, s);
           const stats tot = time_captured([&] { for (auto& p : dp) decode_run(p, ws, s); }, s, L, reps);
-          stats st[3];
-          for (int stage = 0; stage < 3; ++stage)
+          stats st[5];
+          for (int stage = 0; stage < 5; ++stage)
             st[stage] = time_captured([&] { for (auto& p : dp) decode_stage_run(p, stage, ws, s); }, s, L, reps);
           const int n_code = m ? HKV : H;
           const int n_lists = n_code;
@@ -335,11 +335,11 @@ int main(int argc, char** argv) {
           char buf[1024];
           std::snprintf(buf, sizeof buf,
                         "{\"B\":%d,\"n\":%lld,\"impl\":\"ours_sparse\",\"mode\":\"%s\",\"density\":%.6f,\"layers\":%d,"
-                        "\"ms\":%.6f,\"ms_min\":%.6f,\"ms_max\":%.6f,\"encode_ms\":%.6f,\"select_ms\":%.6f,\"attend_ms\":%.6f,"
+                        "\"ms\":%.6f,\"ms_min\":%.6f,\"ms_max\":%.6f,\"encode_ms\":%.6f,\"select_ms\":%.6f,\"attend_ms\":%.6f,\"select_hist_ms\":%.6f,\"select_compact_ms\":%.6f,"
                         "\"attended\":%.0f,\"code_bytes\":%.0f,\"kv_bytes\":%.0f,\"weight_bytes\":%.0f,\"bytes\":%.0f,"
                         "\"gbps\":%.1f,\"attend_gbps\":%.1f}",
                         B, (long long)n, mode, de, L, tot.med, tot.min, tot.max, st[0].med, st[1].med, st[2].med,
-                        total_tok, code_bytes, kv_sel, w_bytes, bytes, bytes / (tot.med * 1e-3) / 1e9,
+                        st[3].med, st[4].med, total_tok, code_bytes, kv_sel, w_bytes, bytes, bytes / (tot.med * 1e-3) / 1e9,
                         kv_sel / (st[2].med * 1e-3) / 1e9);
           add(buf);
         }

@@ -36,7 +36,7 @@ def main():
         ratio = f"{best / d['ms']:.2f}x" if best else "-"
         out.append(f"| {B} | {k(n)} | {te} | {tg} | {d['ms'] * 1e3:.1f} | {d['gbps']:.0f} | {ratio} |")
     out.append("\n### Sparse (hash): total and split, speedup vs the best torch SDPA flash and vs our dense\n")
-    out.append("| B | n | mode | density | total | encode | select | attend | MB moved | GB/s | attend GB/s | vs torch | vs our dense |")
+    out.append("| B | n | mode | density | total | encode | select (score+hist / compact) | attend | MB moved | GB/s | attend GB/s | vs torch | vs our dense |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(sparse, key=lambda r: (r["B"], r["n"], r["mode"], -r["density"])):
         t = torch_t.get((r["B"], r["n"]))
@@ -44,7 +44,7 @@ def main():
         d = dense.get((r["B"], r["n"]))
         out.append(
             f"| {r['B']} | {k(r['n'])} | {r['mode']} | 1/{round(1 / r['density'])} | {r['ms'] * 1e3:.1f} | "
-            f"{r['encode_ms'] * 1e3:.1f} | {r['select_ms'] * 1e3:.1f} | {r['attend_ms'] * 1e3:.1f} | "
+            f"{r['encode_ms'] * 1e3:.1f} | {r['select_ms'] * 1e3:.1f} ({r.get('select_hist_ms', 0) * 1e3:.1f}+{r.get('select_compact_ms', 0) * 1e3:.1f}) | {r['attend_ms'] * 1e3:.1f} | "
             f"{r['bytes'] / 1e6:.1f} | {r['gbps']:.0f} | {r['attend_gbps']:.0f} | "
             f"{(best / r['ms']) if best else float('nan'):.1f}x | {(d['ms'] / r['ms']) if d else float('nan'):.1f}x |")
     out.append("\n### Targets (1/32, faster GQA mode, vs the faster torch configuration)\n")

@@ -113,6 +113,7 @@ struct select_params {
   int32_t* idx = nullptr;            // [batch, n_lists, idx_stride]
   int32_t* idx_count = nullptr;      // [batch, n_lists]
   int64_t idx_stride = 0;            // >= budget_tokens(budget, max_ctx)
+  int only_pass = 0;                 // for timing: 1 = score/histogram kernel only, 2 = compaction only
 };
 int select_n_lists(const select_params& p);
 void select_validate(const select_params& p);
@@ -169,7 +170,8 @@ encode_params decode_encode_params(const decode_params& p, void* workspace);
 select_params decode_select_params(const decode_params& p, void* workspace);
 attend_params decode_attend_params(const decode_params& p, void* workspace);
 
-// Runs one stage of decode_run on its own (for timing the stages): 0 encode, 1 select, 2 attend.
+// Runs one stage of decode_run on its own (for timing the stages): 0 encode, 1 select, 2 attend,
+// 3 select's score/histogram kernel, 4 select's compaction kernel.
 void decode_stage_run(const decode_params& p, int stage, void* workspace, void* stream);
 
 // Zeroes a workspace (once, after allocating it; kernels leave it reusable).

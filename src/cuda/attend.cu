@@ -6,6 +6,11 @@
 // is computed. Online softmax in base 2 per lane group, merged across lanes, warps, then splits:
 // the last CTA of a list to finish (atomic ticket) combines the splits' partials and writes out.
 // q: [seq][n_head][D] fp32; out: [seq][n_head][D] fp32; partials: [seq][n_head][split](D + 2).
+#include <cuda_pipeline.h>
+
+#include <utility>
+#include <vector>
+
 #include "cuda/common.cuh"
 
 namespace hashattn {
@@ -59,13 +64,14 @@ template <typename T, int D, int NQ>
 __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a) {
   constexpr int LPT = D / 8;          // lanes per token
   constexpr int TPW = 32 / LPT;       // tokens per warp step
-  constexpr int U = NQ <= 4 ? 4 : 2;  // warp steps per batch
+  constexpr int U = NQ <= 4 ? 8 : 4;  // warp steps per batch
   constexpr int STEP = ATT_WARPS * TPW;
   constexpr int BATCH = STEP * U;
   __shared__ float sm_acc[ATT_WARPS][NQ][D];
   __shared__ float sm_m[ATT_WARPS][NQ], sm_l[ATT_WARPS][NQ];
   __shared__ float sm_w[NQ][MAX_SPLITS];
   __shared__ int is_last;
+  extern __shared__ uint4 kvbuf[];  // [2 stages][U][K, V][ATT_THREADS]: each thread's own 16-byte slots
 
   const int split = blockIdx.x, r = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -101,77 +107,96 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a) {
   const int64_t head_off = (int64_t)kvh * a.stride_head + part * 8;
   const int64_t my0 = warp * TPW + sub;
 
-  int64_t off[U];
+  // Software pipeline over batches of BATCH tokens: while batch j is computed, batch j+1 is in flight
+  // (cp.async into the other stage), the page ids of batch j+2 and the token ids of batch j+3 load.
+  auto tok_at = [&](int64_t i) -> int32_t { return i < end ? (il ? __ldg(il + i) : (int32_t)i) : -1; };
+  auto page_of = [&](int32_t t) -> int32_t { return t >= 0 ? __ldg(ptb + (t >> a.page_shift)) : 0; };
+  auto issue = [&](int stage, const int32_t* tk, const int32_t* pg) {
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int64_t i = start + u * STEP + my0;
-    off[u] = -1;
-    if (i < end) {
-      const int64_t t = il ? (int64_t)__ldg(il + i) : i;
-      off[u] = (int64_t)__ldg(ptb + (t >> a.page_shift)) * a.stride_page + (t & a.page_mask) * a.stride_tok + head_off;
+    for (int u = 0; u < U; ++u)
+      if (tk[u] >= 0) {
+        const int64_t off = (int64_t)pg[u] * a.stride_page + (tk[u] & a.page_mask) * a.stride_tok + head_off;
+        __pipeline_memcpy_async(kvbuf + ((stage * U + u) * 2 + 0) * ATT_THREADS + threadIdx.x, K + off, 16);
+        __pipeline_memcpy_async(kvbuf + ((stage * U + u) * 2 + 1) * ATT_THREADS + threadIdx.x, V + off, 16);
+      }
+    __pipeline_commit();
+  };
+  const int64_t nb = end > start ? (end - start + BATCH - 1) / BATCH : 0;
+  int32_t tk1[U], pg1[U], tk2[U], pg2[U], tk3[U];
+  {
+    int32_t tk0[U], pg0[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      tk0[u] = tok_at(start + u * STEP + my0);
+      tk1[u] = tok_at(start + BATCH + u * STEP + my0);
+      tk2[u] = tok_at(start + 2 * BATCH + u * STEP + my0);
     }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      pg0[u] = page_of(tk0[u]);
+      pg1[u] = page_of(tk1[u]);
+    }
+    if (nb > 0) issue(0, tk0, pg0);
   }
-  for (int64_t base = start; base < end; base += BATCH) {
-    uint4 kr[U], vr[U];
+  for (int64_t j = 0; j < nb; ++j) {
+    const int64_t base = start + j * BATCH;
+    issue((int)((j + 1) & 1), tk1, pg1);  // an empty group when batch j+1 does not exist
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      pg2[u] = page_of(tk2[u]);
+      tk3[u] = tok_at(base + 3 * BATCH + u * STEP + my0);
+    }
+    __pipeline_wait_prior(1);
+    const int st = (int)(j & 1);
+    float s[U][NQ];
     bool val[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      val[u] = off[u] >= 0;
-      if (val[u]) {
-        kr[u] = __ldg(reinterpret_cast<const uint4*>(K + off[u]));
-        vr[u] = __ldg(reinterpret_cast<const uint4*>(V + off[u]));
-      } else {
-        kr[u] = make_uint4(0, 0, 0, 0);
-        vr[u] = make_uint4(0, 0, 0, 0);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t i = base + BATCH + u * STEP + my0;
-      off[u] = -1;
-      if (i < end) {
-        const int64_t t = il ? (int64_t)__ldg(il + i) : i;
-        off[u] = (int64_t)__ldg(ptb + (t >> a.page_shift)) * a.stride_page + (t & a.page_mask) * a.stride_tok + head_off;
-      }
-    }
-    float s[U][NQ];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
+      val[u] = base + u * STEP + my0 < end;
+      const uint4 kr = val[u] ? kvbuf[((st * U + u) * 2 + 0) * ATT_THREADS + threadIdx.x] : make_uint4(0, 0, 0, 0);
       float kf[8];
-      to_float8<T>(kr[u], kf);
+      to_float8<T>(kr, kf);
 #pragma unroll
-      for (int j = 0; j < NQ; ++j) {
+      for (int jq = 0; jq < NQ; ++jq) {
         float d = 0.f;
 #pragma unroll
-        for (int e = 0; e < 8; ++e) d = fmaf(kf[e], qf[j][e], d);
+        for (int e = 0; e < 8; ++e) d = fmaf(kf[e], qf[jq][e], d);
 #pragma unroll
         for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        s[u][j] = val[u] ? d : -INFINITY;
+        s[u][jq] = val[u] ? d : -INFINITY;
       }
     }
 #pragma unroll
-    for (int j = 0; j < NQ; ++j) {
-      float mb = s[0][j];
+    for (int jq = 0; jq < NQ; ++jq) {
+      float mb = s[0][jq];
 #pragma unroll
-      for (int u = 1; u < U; ++u) mb = fmaxf(mb, s[u][j]);
-      const float mn = fmaxf(m[j], mb);
+      for (int u = 1; u < U; ++u) mb = fmaxf(mb, s[u][jq]);
+      const float mn = fmaxf(m[jq], mb);
       if (mn == -INFINITY) continue;
-      const float corr = exp2f(m[j] - mn);
-      l[j] *= corr;
+      const float corr = exp2f(m[jq] - mn);
+      l[jq] *= corr;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) acc[j][e] *= corr;
+      for (int e = 0; e < 8; ++e) acc[jq][e] *= corr;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        const float p = exp2f(s[u][j] - mn);
+        if (!val[u]) continue;
+        const float p = exp2f(s[u][jq] - mn);
         float vf[8];
-        to_float8<T>(vr[u], vf);
-        l[j] += p;
+        to_float8<T>(kvbuf[((st * U + u) * 2 + 1) * ATT_THREADS + threadIdx.x], vf);
+        l[jq] += p;
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[j][e] = fmaf(p, vf[e], acc[j][e]);
+        for (int e = 0; e < 8; ++e) acc[jq][e] = fmaf(p, vf[e], acc[jq][e]);
       }
-      m[j] = mn;
+      m[jq] = mn;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      tk1[u] = tk2[u];
+      pg1[u] = pg2[u];
+      tk2[u] = tk3[u];
     }
   }
+  __pipeline_wait_prior(0);
   // Merge the token slots of a warp (lanes with the same part).
 #pragma unroll
   for (int o = LPT; o < 32; o <<= 1) {
@@ -272,6 +297,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a) {
 }
 
 using kernel_fn = void (*)(attend_args);
+
+// Dynamic shared memory of attend_kernel<.., NQ>: two stages of U 16-byte K and V slots per thread.
+constexpr size_t kv_smem_bytes(int nq) { return 2 * (size_t)(nq <= 4 ? 8 : 4) * 2 * ATT_THREADS * 16; }
 
 template <typename T, int D>
 kernel_fn pick_nq(int nq) {
@@ -392,8 +420,19 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
   a.ticket = l.bytes ? reinterpret_cast<unsigned*>(ws + l.off_ticket) : nullptr;
   a.part_ml = l.bytes ? reinterpret_cast<float2*>(ws + l.off_ml) : nullptr;
   a.part_o = l.bytes ? reinterpret_cast<float*>(ws + l.off_o) : nullptr;
+  const size_t smem = kv_smem_bytes(l.nq);
+  {
+    // Raise the dynamic shared-memory limit once per (device, kernel).
+    static thread_local std::vector<std::pair<int, kernel_fn>> configured;
+    int dev = 0;
+    HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
+    if (std::find(configured.begin(), configured.end(), std::make_pair(dev, fn)) == configured.end()) {
+      HASHATTN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+      configured.push_back({dev, fn});
+    }
+  }
   const dim3 grid(l.n_splits, l.n_lists, p.batch);
-  fn<<<grid, ATT_THREADS, 0, detail::as_stream(stream)>>>(a);
+  fn<<<grid, ATT_THREADS, smem, detail::as_stream(stream)>>>(a);
   HASHATTN_CUDA_LAUNCHED("attend_kernel");
 }
 

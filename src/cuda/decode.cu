@@ -219,11 +219,16 @@ attend_params decode_attend_params(const decode_params& p, void* workspace) {
 
 void decode_stage_run(const decode_params& p, int stage, void* workspace, void* stream) {
   if (!workspace) fail("decode: workspace", "null", "decode_workspace_size() bytes, zeroed once");
-  if (stage < 0 || stage > 2) fail("decode_stage_run: stage", std::to_string(stage), "0 (encode), 1 (select) or 2 (attend)");
+  if (stage < 0 || stage > 4)
+    fail("decode_stage_run: stage", std::to_string(stage), "0 encode, 1 select, 2 attend, 3/4 select's passes");
   const decode_layout l = layout_of(p);
   char* ws = static_cast<char*>(workspace);
   if (stage == 0) encode_run(decode_encode_params(p, workspace), stream);
-  if (stage == 1) select_run(select_of(p, ws, &l), ws + l.off_sel, stream);
+  if (stage == 1 || stage >= 3) {
+    select_params sp = select_of(p, ws, &l);
+    sp.only_pass = stage >= 3 ? stage - 2 : 0;
+    select_run(sp, ws + l.off_sel, stream);
+  }
   if (stage == 2) attend_run(attend_of(p, ws, &l), ws + l.off_att, stream);
 }
 

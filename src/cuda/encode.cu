@@ -16,7 +16,8 @@ namespace {
 using namespace detail;
 
 constexpr int ENC_TT = 16;
-constexpr int ENC_THREADS = 256;
+constexpr int ENC_THREADS = 512;
+constexpr int ENC_MAX_SPLIT = 16;  // threads that share one output's dot product (split over inputs)
 
 struct mlp_args {
   const float* w[3];
@@ -101,11 +102,12 @@ __global__ void __launch_bounds__(ENC_THREADS) encode_kernel(encode_args a) {
       sb[l] = p;
       copy_async(p, m.b[l] + (int64_t)head * nb, nb);
       p += (nb + 3) / 4 * 4;
+      __pipeline_commit();  // one group per layer: layer l waits for its own weights only
     }
-    __pipeline_commit();
   }
   float* x0 = sm + weight_floats(m);
   float* x1 = x0 + ENC_TT * a.max_dim;
+  float* red = x1 + ENC_TT * a.max_dim;  // [ENC_THREADS] partial sums
   const int d = a.head_dim;
   const int kvh = is_key ? (a.per_group ? head : head / a.group) : 0;
 
@@ -133,32 +135,52 @@ __global__ void __launch_bounds__(ENC_THREADS) encode_kernel(encode_args a) {
       store_half_any(a.v, a.kv_type, dst, load_any(a.v_new, a.in_type, src));
     }
   }
-  __pipeline_wait_prior(0);
-  __syncthreads();
-
-  // 3. the MLP over the tile.
+  // 3. the MLP over the tile. With few outputs (decode), `ks` threads share each output's dot
+  // product, each over a slice of the inputs, and the slices are summed through shared memory.
   float* cur = x0;
   float* nxt = x1;
   for (int l = 0; l < m.n_layer; ++l) {
+    __pipeline_wait_prior(m.n_layer - 1 - l);
+    __syncthreads();
     const int din = m.dims[l], dout = m.dims[l + 1];
     const float* W = sw[l];
     const float* B = sb[l];
     const bool last = l == m.n_layer - 1;
-    for (int e = threadIdx.x; e < nt * dout; e += blockDim.x) {
+    const int total = nt * dout;
+    int ks = 1;
+    while (ks < ENC_MAX_SPLIT && total * ks * 2 <= ENC_THREADS && ks * 2 <= din) ks *= 2;
+    const int groups = ENC_THREADS / ks;
+    const int part = threadIdx.x / groups, g = threadIdx.x % groups;
+    const int i0 = (int)((int64_t)din * part / ks), i1 = (int)((int64_t)din * (part + 1) / ks);
+    for (int e = g; e < total; e += groups) {
       const int t = e / dout, o = e % dout;
       const float* xr = cur + t * din;
-      float acc0 = B[o], acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
-      int i = 0;
-      for (; i + 4 <= din; i += 4) {
+      float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
+      int i = i0;
+      for (; i + 4 <= i1; i += 4) {
         acc0 = fmaf(xr[i], W[(i + 0) * dout + o], acc0);
         acc1 = fmaf(xr[i + 1], W[(i + 1) * dout + o], acc1);
         acc2 = fmaf(xr[i + 2], W[(i + 2) * dout + o], acc2);
         acc3 = fmaf(xr[i + 3], W[(i + 3) * dout + o], acc3);
       }
-      for (; i < din; ++i) acc0 = fmaf(xr[i], W[i * dout + o], acc0);
-      float y = (acc0 + acc1) + (acc2 + acc3);
-      if (!last) y = y / (1.f + __expf(-y));
-      nxt[t * dout + o] = y;
+      for (; i < i1; ++i) acc0 = fmaf(xr[i], W[i * dout + o], acc0);
+      const float acc = (acc0 + acc1) + (acc2 + acc3);
+      if (ks == 1) {
+        float y = acc + B[o];
+        if (!last) y = y / (1.f + __expf(-y));
+        nxt[t * dout + o] = y;
+      } else {
+        red[part * total + e] = acc;
+      }
+    }
+    if (ks > 1) {
+      __syncthreads();
+      for (int e = threadIdx.x; e < total; e += ENC_THREADS) {
+        float y = B[e % dout];
+        for (int q = 0; q < ks; ++q) y += red[q * total + e];
+        if (!last) y = y / (1.f + __expf(-y));
+        nxt[e] = y;
+      }
     }
     __syncthreads();
     float* tmp = cur;
@@ -217,7 +239,7 @@ size_t smem_bytes(const mlp_args& km, const mlp_args& qm, bool has_k, bool has_q
   int64_t wf = 0;
   if (has_k) wf = weight_floats(km);
   if (has_q) wf = std::max<int64_t>(wf, weight_floats(qm));
-  return (size_t)(wf + 2 * ENC_TT * (int64_t)max_dim) * sizeof(float);
+  return (size_t)(wf + 2 * ENC_TT * (int64_t)max_dim + ENC_THREADS) * sizeof(float);
 }
 
 }  // namespace

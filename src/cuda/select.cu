@@ -214,11 +214,20 @@ __global__ void __launch_bounds__(SEL_THREADS) select_compact_kernel(select_args
   for (int j = 0; j < MAX_QPL; ++j) qc[j] = j < a.qpl ? a.qcodes[(int64_t)b * a.n_head + r * a.qpl + j] : 0u;
   const uint32_t* row = a.codes + (int64_t)b * a.c_stride_seq + (int64_t)r * a.c_stride_head;
   const uint4* row4 = reinterpret_cast<const uint4*>(row);
+  // Each thread scores 16 consecutive tokens of a tile; the next tile's codes load during this one.
+  uint4 nx[4];
+  auto load_tile = [&](int64_t tile) {
+    const int64_t t0 = tile + (int64_t)threadIdx.x * 16;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) nx[u] = t0 + 4 * u < hi ? __ldcs(row4 + (t0 >> 2) + u) : make_uint4(0, 0, 0, 0);
+  };
+  load_tile(lo & ~int64_t(3));
   for (int64_t tile = lo & ~int64_t(3); tile < hi; tile += SEL_TILE) {
     const int64_t t0 = tile + (int64_t)threadIdx.x * 16;
     uint4 w[4];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) w[u] = t0 + 4 * u < hi ? __ldcs(row4 + (t0 >> 2) + u) : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < 4; ++u) w[u] = nx[u];
+    if (tile + SEL_TILE < hi) load_tile(tile + SEL_TILE);
     uint32_t gt_mask = 0, eq_mask = 0;
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
@@ -276,7 +285,7 @@ select_layout layout_of(const select_params& p) {
   l.levels = l.qpl * p.bits + 1;
   // Chunks: enough CTAs to fill the device about twice, each at least one compaction tile.
   const int64_t max_chunks = std::max<int64_t>(1, detail::ceil_div(p.max_ctx, SEL_TILE));
-  const int64_t want = detail::ceil_div(2 * (int64_t)detail::sm_count(), (int64_t)p.batch * l.n_lists);
+  const int64_t want = detail::ceil_div(8 * (int64_t)detail::sm_count(), (int64_t)p.batch * l.n_lists);
   const int64_t nc = std::min(std::max<int64_t>(want, 1), max_chunks);
   l.chunk = detail::round_up(detail::ceil_div(std::max<int64_t>(p.max_ctx, 1), nc), SEL_TILE);
   l.n_chunks = (int)detail::ceil_div(std::max<int64_t>(p.max_ctx, 1), l.chunk);
@@ -367,10 +376,14 @@ void select_run(const select_params& p, void* workspace, void* stream) {
   a.cum = reinterpret_cast<int*>(ws + l.off_cum);
   const dim3 grid(l.n_chunks, l.n_lists, p.batch);
   cudaStream_t s = detail::as_stream(stream);
-  select_hist_kernel<<<grid, SEL_THREADS, 0, s>>>(a);
-  HASHATTN_CUDA_LAUNCHED("select_hist_kernel");
-  select_compact_kernel<<<grid, SEL_THREADS, 0, s>>>(a);
-  HASHATTN_CUDA_LAUNCHED("select_compact_kernel");
+  if (p.only_pass != 2) {
+    select_hist_kernel<<<grid, SEL_THREADS, 0, s>>>(a);
+    HASHATTN_CUDA_LAUNCHED("select_hist_kernel");
+  }
+  if (p.only_pass != 1) {
+    select_compact_kernel<<<grid, SEL_THREADS, 0, s>>>(a);
+    HASHATTN_CUDA_LAUNCHED("select_compact_kernel");
+  }
 }
 
 }  // namespace cuda

@@ -66,7 +66,9 @@ void run_select_case(const select_case& c) {
   dbuf<int32_t> d_len, d_idx((size_t)c.B * n_lists * stride), d_cnt((size_t)c.B * n_lists);
   d_codes.upload(codes);
   d_len.upload(len);
+  d_q.alloc((size_t)c.B * c.n_head);
   select_params p;
+  p.qcodes = d_q.p;
   p.batch = c.B;
   p.n_head = c.n_head;
   p.n_head_kv = c.n_kv;
