@@ -1,5 +1,6 @@
 // Decode-attention benchmark on the GPU: Llama-3.1-8B attention shape (32 query / 8 KV heads,
 // head_dim 128, bf16 paged KV, page size 16), batch B and context n from the command line.
+// Page layout [page][kv head][slot][d]: a KV head's 16 rows of a page are 4 KB contiguous.
 // Per (B, n): our dense split-KV flash decoding, and our hash-sparse decode (encode the new key and
 // the queries, select, attend) for both GQA modes and each density, with the time of each stage.
 // Timing: each variant is captured as one CUDA graph over L layers (L distinct KV caches, codes and
@@ -237,8 +238,9 @@ int main(int argc, char** argv) {
         y.kv.n_head_kv = HKV;
         y.kv.head_dim = D;
         y.kv.page_size = PS;
-        y.kv.stride_tok = (int64_t)HKV * D;
-        y.kv.stride_head = D;
+        // Page layout [page][kv head][slot][d] ("HND"): a KV head's rows of a page are contiguous.
+        y.kv.stride_tok = D;
+        y.kv.stride_head = (int64_t)PS * D;
         y.kv.stride_page = (int64_t)PS * HKV * D;
         y.kv.page_table = d_pt;
         y.kv.page_table_stride = npp;
