@@ -166,28 +166,32 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a) {
         s[u][jq] = val[u] ? d : -INFINITY;
       }
     }
+    // New running max per head, rescale once per batch, then one pass over the V rows.
+    float mn[NQ];
 #pragma unroll
     for (int jq = 0; jq < NQ; ++jq) {
       float mb = s[0][jq];
 #pragma unroll
       for (int u = 1; u < U; ++u) mb = fmaxf(mb, s[u][jq]);
-      const float mn = fmaxf(m[jq], mb);
-      if (mn == -INFINITY) continue;
-      const float corr = exp2f(m[jq] - mn);
+      mn[jq] = fmaxf(m[jq], mb);
+      const float corr = mn[jq] == -INFINITY ? 1.f : exp2f(m[jq] - mn[jq]);
       l[jq] *= corr;
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[jq][e] *= corr;
+      m[jq] = mn[jq];
+    }
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (!val[u]) continue;
-        const float p = exp2f(s[u][jq] - mn);
-        float vf[8];
-        to_float8<T>(kvbuf[((st * U + u) * 2 + 1) * ATT_THREADS + threadIdx.x], vf);
+    for (int u = 0; u < U; ++u) {
+      if (!val[u]) continue;
+      float vf[8];
+      to_float8<T>(kvbuf[((st * U + u) * 2 + 1) * ATT_THREADS + threadIdx.x], vf);
+#pragma unroll
+      for (int jq = 0; jq < NQ; ++jq) {
+        const float p = exp2f(s[u][jq] - mn[jq]);
         l[jq] += p;
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[jq][e] = fmaf(p, vf[e], acc[jq][e]);
       }
-      m[jq] = mn;
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -323,6 +327,21 @@ struct attend_layout {
   size_t off_ticket, off_ml, off_o, bytes;
 };
 
+// Raises the dynamic shared-memory limit of a kernel once per device; returns its CTAs per SM.
+int prepare_kernel(kernel_fn fn, size_t smem) {
+  static thread_local std::vector<std::pair<std::pair<int, kernel_fn>, int>> done;
+  int dev = 0;
+  HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
+  for (const auto& d : done)
+    if (d.first.first == dev && d.first.second == fn) return d.second;
+  HASHATTN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  int per_sm = 0;
+  HASHATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, ATT_THREADS, smem));
+  per_sm = std::max(per_sm, 1);
+  done.push_back({{dev, fn}, per_sm});
+  return per_sm;
+}
+
 attend_layout layout_of(const attend_params& p) {
   attend_layout l{};
   const int g = p.n_head / p.kv.n_head_kv;
@@ -333,10 +352,19 @@ attend_layout layout_of(const attend_params& p) {
   if (p.n_splits > 0) {
     l.n_splits = p.n_splits;
   } else {
+    // Splits per list: the fewest waves of resident CTAs per unit of work (no nearly empty last wave).
     const int64_t lists = (int64_t)p.batch * l.n_lists;
-    const int64_t want = detail::ceil_div(3 * (int64_t)detail::sm_count(), lists);
-    const int64_t cap = std::max<int64_t>(1, detail::ceil_div(max_count, MIN_PER_SPLIT));
-    l.n_splits = (int)std::min<int64_t>({std::max<int64_t>(want, 1), cap, (int64_t)MAX_SPLITS});
+    const int64_t resident = (int64_t)detail::sm_count() * prepare_kernel(pick(p.kv.type, p.kv.head_dim, l.nq), kv_smem_bytes(l.nq));
+    const int64_t cap = std::min<int64_t>(MAX_SPLITS, std::max<int64_t>(1, detail::ceil_div(max_count, MIN_PER_SPLIT)));
+    double best = 1e300;
+    l.n_splits = 1;
+    for (int64_t sp = 1; sp <= cap; ++sp) {
+      const double cost = (double)detail::ceil_div(lists * sp, resident) / (double)sp;
+      if (cost < best * 0.999) {
+        best = cost;
+        l.n_splits = (int)sp;
+      }
+    }
   }
   const int64_t lists = (int64_t)p.batch * l.n_lists;
   const int64_t rows = (int64_t)p.batch * p.n_head * l.n_splits;
@@ -421,16 +449,7 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
   a.part_ml = l.bytes ? reinterpret_cast<float2*>(ws + l.off_ml) : nullptr;
   a.part_o = l.bytes ? reinterpret_cast<float*>(ws + l.off_o) : nullptr;
   const size_t smem = kv_smem_bytes(l.nq);
-  {
-    // Raise the dynamic shared-memory limit once per (device, kernel).
-    static thread_local std::vector<std::pair<int, kernel_fn>> configured;
-    int dev = 0;
-    HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
-    if (std::find(configured.begin(), configured.end(), std::make_pair(dev, fn)) == configured.end()) {
-      HASHATTN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-      configured.push_back({dev, fn});
-    }
-  }
+  prepare_kernel(fn, smem);
   const dim3 grid(l.n_splits, l.n_lists, p.batch);
   fn<<<grid, ATT_THREADS, smem, detail::as_stream(stream)>>>(a);
   HASHATTN_CUDA_LAUNCHED("attend_kernel");

@@ -285,11 +285,19 @@ select_layout layout_of(const select_params& p) {
   l.levels = l.qpl * p.bits + 1;
   // Chunks: enough CTAs to fill the device about twice, each at least one compaction tile.
   const int64_t max_chunks = std::max<int64_t>(1, detail::ceil_div(p.max_ctx, SEL_TILE));
-  const int64_t want = detail::ceil_div(8 * (int64_t)detail::sm_count(), (int64_t)p.batch * l.n_lists);
-  const int64_t nc = std::min(std::max<int64_t>(want, 1), max_chunks);
+  // Chunks per list: the fewest waves (8 resident CTAs per SM) per unit of work, at most max_chunks.
+  const int64_t lists = (int64_t)p.batch * l.n_lists, resident = 8 * (int64_t)detail::sm_count();
+  int64_t nc = 1;
+  double best = 1e300;
+  for (int64_t c = 1; c <= std::min<int64_t>(max_chunks, 1024); ++c) {
+    const double cost = (double)detail::ceil_div(lists * c, resident) / (double)c;
+    if (cost < best * 0.999) {
+      best = cost;
+      nc = c;
+    }
+  }
   l.chunk = detail::round_up(detail::ceil_div(std::max<int64_t>(p.max_ctx, 1), nc), SEL_TILE);
   l.n_chunks = (int)detail::ceil_div(std::max<int64_t>(p.max_ctx, 1), l.chunk);
-  const int64_t lists = (int64_t)p.batch * l.n_lists;
   size_t off = 0;
   l.off_ticket = off;
   off = detail::align_up(off + lists * sizeof(unsigned));
