@@ -212,8 +212,8 @@ int main(int argc, char** argv) {
       auto mlp = [&](int n_enc) {
         mlp_device m;
         m.n_enc = n_enc;
-        m.n_layer = 3;
-        m.in = D;
+        m.n_layers = 3;
+        m.in_dim = D;
         m.hidden = HID;
         m.bits = BITS;
         const int dims[4] = {D, HID, HID, BITS};

@@ -2,7 +2,8 @@
 # the CUDA backend and its tests need (core, ref, cuda, the validation and budget code), the cuda
 # tests, the CUDA benchmarks and the CUDA examples. Assumes only a CUDA toolkit and a C++ compiler:
 #   GoogleTest: an installed package, else the source tree in HASHATTN_GTEST_SOURCE.
-#   Highway (tests/common uses it): an installed package, else HASHATTN_HWY_ROOT/{include,lib}.
+#   Highway (src/cpu, tests/common): an installed package, else HASHATTN_HWY_ROOT/{include,lib}.
+#   OpenMP (the compiler's); CBLAS if installed, else a plain-loop sgemm (cmake/gpu-check-shim).
 enable_language(CUDA)
 set(CMAKE_CUDA_STANDARD 17)
 if(NOT CMAKE_CUDA_ARCHITECTURES)
@@ -11,15 +12,41 @@ endif()
 find_package(CUDAToolkit REQUIRED)
 set(HASHATTN_CUDA ON)
 
+find_package(hwy QUIET)
+if(NOT hwy_FOUND)
+  if(NOT HASHATTN_HWY_ROOT OR NOT EXISTS ${HASHATTN_HWY_ROOT}/include/hwy/highway.h)
+    message(FATAL_ERROR "Highway: no package found and HASHATTN_HWY_ROOT='${HASHATTN_HWY_ROOT}' has no include/hwy")
+  endif()
+  file(GLOB _hwy_lib ${HASHATTN_HWY_ROOT}/lib/libhwy.so*)
+  list(GET _hwy_lib 0 _hwy_lib)
+  add_library(hwy::hwy SHARED IMPORTED)
+  set_target_properties(hwy::hwy PROPERTIES IMPORTED_LOCATION ${_hwy_lib}
+                        INTERFACE_INCLUDE_DIRECTORIES ${HASHATTN_HWY_ROOT}/include)
+endif()
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+
+# core, ref, cuda, and what the references call (validation, budget, selection split, CPU hash ops).
 file(GLOB _gc_src CONFIGURE_DEPENDS
-     ${CMAKE_SOURCE_DIR}/src/core/*.cpp ${CMAKE_SOURCE_DIR}/src/ref/*.cpp
+     ${CMAKE_SOURCE_DIR}/src/core/*.cpp ${CMAKE_SOURCE_DIR}/src/ref/*.cpp ${CMAKE_SOURCE_DIR}/src/hash/*.cpp
      ${CMAKE_SOURCE_DIR}/src/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cpp
-     ${CMAKE_SOURCE_DIR}/src/cpu/*validate*.cpp ${CMAKE_SOURCE_DIR}/src/policy/budget.cpp
-     ${CMAKE_SOURCE_DIR}/src/hash/*-ref*.cpp)
+     ${CMAKE_SOURCE_DIR}/src/cpu/*.cpp ${CMAKE_SOURCE_DIR}/src/policy/budget.cpp)
+find_path(HASHATTN_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas)
+find_library(HASHATTN_CBLAS_LIB NAMES openblas cblas)
+set(_gc_blas_inc)
+set(_gc_blas_lib)
+if(HASHATTN_CBLAS_INCLUDE AND HASHATTN_CBLAS_LIB)
+  set(_gc_blas_inc ${HASHATTN_CBLAS_INCLUDE})
+  set(_gc_blas_lib ${HASHATTN_CBLAS_LIB})
+else()
+  message(STATUS "gpu-check: no CBLAS found; linking the plain-loop sgemm of cmake/gpu-check-shim")
+  enable_language(C)
+  set(_gc_blas_inc ${CMAKE_SOURCE_DIR}/cmake/gpu-check-shim)
+  list(APPEND _gc_src ${CMAKE_SOURCE_DIR}/cmake/gpu-check-shim/cblas-shim.c)
+endif()
 add_library(hashattn STATIC ${_gc_src})
-target_include_directories(hashattn PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_include_directories(hashattn PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src ${_gc_blas_inc})
 target_compile_definitions(hashattn PUBLIC HASHATTN_HAVE_CUDA=1)
-target_link_libraries(hashattn PUBLIC CUDA::cudart)
+target_link_libraries(hashattn PUBLIC CUDA::cudart OpenMP::OpenMP_CXX hwy::hwy ${_gc_blas_lib})
 target_compile_options(hashattn PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xptxas=-v>)
 
 enable_testing()
@@ -36,18 +63,6 @@ if(NOT GTest_FOUND)
   add_library(GTest::gtest_main ALIAS gtest_main)
 endif()
 include(GoogleTest)
-
-find_package(hwy QUIET)
-if(NOT hwy_FOUND)
-  if(NOT HASHATTN_HWY_ROOT OR NOT EXISTS ${HASHATTN_HWY_ROOT}/include/hwy/highway.h)
-    message(FATAL_ERROR "Highway: no package found and HASHATTN_HWY_ROOT='${HASHATTN_HWY_ROOT}' has no include/hwy")
-  endif()
-  file(GLOB _hwy_lib ${HASHATTN_HWY_ROOT}/lib/libhwy.so*)
-  list(GET _hwy_lib 0 _hwy_lib)
-  add_library(hwy::hwy SHARED IMPORTED)
-  set_target_properties(hwy::hwy PROPERTIES IMPORTED_LOCATION ${_hwy_lib}
-                        INTERFACE_INCLUDE_DIRECTORIES ${HASHATTN_HWY_ROOT}/include)
-endif()
 
 file(GLOB HASHATTN_TEST_COMMON CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/common/*.cpp)
 file(GLOB _gc_test_dirs LIST_DIRECTORIES true ${CMAKE_SOURCE_DIR}/tests/*)

@@ -110,8 +110,8 @@ int main(int argc, char** argv) {
     auto make_mlp = [&](int n_enc, unsigned seed) {
       mlp_device m;
       m.n_enc = n_enc;
-      m.n_layer = 3;
-      m.in = D;
+      m.n_layers = 3;
+      m.in_dim = D;
       m.hidden = 128;
       m.bits = 32;
       const int dims[4] = {D, 128, 128, 32};

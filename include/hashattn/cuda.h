@@ -19,6 +19,7 @@
 #include <string>
 
 #include "hashattn/attention.h"
+#include "hashattn/hash.h"
 #include "hashattn/policy.h"
 
 namespace hashattn {
@@ -54,19 +55,10 @@ struct code_store {
   int64_t stride_head = 0;       // words
 };
 
-// Hash encoder MLPs of one layer, fp32 on the device, one per encoder head, stacked:
-//   w[l]: [n_enc, in_l, out_l], b[l]: [n_enc, out_l];  in_0 = head_dim, out_last = bits,
-//   hidden layers of width `hidden` with SiLU; bit j of the code = (output j > 0).
-// n_layer 1: head_dim -> bits; 2: head_dim -> hidden -> bits; 3: head_dim -> hidden -> hidden -> bits.
-struct mlp_device {
-  int n_enc = 0;
-  int n_layer = 3;
-  int in = 0;
-  int hidden = 128;
-  int bits = 32;                 // 1 .. 32
-  const float* w[3] = {nullptr, nullptr, nullptr};
-  const float* b[3] = {nullptr, nullptr, nullptr};
-};
+// Hash encoder MLPs of one layer: hash_mlp_view (hash.h) with DEVICE pointers, fp32, stacked per
+// encoder head: w[l] [n_enc, in_l, out_l], b[l] [n_enc, out_l]; SiLU between layers; bit j of the
+// code = (output j > 0), LSB first. The CUDA kernels take codes of up to 32 bits (uint32 words).
+using mlp_device = hash_mlp_view;
 
 // Fused KV append + key encode (any number of new tokens: decode or prefill) and query encode,
 // all heads of a layer in one launch.

@@ -209,10 +209,10 @@ __global__ void __launch_bounds__(ENC_THREADS) encode_kernel(encode_args a) {
 
 mlp_args to_args(const mlp_device& m) {
   mlp_args r{};
-  r.n_layer = m.n_layer;
-  r.dims[0] = m.in;
-  for (int l = 1; l < m.n_layer; ++l) r.dims[l] = m.hidden;
-  r.dims[m.n_layer] = m.bits;
+  r.n_layer = m.n_layers;
+  r.dims[0] = m.in_dim;
+  for (int l = 1; l < m.n_layers; ++l) r.dims[l] = m.hidden;
+  r.dims[m.n_layers] = m.bits;
   for (int l = 0; l < 3; ++l) {
     r.w[l] = m.w[l];
     r.b[l] = m.b[l];
@@ -222,16 +222,17 @@ mlp_args to_args(const mlp_device& m) {
 
 void check_mlp(const mlp_device& m, const char* which, int n_enc, int head_dim) {
   const std::string w = std::string("encode: ") + which;
-  if (m.n_layer < 1 || m.n_layer > 3)
-    fail(w + " n_layer", std::to_string(m.n_layer), "1, 2 or 3");
+  if (m.n_layers < 1 || m.n_layers > 3)
+    fail(w + " n_layers", std::to_string(m.n_layers), "1, 2 or 3");
   if (m.n_enc != n_enc)
     fail(w + " n_enc", std::to_string(m.n_enc), std::to_string(n_enc),
          "one encoder per code head (per_head: n_head, per_group: n_head_kv) or per query head");
-  if (m.in != head_dim) fail(w + " input width", std::to_string(m.in), std::to_string(head_dim));
-  if (m.bits < 1 || m.bits > 32) fail(w + " bits", std::to_string(m.bits), "1 .. 32");
-  if (m.n_layer > 1 && (m.hidden < 1 || m.hidden > 1024))
+  if (m.in_dim != head_dim) fail(w + " input width", std::to_string(m.in_dim), std::to_string(head_dim));
+  if (m.bits < 1 || m.bits > 32)
+    fail(w + " bits", std::to_string(m.bits), "1 .. 32", "the CUDA backend packs codes into uint32 words");
+  if (m.n_layers > 1 && (m.hidden < 1 || m.hidden > 1024))
     fail(w + " hidden width", std::to_string(m.hidden), "1 .. 1024");
-  for (int l = 0; l < m.n_layer; ++l)
+  for (int l = 0; l < m.n_layers; ++l)
     if (!m.w[l] || !m.b[l]) fail(w + " weights of layer " + std::to_string(l), "null", "device pointers");
 }
 

@@ -1,7 +1,6 @@
 // Helpers of the CUDA tests: checked device buffers, a host-side KV cache of B sequences that is
 // scattered into a randomly permuted paged layout on the device, random encoder weights, and the
-// float64 references of the hash path (MLP encoder -> code, bit scores, the selection rule with
-// ties to the most recent positions) written as plain sorting loops.
+// float64 references of the hash path from src/ref (hash_mlp_ref, hash_score_ref, select_rule_ref).
 // host KV: k/v [B][cap][n_kv][d] as fp16/bf16 bits; device: pages [page][slot][n_kv][d] (+ padding).
 #pragma once
 #include <cuda_runtime.h>
@@ -189,10 +188,25 @@ struct dev_mlp {
   dbuf<float> w[3], b[3];
   mlp_device view;
 };
+// The weights as a hash_mlp_view over host memory (for the float64 reference).
+inline hash_mlp_view host_view(const host_mlp& h) {
+  hash_mlp_view v;
+  v.n_enc = h.n_enc;
+  v.n_layers = h.n_layer;
+  v.in_dim = h.in;
+  v.hidden = h.hidden;
+  v.bits = h.bits;
+  for (int l = 0; l < h.n_layer; ++l) {
+    v.w[l] = h.w[l].data();
+    v.b[l] = h.b[l].data();
+  }
+  return v;
+}
+
 inline void upload_mlp(const host_mlp& h, dev_mlp& d) {
   d.view.n_enc = h.n_enc;
-  d.view.n_layer = h.n_layer;
-  d.view.in = h.in;
+  d.view.n_layers = h.n_layer;
+  d.view.in_dim = h.in;
   d.view.hidden = h.hidden;
   d.view.bits = h.bits;
   for (int l = 0; l < h.n_layer; ++l) {
@@ -203,22 +217,12 @@ inline void upload_mlp(const host_mlp& h, dev_mlp& d) {
   }
 }
 
-// Float64 forward of encoder e on x[in]: the last layer's outputs (bit j = out[j] > 0).
+// Float64 forward of encoder e on x[in] through src/ref: the last layer's outputs.
 inline std::vector<double> ref_mlp(const host_mlp& m, int e, const double* x) {
-  std::vector<double> cur(x, x + m.in), nxt;
-  for (int l = 0; l < m.n_layer; ++l) {
-    const int di = m.dim(l), dout = m.dim(l + 1);
-    nxt.assign(dout, 0.0);
-    const float* W = m.w[l].data() + (size_t)e * di * dout;
-    const float* B = m.b[l].data() + (size_t)e * dout;
-    for (int o = 0; o < dout; ++o) {
-      double acc = B[o];
-      for (int i = 0; i < di; ++i) acc += cur[i] * (double)W[(size_t)i * dout + o];
-      nxt[o] = l + 1 < m.n_layer ? acc / (1.0 + std::exp(-acc)) : acc;
-    }
-    cur.swap(nxt);
-  }
-  return cur;
+  std::vector<float> xf(x, x + m.in);  // inputs are fp32 values (exact in double)
+  std::vector<double> out(m.bits);
+  ref::hash_mlp_ref(host_view(m), e, xf.data(), out.data());
+  return out;
 }
 
 // Bits where the float64 output is within `margin` of zero may legitimately differ in fp32.
@@ -232,33 +236,19 @@ inline uint32_t code_of(const std::vector<double>& y, double margin, uint32_t* u
   return c;
 }
 
-// ---- selection rule, float64-free but written as the obvious sort ----
+// ---- selection: scores by src/ref's hash_score_ref, the rule by src/ref's select_rule_ref ----
 inline int ref_score(const uint32_t* qc, int qpl, uint32_t k, int bits) {
-  const uint32_t mask = bits == 32 ? 0xffffffffu : ((1u << bits) - 1);
   int s = 0;
-  for (int j = 0; j < qpl; ++j) s += bits - __builtin_popcount((qc[j] ^ k) & mask);
+  for (int j = 0; j < qpl; ++j) s += ref::hash_score_ref(qc[j], k, bits);
   return s;
 }
 
 // Sinks + window + top-(budget - sinks - window) of the middle by score, ties to the most recent.
 inline std::vector<int32_t> ref_select(const budget_params& bp, int64_t n, const uint32_t* qc, int qpl,
                                        const uint32_t* codes, int bits) {
-  const int64_t total = budget_tokens(bp, n);
-  std::vector<int32_t> out;
-  if (total >= n) {
-    for (int64_t t = 0; t < n; ++t) out.push_back((int32_t)t);
-    return out;
-  }
-  const int64_t s = std::min(bp.sinks, n), w = std::min(bp.window, n - s);
-  const int64_t mid = total - s - w;
-  std::vector<std::pair<int, int64_t>> cand;
-  for (int64_t t = s; t < n - w; ++t) cand.push_back({ref_score(qc, qpl, codes[t], bits), t});
-  std::sort(cand.begin(), cand.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second > b.second; });
-  for (int64_t t = 0; t < s; ++t) out.push_back((int32_t)t);
-  for (int64_t i = 0; i < mid; ++i) out.push_back((int32_t)cand[i].second);
-  for (int64_t t = n - w; t < n; ++t) out.push_back((int32_t)t);
-  std::sort(out.begin(), out.end());
-  return out;
+  std::vector<double> score(n);
+  for (int64_t t = 0; t < n; ++t) score[t] = ref_score(qc, qpl, codes[t], bits);
+  return ref::select_rule_ref(score.data(), n, bp);
 }
 
 }  // namespace hashattn::cudatest
