@@ -23,10 +23,17 @@
 namespace hashattn::attn_detail {
 constexpr int max_group = 8;  // query heads processed together per job
 constexpr int block = 32;     // tokens per online-softmax block
+constexpr int prefetch_dist = 8;  // K rows prefetched this many tokens ahead
+constexpr int max_heads_per_job = 64;  // KV heads processed together by a dense job
+// Floats of one head's partial state: acc [max_group, dp], m [max_group], l [max_group].
+inline int64_t head_part_floats(int dp) { return (int64_t)max_group * dp + 2 * max_group; }
+// A job: KV heads hk .. hk+nhk-1, each with its query heads hk*G+g0 .. hk*G+g0+ng-1, over one token
+// set (dense, or one list shared by the job's heads).
 struct job {
-  int hk = 0;                     // KV head
-  int q0 = 0;                     // first query head
-  int ng = 0;                     // query heads in the job (1 .. max_group)
+  int hk = 0;                     // first KV head
+  int nhk = 1;                    // KV heads in the job (> 1 only for dense jobs)
+  int g0 = 0;                     // first query head within each group
+  int ng = 0;                     // query heads per KV head (1 .. max_group)
   const int32_t* idx = nullptr;   // token list, nullptr = dense [0, n)
   int64_t n = 0;                  // tokens in the job
 };
@@ -41,7 +48,7 @@ struct ctx {
   const job* jobs = nullptr;
   const item* items = nullptr;
   int n_items = 0;
-  float* part = nullptr;      // per item: acc [max_group, dp], m [max_group], l [max_group]
+  float* part = nullptr;      // per item: nhk x head_part_floats(dp)
   int64_t part_stride = 0;
   int n_threads = 1;
 };
@@ -82,90 +89,132 @@ HWY_INLINE hn::Vec<DF> load_row(DF df, const T* p) {
   }
 }
 
+HWY_INLINE void prefetch_row(const void* p, int bytes) {
+  for (int o = 0; o < bytes; o += 64) hwy::Prefetch((const char*)p + o);
+}
+
+// Online-softmax state of the G query heads of one KV head within one item.
+template <class T>
+struct head_state {
+  const T* kb;      // K of the KV head (token 0)
+  const T* vb;      // V of the KV head (token 0)
+  const float* q;   // [G, dp] scaled queries
+  float* acc;       // [G, dp]
+  float* m;         // [G] running max
+  float* l;         // [G] running sum
+};
+
+// One block of nb tokens (positions tok(b .. b+nb)) for one KV head and its G query heads.
+template <class T, int G>
+HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, int dp, const int32_t* idx, int64_t b,
+                          int nb, int64_t e) {
+  const int d = kv.head_dim;
+  const DF df;
+  const int N = (int)hn::Lanes(df);
+  const int dt = d / N * N;  // SIMD part; [dt, d) is the scalar tail
+  const int row_bytes = d * (int)sizeof(T);
+  const float* q = st.q;
+  float* acc = st.acc;
+  float* m = st.m;
+  float* l = st.l;
+  HWY_ALIGN float s[G][block];
+  const T* vrow[block];
+  // Scores for the G queries, one K row read per token.
+  for (int i = 0; i < nb; i++) {
+    const int64_t t = idx ? (int64_t)idx[b + i] : b + i;
+    const T* kr = st.kb + t * kv.stride_tok;
+    vrow[i] = st.vb + t * kv.stride_tok;
+    // Rows are scattered (index lists) or strided by all KV heads: prefetch K rows ahead and this
+    // block's V rows now, so that many cache misses are in flight at once.
+    if (b + i + prefetch_dist < e) {
+      const int64_t tn = idx ? (int64_t)idx[b + i + prefetch_dist] : b + i + prefetch_dist;
+      prefetch_row(st.kb + tn * kv.stride_tok, row_bytes);
+    }
+    prefetch_row(vrow[i], row_bytes);
+    hn::Vec<DF> a[G];
+    for (int g = 0; g < G; g++) a[g] = hn::Zero(df);
+    for (int j = 0; j < dt; j += N) {
+      const auto kv_ = load_row(df, kr + j);
+      for (int g = 0; g < G; g++) a[g] = hn::MulAdd(hn::LoadU(df, q + g * dp + j), kv_, a[g]);
+    }
+    for (int g = 0; g < G; g++) {
+      float sg = hn::GetLane(hn::SumOfLanes(df, a[g]));
+      for (int j = dt; j < d; j++) sg += q[g * dp + j] * to_f32(kr[j]);
+      s[g][i] = sg;
+    }
+  }
+  // Online softmax update per query.
+  for (int g = 0; g < G; g++) {
+    float bm = s[g][0];
+    for (int i = 1; i < nb; i++) bm = std::max(bm, s[g][i]);
+    if (bm > m[g]) {
+      const float alpha = std::exp(m[g] - bm);  // 0 when m[g] = -inf
+      l[g] *= alpha;
+      float* ag = acc + g * dp;
+      const auto va = hn::Set(df, alpha);
+      for (int j = 0; j < dp; j += N) hn::StoreU(hn::Mul(hn::LoadU(df, ag + j), va), df, ag + j);
+      m[g] = bm;
+    }
+    for (int i = nb; i < block; i++) s[g][i] = m[g] - 1000.f;  // exp underflows to 0
+    const auto vm = hn::Set(df, m[g]);
+    auto vsum = hn::Zero(df);
+    for (int i = 0; i < block; i += N) {
+      const auto ex = hn::Exp(df, hn::Sub(hn::Load(df, &s[g][i]), vm));
+      hn::Store(ex, df, &s[g][i]);
+      vsum = hn::Add(vsum, ex);
+    }
+    l[g] += hn::GetLane(hn::SumOfLanes(df, vsum));
+  }
+  // Accumulate p * V into the G outputs, one V row conversion per (token, lane group).
+  for (int j = 0; j < dt; j += N) {
+    hn::Vec<DF> a[G];
+    for (int g = 0; g < G; g++) a[g] = hn::LoadU(df, acc + g * dp + j);
+    for (int i = 0; i < nb; i++) {
+      const auto vv = load_row(df, vrow[i] + j);
+      for (int g = 0; g < G; g++) a[g] = hn::MulAdd(hn::Set(df, s[g][i]), vv, a[g]);
+    }
+    for (int g = 0; g < G; g++) hn::StoreU(a[g], df, acc + g * dp + j);
+  }
+  for (int j = dt; j < d; j++) {
+    for (int i = 0; i < nb; i++) {
+      const float vj = to_f32(vrow[i][j]);
+      for (int g = 0; g < G; g++) acc[g * dp + j] += s[g][i] * vj;
+    }
+  }
+}
+
+// One item: a token range of a job, for each of the job's KV heads (blocks outer, heads inner, so
+// that with interleaved [t][h][d] layouts one block's rows of all heads are read together).
 template <class T, int G>
 void run_item(const ctx& c, int item_index) {
   const attn_decode_params& p = *c.p;
   const item& it = c.items[item_index];
   const job& jb = c.jobs[it.job];
   const kv_view& kv = p.kv;
-  const int d = kv.head_dim, dp = c.dp;
-  const DF df;
-  const int N = (int)hn::Lanes(df);
-  const int dt = d / N * N;  // SIMD part; [dt, d) is the scalar tail
-  const T* kb = (const T*)kv.k + (int64_t)jb.hk * kv.stride_head;
-  const T* vb = (const T*)kv.v + (int64_t)jb.hk * kv.stride_head;
-  const float* q = c.qs + (int64_t)jb.q0 * dp;
-  float* acc = c.part + (int64_t)item_index * c.part_stride;
-  float* m = acc + max_group * dp;
-  float* l = m + max_group;
-  std::fill(acc, acc + G * dp, 0.f);
-  for (int g = 0; g < G; g++) {
-    m[g] = -INFINITY;
-    l[g] = 0;
+  const int dp = c.dp;
+  const int gq = p.n_head / kv.n_head_kv;
+  head_state<T> st[max_heads_per_job];
+  for (int u = 0; u < jb.nhk; u++) {
+    const int hk = jb.hk + u;
+    head_state<T>& h = st[u];
+    h.kb = (const T*)kv.k + (int64_t)hk * kv.stride_head;
+    h.vb = (const T*)kv.v + (int64_t)hk * kv.stride_head;
+    h.q = c.qs + (int64_t)(hk * gq + jb.g0) * dp;
+    h.acc = c.part + (int64_t)item_index * c.part_stride + (int64_t)u * head_part_floats(dp);
+    h.m = h.acc + max_group * dp;
+    h.l = h.m + max_group;
+    std::fill(h.acc, h.acc + G * dp, 0.f);
+    for (int g = 0; g < G; g++) {
+      h.m[g] = -INFINITY;
+      h.l[g] = 0;
+    }
+    const int row_bytes = kv.head_dim * (int)sizeof(T);
+    for (int64_t i = it.b; i < std::min<int64_t>(it.e, it.b + prefetch_dist); i++)
+      prefetch_row(h.kb + (jb.idx ? (int64_t)jb.idx[i] : i) * kv.stride_tok, row_bytes);
   }
-  HWY_ALIGN float s[G][block];
-  const T* vrow[block];
   for (int64_t b = it.b; b < it.e; b += block) {
     const int nb = (int)std::min<int64_t>(block, it.e - b);
-    // Scores for the G queries, one K row read per token.
-    for (int i = 0; i < nb; i++) {
-      const int64_t t = jb.idx ? (int64_t)jb.idx[b + i] : b + i;
-      const T* kr = kb + t * kv.stride_tok;
-      vrow[i] = vb + t * kv.stride_tok;
-      if (i + 1 < nb) {
-        const int64_t tn = jb.idx ? (int64_t)jb.idx[b + i + 1] : b + i + 1;
-        hwy::Prefetch(kb + tn * kv.stride_tok);
-      }
-      hn::Vec<DF> a[G];
-      for (int g = 0; g < G; g++) a[g] = hn::Zero(df);
-      for (int j = 0; j < dt; j += N) {
-        const auto kv_ = load_row(df, kr + j);
-        for (int g = 0; g < G; g++) a[g] = hn::MulAdd(hn::LoadU(df, q + g * dp + j), kv_, a[g]);
-      }
-      for (int g = 0; g < G; g++) {
-        float sg = hn::GetLane(hn::SumOfLanes(df, a[g]));
-        for (int j = dt; j < d; j++) sg += q[g * dp + j] * to_f32(kr[j]);
-        s[g][i] = sg;
-      }
-    }
-    // Online softmax update per query.
-    for (int g = 0; g < G; g++) {
-      float bm = s[g][0];
-      for (int i = 1; i < nb; i++) bm = std::max(bm, s[g][i]);
-      if (bm > m[g]) {
-        const float alpha = std::exp(m[g] - bm);  // 0 when m[g] = -inf
-        l[g] *= alpha;
-        float* ag = acc + g * dp;
-        const auto va = hn::Set(df, alpha);
-        for (int j = 0; j < dp; j += N) hn::StoreU(hn::Mul(hn::LoadU(df, ag + j), va), df, ag + j);
-        m[g] = bm;
-      }
-      for (int i = nb; i < block; i++) s[g][i] = m[g] - 1000.f;  // exp underflows to 0
-      const auto vm = hn::Set(df, m[g]);
-      auto vsum = hn::Zero(df);
-      for (int i = 0; i < block; i += N) {
-        const auto e = hn::Exp(df, hn::Sub(hn::Load(df, &s[g][i]), vm));
-        hn::Store(e, df, &s[g][i]);
-        vsum = hn::Add(vsum, e);
-      }
-      l[g] += hn::GetLane(hn::SumOfLanes(df, vsum));
-    }
-    // Accumulate p * V into the G outputs, one V row conversion per (token, lane group).
-    for (int j = 0; j < dt; j += N) {
-      hn::Vec<DF> a[G];
-      for (int g = 0; g < G; g++) a[g] = hn::LoadU(df, acc + g * dp + j);
-      for (int i = 0; i < nb; i++) {
-        const auto vv = load_row(df, vrow[i] + j);
-        for (int g = 0; g < G; g++) a[g] = hn::MulAdd(hn::Set(df, s[g][i]), vv, a[g]);
-      }
-      for (int g = 0; g < G; g++) hn::StoreU(a[g], df, acc + g * dp + j);
-    }
-    for (int j = dt; j < d; j++) {
-      for (int i = 0; i < nb; i++) {
-        const float vj = to_f32(vrow[i][j]);
-        for (int g = 0; g < G; g++) acc[g * dp + j] += s[g][i] * vj;
-      }
-    }
+    for (int u = 0; u < jb.nhk; u++) run_block<T, G>(st[u], kv, dp, jb.idx, b, nb, it.e);
   }
 }
 
@@ -228,28 +277,34 @@ void attn_decode_cpu(const attn_decode_params& p) {
     for (int j = 0; j < d; j++) qs[(size_t)h * dp + j] = p.q[(int64_t)h * d + j] * p.scale;
 
   jobs.clear();
-  if (p.idx == nullptr || p.per_group) {
-    for (int hk = 0; hk < kv.n_head_kv; hk++) {
-      const int32_t* l = p.idx ? p.idx + (int64_t)hk * p.idx_stride : nullptr;
-      const int64_t n = p.idx ? p.idx_count[hk] : kv.n_tok;
-      for (int g0 = 0; g0 < G; g0 += max_group) jobs.push_back({hk, hk * G + g0, std::min(max_group, G - g0), l, n});
-    }
+  if (p.idx == nullptr) {
+    for (int hk = 0; hk < kv.n_head_kv; hk += max_heads_per_job)
+      for (int g0 = 0; g0 < G; g0 += max_group)
+        jobs.push_back({hk, std::min(max_heads_per_job, kv.n_head_kv - hk), g0, std::min(max_group, G - g0),
+                        nullptr, kv.n_tok});
+  } else if (p.per_group) {
+    for (int hk = 0; hk < kv.n_head_kv; hk++)
+      for (int g0 = 0; g0 < G; g0 += max_group)
+        jobs.push_back({hk, 1, g0, std::min(max_group, G - g0), p.idx + (int64_t)hk * p.idx_stride,
+                        (int64_t)p.idx_count[hk]});
   } else {
     for (int h = 0; h < p.n_head; h++)
-      jobs.push_back({h / G, h, 1, p.idx + (int64_t)h * p.idx_stride, (int64_t)p.idx_count[h]});
+      jobs.push_back({h / G, 1, h % G, 1, p.idx + (int64_t)h * p.idx_stride, (int64_t)p.idx_count[h]});
   }
+  // Split jobs into token chunks of about equal work (tokens x KV heads), ~4 per thread.
   int64_t total = 0;
-  for (const job& j : jobs) total += j.n;
-  int64_t chunk = INT64_MAX;
-  if (nt > 1) {
-    chunk = std::max<int64_t>(512, (total + 4 * nt - 1) / (4 * nt));
-    chunk = (chunk + block - 1) / block * block;
-  }
+  for (const job& j : jobs) total += j.n * j.nhk;
+  const int64_t per_item = nt > 1 ? std::max<int64_t>(1024, (total + 4 * nt - 1) / (4 * nt)) : INT64_MAX;
   items.clear();
-  for (int ji = 0; ji < (int)jobs.size(); ji++)
-    for (int64_t b = 0; b < jobs[ji].n; b += chunk) items.push_back({ji, b, std::min(jobs[ji].n, b + std::min(chunk, jobs[ji].n - b))});
-
-  const int64_t part_stride = (int64_t)max_group * dp + 2 * max_group;
+  for (int ji = 0; ji < (int)jobs.size(); ji++) {
+    const job& j = jobs[ji];
+    int64_t chunk = per_item == INT64_MAX ? j.n : (per_item + j.nhk - 1) / j.nhk;
+    chunk = std::max<int64_t>(block, (chunk + block - 1) / block * block);
+    for (int64_t b = 0; b < j.n; b += chunk) items.push_back({ji, b, std::min(j.n, b + chunk)});
+  }
+  int max_nhk = 1;
+  for (const job& j : jobs) max_nhk = std::max(max_nhk, j.nhk);
+  const int64_t part_stride = max_nhk * head_part_floats(dp);
   part.resize((size_t)std::max<size_t>(1, items.size()) * part_stride);
   ctx c;
   c.p = &p;
@@ -268,23 +323,26 @@ void attn_decode_cpu(const attn_decode_params& p) {
   hm.assign(p.n_head, -INFINITY);
   hl.assign(p.n_head, 0.f);
   std::fill(p.out, p.out + (int64_t)p.n_head * d, 0.f);
-  for (size_t i = 0; i < items.size(); i++) {
-    const job& jb = jobs[items[i].job];
-    const float* m = part.data() + i * part_stride + (int64_t)max_group * dp;
-    for (int g = 0; g < jb.ng; g++) hm[jb.q0 + g] = std::max(hm[jb.q0 + g], m[g]);
-  }
-  for (size_t i = 0; i < items.size(); i++) {
-    const job& jb = jobs[items[i].job];
-    const float* acc = part.data() + i * part_stride;
-    const float* m = acc + (int64_t)max_group * dp;
-    const float* l = m + max_group;
-    for (int g = 0; g < jb.ng; g++) {
-      const int h = jb.q0 + g;
-      const float w = std::exp(m[g] - hm[h]);
-      hl[h] += w * l[g];
-      float* o = p.out + (int64_t)h * d;
-      const float* a = acc + (int64_t)g * dp;
-      for (int j = 0; j < d; j++) o[j] += w * a[j];
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < items.size(); i++) {
+      const job& jb = jobs[items[i].job];
+      for (int u = 0; u < jb.nhk; u++) {
+        const float* acc = part.data() + i * part_stride + u * head_part_floats(dp);
+        const float* m = acc + (int64_t)max_group * dp;
+        const float* l = m + max_group;
+        for (int g = 0; g < jb.ng; g++) {
+          const int h = (jb.hk + u) * G + jb.g0 + g;
+          if (pass == 0) {
+            hm[h] = std::max(hm[h], m[g]);
+            continue;
+          }
+          const float w = std::exp(m[g] - hm[h]);
+          hl[h] += w * l[g];
+          float* o = p.out + (int64_t)h * d;
+          const float* a = acc + (int64_t)g * dp;
+          for (int j = 0; j < d; j++) o[j] += w * a[j];
+        }
+      }
     }
   }
   for (int h = 0; h < p.n_head; h++) {
