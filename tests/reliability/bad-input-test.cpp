@@ -41,6 +41,65 @@ class bad_input : public ::testing::Test {
     w.add_tensor("b.weight", hashattn::gguf::type::Q8_0, {64, 3}, q.data(), q.size());
     return w.to_bytes();
   }
+  // A complete tiny llama model (1 layer, embd 64, n_head = n_head_kv heads of 64, Q8_0 matrices of
+  // zeros, a byte-level vocabulary of the 256 bytes + <|endoftext|>), training context n_ctx_train.
+  static std::vector<uint8_t> tiny_model(int64_t n_ctx_train, int n_head) {
+    using namespace hashattn::gguf;
+    writer w;
+    const int64_t embd = 64, hd = 64, ff = 64, dim = n_head * hd;
+    w.set("general.architecture", value::from_string("llama"));
+    w.set("llama.context_length", value::from_u32((uint32_t)n_ctx_train));
+    w.set("llama.embedding_length", value::from_u32((uint32_t)embd));
+    w.set("llama.block_count", value::from_u32(1));
+    w.set("llama.feed_forward_length", value::from_u32((uint32_t)ff));
+    w.set("llama.attention.head_count", value::from_u32((uint32_t)n_head));
+    w.set("llama.attention.head_count_kv", value::from_u32((uint32_t)n_head));
+    w.set("llama.attention.key_length", value::from_u32((uint32_t)hd));
+    w.set("llama.attention.layer_norm_rms_epsilon", value::from_f32(1e-5f));
+    std::vector<std::string> tokens;
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+      const int cp = printable ? b : next++;
+      std::string t;
+      if (cp < 0x80) {
+        t += (char)cp;
+      } else {
+        t += (char)(0xC0 | (cp >> 6));
+        t += (char)(0x80 | (cp & 0x3F));
+      }
+      tokens.push_back(t);
+    }
+    tokens.push_back("<|endoftext|>");
+    std::vector<int32_t> types(256, 1);
+    types.push_back(3);
+    w.set("tokenizer.ggml.model", value::from_string("gpt2"));
+    w.set("tokenizer.ggml.pre", value::from_string("gpt2"));
+    w.set("tokenizer.ggml.tokens", value::from_strings(tokens));
+    w.set("tokenizer.ggml.token_type", value::from_i32s(types));
+    w.set("tokenizer.ggml.merges", value::from_strings({}));
+    w.set("tokenizer.ggml.eos_token_id", value::from_u32(256));
+    auto mat = [&](const std::string& name, int64_t rows, int64_t cols) {
+      std::vector<uint8_t> z(row_bytes(type::Q8_0, cols) * (size_t)rows, 0);
+      w.add_tensor(name, type::Q8_0, {cols, rows}, z.data(), z.size());
+    };
+    auto vec = [&](const std::string& name, int64_t n) {
+      std::vector<float> one((size_t)n, 1.f);
+      w.add_tensor(name, type::F32, {n}, one.data(), one.size() * 4);
+    };
+    mat("token_embd.weight", (int64_t)tokens.size(), embd);
+    vec("output_norm.weight", embd);
+    vec("blk.0.attn_norm.weight", embd);
+    vec("blk.0.ffn_norm.weight", embd);
+    mat("blk.0.attn_q.weight", dim, embd);
+    mat("blk.0.attn_k.weight", dim, embd);
+    mat("blk.0.attn_v.weight", dim, embd);
+    mat("blk.0.attn_output.weight", embd, dim);
+    mat("blk.0.ffn_gate.weight", ff, embd);
+    mat("blk.0.ffn_up.weight", ff, embd);
+    mat("blk.0.ffn_down.weight", embd, ff);
+    return w.to_bytes();
+  }
   std::string dir_;
 };
 
@@ -127,6 +186,59 @@ TEST_F(bad_input, model_that_is_not_a_model) {
   write("ok.gguf", valid_gguf());
   EXPECT_ONE_LINE_ERROR(run_cli({"train", "-m", path("ok.gguf"), "--text", "a.txt", "-o", path("h.gguf")}), 1,
                         "llama.embedding_length", "is missing", "expected an integer", "hint:");
+}
+
+// ---- hashattn generate, on a tiny model written here (no download needed) ----
+
+TEST_F(bad_input, generate_works_on_the_tiny_model) {
+  write("tiny.gguf", tiny_model(64, 2));
+  const auto r = run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "-n", "3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST_F(bad_input, generate_missing_default_model) {
+  const std::string env = "HASHATTN_MODEL=" + path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-p", "hello"}, {env}), 1, "model file not found",
+                        "SmolLM2-135M-Instruct.Q4_1.gguf", "hint:", "run scripts/setup");
+}
+
+TEST_F(bad_input, generate_truncated_model) {
+  auto b = tiny_model(64, 2);
+  b.resize(b.size() - 100);
+  write("cut.gguf", b);
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("cut.gguf"), "-p", "hello"}), 1, "cut.gguf",
+                        "past end of file", "got", "expected");
+}
+
+TEST_F(bad_input, generate_prompt_longer_than_the_context) {
+  write("tiny.gguf", tiny_model(64, 2));
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "--ctx", "8", "-p", "a prompt of many bytes"}),
+                        1, "prompt longer than the context", "got 22 tokens", "expected fewer than 8", "hint:",
+                        "--ctx");
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "--ctx", "100", "-p", "x"}), 1,
+                        "context size", "got 100", "expected at most the model's training context 64");
+}
+
+TEST_F(bad_input, generate_empty_prompt) {
+  write("tiny.gguf", tiny_model(64, 2));
+  write("empty.txt", {});
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", ""}), 1, "empty prompt", "expected",
+                        "hint:");
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-f", path("empty.txt")}), 1, "empty prompt");
+}
+
+TEST_F(bad_input, generate_invalid_utf8_prompt) {
+  write("tiny.gguf", tiny_model(64, 2));
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "ok \xFF\xFE"}), 1, "invalid UTF-8",
+                        "byte 3", "got 0xff", "expected valid UTF-8", "hint:");
+}
+
+TEST_F(bad_input, generate_kv_cache_that_does_not_fit_is_refused_up_front) {
+  // 2^24 tokens x 256 KV heads x 64 x K,V x fp16 = 1 TiB in one layer: more than any machine here.
+  write("huge-ctx.gguf", tiny_model(int64_t(1) << 24, 256));
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("huge-ctx.gguf"), "-p", "hi"}), 1,
+                        "KV cache does not fit in memory", "got 1024.00 GiB", "16777216 tokens",
+                        "expected at most the", "GiB of memory available", "hint:", "--ctx", "tokens fit");
 }
 
 TEST_F(bad_input, unknown_flag) {
