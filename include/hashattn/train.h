@@ -107,15 +107,15 @@ struct train_params {
   label_params labels;
   train_loss loss = train_loss::bce;
   double pos_weight = 20;    // BCE positive class weight (the paper)
-  double score_scale = 1;    // logit = scale * soft score (BCE) / softmax temperature (listwise)
-  double lr = 1e-3;
+  double score_scale = 0.3;  // logit = scale * soft score (BCE) / softmax temperature (listwise); the paper: 1
+  double lr = 3e-3;
   int64_t ctx = 2048;        // tokens per training window
-  int n_windows = 12;        // training windows (drawn from all windows of the texts)
+  int n_windows = 8;         // training windows (drawn from all windows of the texts)
   int queries_per_window = 256;
-  int steps_per_window = 20; // optimizer steps per unit per window
-  int batch_queries = 32;
-  int batch_pos = 16;        // positives sampled per query per step
-  int batch_neg = 512;       // random middle keys per step
+  int steps_per_window = 40; // optimizer steps per unit per window
+  int batch_queries = 64;
+  int batch_pos = 8;         // positives sampled per query per step
+  int batch_neg = 256;       // random middle keys per step
   int val_queries = 64;      // held-out queries (one more window, not trained on)
   uint64_t seed = 0;
   std::vector<int> layers;   // empty: all
