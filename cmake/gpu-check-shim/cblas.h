@@ -1,0 +1,13 @@
+// Minimal CBLAS declarations for the GPU-machine build (HASHATTN_GPU_CHECK) on machines without a
+// BLAS: only what src/cpu uses. The CPU kernels are neither tested nor timed in that build.
+#pragma once
+#ifdef __cplusplus
+extern "C" {
+#endif
+enum CBLAS_ORDER { CblasRowMajor = 101, CblasColMajor = 102 };
+enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112, CblasConjTrans = 113 };
+void cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
+                 float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc);
+#ifdef __cplusplus
+}
+#endif

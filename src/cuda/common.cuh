@@ -1,0 +1,152 @@
+// Shared helpers of the CUDA backend: error checks (device, statement, file:line), the budget rule
+// on the device, element loads/conversions for fp32/fp16/bf16, block-wide scans, launch sizing.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "hashattn/cuda.h"
+#include "hashattn/error.h"
+
+namespace hashattn {
+namespace cuda {
+namespace detail {
+
+[[noreturn]] void cuda_fail(cudaError_t e, const char* stmt, const char* file, int line);
+
+#define HASHATTN_CUDA_CHECK(stmt)                                                          \
+  do {                                                                                     \
+    cudaError_t e_ = (stmt);                                                               \
+    if (e_ != cudaSuccess) ::hashattn::cuda::detail::cuda_fail(e_, #stmt, __FILE__, __LINE__); \
+  } while (0)
+// After a launch: reports launch-configuration errors without synchronizing.
+#define HASHATTN_CUDA_LAUNCHED(what) HASHATTN_CUDA_CHECK(cudaGetLastError())
+
+inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// Streaming multiprocessors and opt-in shared memory of the current device (cached per device).
+int sm_count();
+int max_smem_optin();
+
+// Budget rule (total attended tokens for a context of n), the same arithmetic as budget_tokens()
+// in src/policy/budget.cpp, usable on the device:
+// count > 0 ? count : floor(density * n + 1e-9); at least sinks + window; at most n.
+__host__ __device__ inline int64_t budget_total(double density, int64_t count, int64_t sinks,
+                                                int64_t window, int64_t n) {
+  if (n <= 0) return 0;
+  int64_t t = count > 0 ? count : (int64_t)floor(density * (double)n + 1e-9);
+  if (t < sinks + window) t = sinks + window;
+  if (t > n) t = n;
+  return t;
+}
+
+// Selection plan of one list for a context of n tokens.
+struct sel_plan {
+  int64_t s;      // sinks kept
+  int64_t w;      // window kept
+  int64_t total;  // list length
+  int64_t mid;    // tokens chosen from the middle [s, n - w)
+  bool all;       // total == n: every token
+};
+__host__ __device__ inline sel_plan make_plan(double density, int64_t count, int64_t sinks,
+                                              int64_t window, int64_t n) {
+  sel_plan p;
+  p.s = sinks < n ? sinks : n;
+  p.w = window < n - p.s ? window : n - p.s;
+  p.total = budget_total(density, count, sinks, window, n);
+  p.all = p.total >= n;
+  p.mid = p.all ? 0 : p.total - p.s - p.w;
+  return p;
+}
+
+// ---- element types ----
+template <typename T> struct elem;
+template <> struct elem<__nv_bfloat16> {
+  static __device__ __forceinline__ float2 to_f2(uint32_t u) {
+    __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&u);
+    return __bfloat1622float2(h);
+  }
+  static __device__ __forceinline__ uint16_t from_f(float f) {
+    __nv_bfloat16 h = __float2bfloat16_rn(f);
+    return *reinterpret_cast<uint16_t*>(&h);
+  }
+};
+template <> struct elem<__half> {
+  static __device__ __forceinline__ float2 to_f2(uint32_t u) {
+    __half2 h = *reinterpret_cast<__half2*>(&u);
+    return __half22float2(h);
+  }
+  static __device__ __forceinline__ uint16_t from_f(float f) {
+    __half h = __float2half_rn(f);
+    return *reinterpret_cast<uint16_t*>(&h);
+  }
+};
+
+// Element i of an fp32 / fp16 / bf16 array as float.
+__device__ __forceinline__ float load_any(const void* p, int type, int64_t i) {
+  if (type == (int)dtype::f32) return static_cast<const float*>(p)[i];
+  const uint16_t u = static_cast<const uint16_t*>(p)[i];
+  if (type == (int)dtype::f16) return __half2float(__ushort_as_half(u));
+  return __bfloat162float(__ushort_as_bfloat16(u));
+}
+__device__ __forceinline__ void store_half_any(void* p, int type, int64_t i, float f) {
+  uint16_t u = type == (int)dtype::f16 ? __half_as_ushort(__float2half_rn(f))
+                                       : __bfloat16_as_ushort(__float2bfloat16_rn(f));
+  static_cast<uint16_t*>(p)[i] = u;
+}
+
+// ---- block-wide exclusive scan of one int per thread (blockDim.x a multiple of 32, <= 1024) ----
+// `sh` holds at least 33 ints. Returns the exclusive prefix; *total gets the block sum.
+__device__ __forceinline__ int block_exclusive_scan(int v, int* sh, int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  int x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) sh[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    int s = lane < nw ? sh[lane] : 0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, s, o);
+      if (lane >= o) s += y;
+    }
+    if (lane < nw) sh[lane] = s;  // inclusive sums of warps
+    if (lane == 31) sh[32] = s;
+  }
+  __syncthreads();
+  const int res = x - v + (warp > 0 ? sh[warp - 1] : 0);
+  *total = sh[32];
+  __syncthreads();  // sh may be reused right after
+  return res;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+inline bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+inline int log2_int(int64_t x) {
+  int s = 0;
+  while ((int64_t(1) << s) < x) ++s;
+  return s;
+}
+inline size_t align_up(size_t a) { return (a + 255) & ~size_t(255); }
+
+inline const char* type_name(dtype t) {
+  return t == dtype::f32 ? "f32" : t == dtype::f16 ? "f16" : t == dtype::bf16 ? "bf16" : "unknown";
+}
+
+// Checks of device pointers shared by the ops.
+void check_paged_kv(const paged_kv& kv, const char* op, int batch);
+void check_code_store(const code_store& c, const char* op, int n_code_head, int64_t max_ctx);
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace hashattn
