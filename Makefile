@@ -24,9 +24,11 @@ test: build
 test-unit: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit
 
+# Only what the unit tests need (the tool for the bad-input cases, the test-*-unit executables).
 test-asan: setup
 	@cmake --preset asan >/dev/null
-	@cmake --build build-asan -j $(JOBS)
+	@cmake --build build-asan -j $(JOBS) --target hashattn_cli \
+	  $$(ninja -C build-asan -t targets all | sed -n 's/^\(test-[a-z0-9-]*-unit\):.*/\1/p' | sort -u)
 	@ctest --test-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
 
 build-cuda: setup

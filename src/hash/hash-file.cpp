@@ -47,6 +47,21 @@ void for_each_tensor(const hash_weights& w, F&& f) {
     }
 }
 
+// The tensor `name` of a hash file: present, F32, of shape ne.
+const gguf::tensor_info& check_tensor(const gguf::file& f, const std::string& who, const std::string& name,
+                                      const std::vector<int64_t>& ne) {
+  const gguf::tensor_info* t = f.find_tensor(name);
+  if (!t) fail(who + ": tensor " + name, "missing", "present (" + std::to_string(ne.size()) + "-D F32)");
+  if (t->type != gguf::type::F32) fail(who + ": tensor " + name + " type", gguf::type_name(t->type), "F32");
+  if (t->ne != ne) {
+    std::string g, e;
+    for (size_t i = 0; i < t->ne.size(); i++) g += (i ? " x " : "") + std::to_string(t->ne[i]);
+    for (size_t i = 0; i < ne.size(); i++) e += (i ? " x " : "") + std::to_string(ne[i]);
+    fail(who + ": tensor " + name + " shape", g, e);
+  }
+  return *t;
+}
+
 }  // namespace
 
 std::string model_layout_digest(const gguf::file& f) {
@@ -173,21 +188,27 @@ hash_file_contents hash_file_read(const gguf::file& f, const hash_binding* expec
   if (expect_bits != 0 && bits != expect_bits)
     fail(who + ": code width", std::to_string(bits) + " bits", std::to_string(expect_bits) + " bits (as asked)",
          "use a file trained with --bits " + std::to_string(expect_bits) + ", or ask for " + std::to_string(bits));
+  // Every tensor is checked before the weights are allocated, so that a few bytes of metadata
+  // (a huge layer or head count) cannot make us allocate more than the file's tensors hold.
+  if (b.n_layer > 0 && b.n_head > 0 && b.n_head_kv > 0 && b.head_dim > 0 && bits > 0 && mlp_layers >= 1 &&
+      mlp_layers <= 3 && hidden >= 0) {
+    const int64_t n_key = kpg->b ? b.n_head_kv : b.n_head;
+    for (int l = 0; l < b.n_layer; l++)
+      for (int r = 0; r < 2; r++)
+        for (int i = 0; i < mlp_layers; i++) {
+          const int64_t in = i == 0 ? b.head_dim : hidden, out = i == mlp_layers - 1 ? bits : hidden;
+          const int64_t n_enc = r == 0 ? b.n_head : n_key;
+          check_tensor(f, who, tensor_name(l, r == 0 ? 'q' : 'k', false, i), {out, in, n_enc});
+          check_tensor(f, who, tensor_name(l, r == 0 ? 'q' : 'k', true, i), {out, n_enc});
+        }
+  }
   c.weights = hash_weights_alloc(b.n_layer, b.n_head, b.n_head_kv, b.head_dim, bits, mlp_layers, hidden, kpg->b);
   hash_weights& w = c.weights;
   size_t n_expected = 0;
   for_each_tensor(w, [&](const std::string& name, const std::vector<int64_t>& ne, const float* dst) {
     n_expected++;
-    const gguf::tensor_info* t = f.find_tensor(name);
-    if (!t) fail(who + ": tensor " + name, "missing", "present (" + std::to_string(ne.size()) + "-D F32)");
-    if (t->type != gguf::type::F32) fail(who + ": tensor " + name + " type", gguf::type_name(t->type), "F32");
-    if (t->ne != ne) {
-      std::string g, e;
-      for (size_t i = 0; i < t->ne.size(); i++) g += (i ? " x " : "") + std::to_string(t->ne[i]);
-      for (size_t i = 0; i < ne.size(); i++) e += (i ? " x " : "") + std::to_string(ne[i]);
-      fail(who + ": tensor " + name + " shape", g, e);
-    }
-    std::memcpy(const_cast<float*>(dst), t->data, t->nbytes);
+    const gguf::tensor_info& t = check_tensor(f, who, name, ne);
+    std::memcpy(const_cast<float*>(dst), t.data, t.nbytes);
   });
   if (f.tensors().size() != n_expected)
     fail(who + ": tensor count", std::to_string(f.tensors().size()), std::to_string(n_expected));

@@ -9,9 +9,11 @@
 //   K, V [n_ctx, n_head_kv, hd] fp16.
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "cpu/matvec.h"
@@ -297,6 +299,25 @@ void session::impl::prefill(const int32_t* toks, int64_t n, bool all_logits, int
   }
 }
 
+namespace {
+
+// Memory the system can give us now (MemAvailable of /proc/meminfo, else all physical memory);
+// 0 when unknown.
+double available_memory_bytes() {
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    long long kb = -1;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    std::fclose(f);
+    if (kb > 0) return (double)kb * 1024;
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? (double)pages * page : 0;
+}
+
+}  // namespace
+
 session::session(const model& m, const session_params& p, std::unique_ptr<attention_policy> policy)
     : p_(std::make_unique<impl>()) {
   impl& s = *p_;
@@ -318,6 +339,18 @@ session::session(const model& m, const session_params& p, std::unique_ptr<attent
   s.kv_dim = hp.n_head_kv * hp.head_dim;
   s.policy = policy ? std::move(policy) : make_dense_policy();
   s.observer = p.observer;
+  // Refuse up front a KV cache that cannot fit in memory (instead of being killed while filling it).
+  const double kv_bytes = 2.0 * hp.n_layer * (double)s.n_ctx * s.kv_dim * sizeof(uint16_t);
+  const double avail = available_memory_bytes();
+  if (avail > 0 && kv_bytes > avail) {
+    char got[160], want[64], hint[96];
+    std::snprintf(got, sizeof got, "%.2f GiB (%lld tokens x %d layers x %d values x K,V x fp16)", kv_bytes / (1 << 30),
+                  (long long)s.n_ctx, hp.n_layer, s.kv_dim);
+    std::snprintf(want, sizeof want, "at most the %.2f GiB of memory available", avail / (1 << 30));
+    std::snprintf(hint, sizeof hint, "pass a smaller context (--ctx); about %lld tokens fit",
+                  (long long)(avail / (kv_bytes / (double)s.n_ctx)));
+    fail("session: the KV cache does not fit in memory", got, want, hint);
+  }
   s.kc.resize(hp.n_layer);
   s.vc.resize(hp.n_layer);
   for (int l = 0; l < hp.n_layer; ++l) {

@@ -61,6 +61,9 @@ size_t utf8_seq_len(const std::string& s, size_t i) {
   return 0;
 }
 
+// True when byte i of s starts a character (or is the end): not a UTF-8 continuation byte.
+bool char_boundary(const std::string& s, size_t i) { return i >= s.size() || ((unsigned char)s[i] & 0xC0) != 0x80; }
+
 uint32_t utf8_decode_at(const std::string& s, size_t i, size_t len) {
   const unsigned char c = (unsigned char)s[i];
   if (len == 1) return c;
@@ -392,14 +395,20 @@ std::vector<int32_t> tokenizer::encode(const std::string& text, bool add_special
         next.push_back(f);
         continue;
       }
-      size_t pos = f.off;
+      size_t pos = f.off, from = f.off;
       const size_t end = f.off + f.len;
       while (pos < end) {
-        const size_t hit = text.find(sp.text, pos);
+        const size_t hit = text.find(sp.text, from);
         if (hit == std::string::npos || hit + sp.text.size() > end) break;
+        // Only cut at character boundaries: a token text that starts or ends inside a UTF-8
+        // sequence would leave fragments that are not UTF-8, which the regexes must not see.
+        if (!char_boundary(text, hit) || !char_boundary(text, hit + sp.text.size())) {
+          from = hit + 1;
+          continue;
+        }
         if (hit > pos) next.push_back({-1, pos, hit - pos});
         next.push_back({sp.id, hit, sp.text.size()});
-        pos = hit + sp.text.size();
+        pos = from = hit + sp.text.size();
       }
       if (pos < end) next.push_back({-1, pos, end - pos});
     }

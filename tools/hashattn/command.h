@@ -1,8 +1,9 @@
 // Subcommand registry of the hashattn tool: each tools/hashattn/cmd-*.cpp registers itself with
-// a static HASHATTN_COMMAND object; main() builds the CLI11 app from the registry.
+// a static HASHATTN_COMMAND object; build_app() (cli.cpp) builds the CLI11 app from the registry.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,17 @@ struct command_registrar {
 
 // Path of the default model fetched by scripts/setup.
 std::string default_model_path();
+
+// The CLI11 app with one subcommand per registered command and the function that runs each
+// (parsing runs nothing: the argument-parser fuzzer parses argv vectors with it).
+struct cli_app {
+  std::unique_ptr<CLI::App> app;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> runners;
+};
+cli_app build_app();
+
+// Parses argv and runs the chosen subcommand: 0 ok, 1 error (one line on stderr), 2 bad usage.
+int run_main(int argc, char** argv);
 
 }  // namespace hashattn::cli
 
