@@ -1,0 +1,132 @@
+// Llama-family language model on the CPU: load from GGUF, forward pass with a KV cache, sampler.
+// Architectures: "llama" (RoPE on adjacent pairs) and "qwen2" (NEOX RoPE, q/k/v biases).
+// Weights stay quantized in the GGUF mapping; decode runs int8 mat-vecs, prefill dequantizes
+// weight tiles for sgemm. Every hyperparameter comes from the file's metadata.
+// KV cache (one per session): per layer, K and V each [n_ctx, n_head_kv, head_dim] fp16
+//   (stride_tok = n_head_kv * head_dim, stride_head = head_dim); keys are stored post-RoPE.
+// Attention goes through an attention_policy (policy.h): begin() at session creation,
+// on_append() for every appended key (prefill too), and in decode dense attention when
+// is_dense(), else select() + the sparse kernel. Prefill attention is dense and causal.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hashattn/attention.h"
+#include "hashattn/policy.h"
+
+namespace hashattn {
+
+namespace gguf {
+class file;
+}
+
+enum class rope_layout : uint8_t { adjacent = 0, neox = 1 };
+
+struct model_hparams {
+  std::string arch;          // general.architecture
+  int n_layer = 0;
+  int n_embd = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+  int n_ff = 0;
+  int64_t n_vocab = 0;
+  int64_t n_ctx_train = 0;   // <arch>.context_length
+  float rope_base = 10000.f;
+  int rope_dims = 0;         // dims rotated per head (<= head_dim)
+  rope_layout rope = rope_layout::adjacent;
+  float rms_eps = 1e-5f;
+  bool tied_embeddings = false;  // logits from token_embd (no output.weight)
+  bool qkv_bias = false;
+  bool rope_freq_factors = false;  // rope_freqs.weight present
+};
+
+class model {
+ public:
+  // Opens and validates a GGUF model; throws hashattn::error naming what is missing or wrong.
+  static std::unique_ptr<model> load(const std::string& path);
+  static std::unique_ptr<model> from_gguf(std::shared_ptr<const gguf::file> f);
+  ~model();
+  model(const model&) = delete;
+  model& operator=(const model&) = delete;
+
+  const model_hparams& hparams() const;
+  const gguf::file& file() const;
+  // One line: architecture, sizes, tensor types.
+  std::string describe() const;
+  // Bytes of weights read by one decode step (all matrices, the output projection, one
+  // embedding row); for the memory roofline.
+  int64_t decode_weight_bytes() const;
+
+  struct impl;
+  const impl& internals() const { return *p_; }
+
+ private:
+  model();
+  std::unique_ptr<impl> p_;
+};
+
+struct session_params {
+  int64_t n_ctx = 0;      // KV cache capacity in tokens (0: the model's training context)
+  int n_threads = 0;      // 0: OpenMP default
+  int64_t n_batch = 512;  // prefill chunk (tokens per batched forward)
+};
+
+class session {
+ public:
+  // policy == nullptr: dense attention.
+  session(const model& m, const session_params& p, std::unique_ptr<attention_policy> policy = nullptr);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  // Appends n >= 1 tokens at positions n_past() .. n_past()+n-1 and runs the forward pass.
+  // n == 1 takes the decode path (quantized mat-vecs, policy-driven attention); n > 1 the
+  // batched prefill path. Returns the logits of the last token [n_vocab]. With all_logits, the
+  // logits of every one of the n tokens are kept: logits_at(i), i < n.
+  const float* eval(const int32_t* tokens, int64_t n, bool all_logits = false);
+  const float* logits() const;
+  const float* logits_at(int64_t i) const;
+
+  int64_t n_past() const;
+  int64_t n_ctx() const;
+  int n_threads() const;
+  // Forgets tokens past n (KV cache and policy state).
+  void truncate(int64_t n);
+  attention_policy& policy();
+  kv_view kv(int layer) const;
+  const model& get_model() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+
+// Token sampling. temp <= 0: greedy (argmax, lowest id on ties). Otherwise top-k (0 = off)
+// then softmax(logits / temp) then top-p (nucleus; 1 = off), renormalized, drawn with a
+// seeded generator (same seed and logits: same tokens).
+struct sampler_params {
+  float temp = 0.f;
+  int top_k = 0;
+  float top_p = 1.f;
+  uint64_t seed = 0;
+};
+
+class sampler {
+ public:
+  explicit sampler(const sampler_params& p);
+  int32_t sample(const float* logits, int64_t n_vocab);
+  // Probabilities of the candidates kept by the last sample() call (id, p), most likely first;
+  // empty after a greedy draw. For tests and diagnostics.
+  const std::vector<std::pair<int32_t, double>>& last_candidates() const { return cand_; }
+
+ private:
+  sampler_params p_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<int32_t, double>> cand_;
+};
+
+}  // namespace hashattn

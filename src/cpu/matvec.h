@@ -1,0 +1,90 @@
+// Quantized matrix-vector and matrix-matrix products for the llama-family runtime (CPU).
+// Weights: [n_rows, n_cols] in a GGUF block format, row r at w + r * row_bytes (ne[0] = n_cols is
+//   the contiguous axis), straight from the mmap. y[r] = sum_j W[r, j] * x[j].
+// Decode (mat-vec): the activation x is quantized once to int8 blocks of 32 (q8_act: value
+//   q * d per element, plus s = d * sum(q) per block) and dotted in integers against Q4_0, Q4_1
+//   and Q8_0 rows (Highway, runtime dispatch). F32 / F16 rows use a float dot; any other type the
+//   GGUF reader can dequantize goes through a per-row dequantize + float dot.
+// Prefill (mat-mat): Y[n, n_rows] = X[n, n_cols] * W^T with weight tiles dequantized to fp32 and
+//   OpenBLAS sgemm; threads split the tokens (each thread calls a single-threaded sgemm).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "hashattn/gguf.h"
+
+namespace hashattn::cpu {
+
+// fp16 -> fp32 through a 64K-entry table (built on first use; thread-safe).
+const float* fp16_table();
+inline float fp16_lookup(uint16_t h) { return fp16_table()[h]; }
+
+// An activation vector quantized to blocks of 32 int8 values (held as int16 for the kernels).
+struct q8_act {
+  std::vector<int16_t> q;  // [n_blocks * 32], values in [-127, 127]
+  std::vector<float> d;    // [n_blocks] scale amax / 127
+  std::vector<float> s;    // [n_blocks] d * sum(q of the block)
+  int64_t n = 0;           // elements (a multiple of 32)
+};
+// n must be a multiple of 32.
+void quantize_act_q8(const float* x, int64_t n, q8_act& out);
+
+// True when mat-vec on this type uses the int8 path (needs a q8_act).
+bool matvec_uses_q8(gguf::type t);
+// True when this type can be multiplied at all (fast path or dequantize fallback).
+bool matvec_supported(gguf::type t);
+
+struct matvec_params {
+  gguf::type type = gguf::type::F32;
+  const void* w = nullptr;
+  size_t row_bytes = 0;
+  int64_t n_rows = 0;
+  int64_t n_cols = 0;
+  const float* x = nullptr;     // [n_cols] (float paths)
+  const q8_act* xq = nullptr;   // quantized x (int8 paths; xq->n == n_cols)
+  float* y = nullptr;           // [n_rows]
+};
+
+// Rows [r0, r1) on the calling thread.
+void matvec_rows(const matvec_params& p, int64_t r0, int64_t r1);
+// Several independent mat-vecs whose rows are split over n_threads OpenMP threads
+// (0 = OpenMP default). One parallel region for all of them.
+void matvec_multi(const matvec_params* ps, int n, int n_threads);
+inline void matvec(const matvec_params& p, int n_threads) { matvec_multi(&p, 1, n_threads); }
+
+// Dequantizes rows [r0, r1) of a weight into dst ([r1 - r0, n_cols] fp32).
+void dequantize_rows(gguf::type t, const void* w, size_t row_bytes, int64_t n_cols, int64_t r0,
+                     int64_t r1, float* dst);
+
+struct gemm_params {
+  gguf::type type = gguf::type::F32;
+  const void* w = nullptr;
+  size_t row_bytes = 0;
+  int64_t n_rows = 0;   // output features
+  int64_t n_cols = 0;   // input features
+  const float* x = nullptr;  // [n_tok, ldx]
+  int64_t ldx = 0;
+  int64_t n_tok = 0;
+  float* y = nullptr;        // [n_tok, ldy], columns 0 .. n_rows-1 written
+  int64_t ldy = 0;
+};
+// Y = X * W^T. Weight tiles are dequantized into `scratch` (grown as needed, at most
+// max_tile_floats floats), then sgemm; threads split the tokens.
+void gemm_wt(const gemm_params& p, std::vector<float>& scratch, int n_threads,
+             int64_t max_tile_floats = int64_t(4) << 20);
+
+// While alive, OpenBLAS runs single-threaded (our OpenMP threads call sgemm in parallel);
+// the previous thread count is restored at the end of the scope.
+class blas_single_thread {
+ public:
+  blas_single_thread();
+  ~blas_single_thread();
+  blas_single_thread(const blas_single_thread&) = delete;
+  blas_single_thread& operator=(const blas_single_thread&) = delete;
+
+ private:
+  int prev_;
+};
+
+}  // namespace hashattn::cpu

@@ -1,0 +1,403 @@
+// Forward pass of a llama-family model with a KV cache (the session of model.h).
+// Decode (one token): embed -> per layer [RMSNorm, q/k/v int8 mat-vecs (+bias), RoPE, K/V to the
+//   fp16 cache, policy.on_append, attention (dense, or policy.select + sparse kernel), output
+//   projection, residual, RMSNorm, gate/up mat-vecs, SwiGLU, down, residual] -> RMSNorm -> logits.
+// Prefill (n tokens, in chunks of n_batch): the same layers on [n, *] fp32 activations with
+//   tile-dequantized sgemm; attention is dense and causal over the fp16 cache read back as fp32:
+//   per (query head, tile of 64 queries) S = Q K^T (sgemm), masked softmax rows, O = P V (sgemm).
+// Activations: x [n_embd]; q [n_head, hd]; k, v [n_head_kv, hd]; ffn [n_ff]. Cache per layer:
+//   K, V [n_ctx, n_head_kv, hd] fp16.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cpu/matvec.h"
+#include "cpu/model-ops.h"
+#include "hashattn/error.h"
+#include "model/model-impl.h"
+
+namespace hashattn {
+
+struct session::impl {
+  const model* m = nullptr;
+  const model::impl* w = nullptr;
+  model_hparams hp;
+  int64_t n_ctx = 0;
+  int nt = 1;
+  int64_t n_batch = 512;
+  int q_dim = 0, kv_dim = 0;
+  std::unique_ptr<attention_policy> policy;
+  std::vector<std::vector<uint16_t>> kc, vc;  // per layer [n_ctx, kv_dim] fp16
+  int64_t n_past = 0;
+
+  // decode scratch
+  std::vector<float> x, xn, q, k, v, att, tmp, g, u, cos_t, sin_t;
+  cpu::q8_act xq;
+  index_lists lists;
+  // prefill scratch
+  std::vector<float> X, XN, Q, K, V, A, T, G, U, kf, vf, CS, SN, wtile;
+  std::vector<std::vector<float>> S;  // per thread
+  // logits: [n_rows, n_vocab]
+  std::vector<float> logits;
+  int64_t n_logit_rows = 0;
+
+  void mv(const weight* const* ws, float* const* ys, int n, const float* xin);
+  void gemm(const weight& wt, const float* xin, int64_t n, float* yout);
+  kv_view view(int l, int64_t n_tok) const;
+  void decode(int32_t tok);
+  void prefill(const int32_t* toks, int64_t n, bool all_logits, int64_t out_row0);
+  void attn_prefill(int l, int64_t pos0, int64_t n);
+};
+
+void session::impl::mv(const weight* const* ws, float* const* ys, int n, const float* xin) {
+  cpu::matvec_params ps[4];
+  bool need_q8 = false;
+  for (int i = 0; i < n; ++i) need_q8 |= cpu::matvec_uses_q8(ws[i]->type);
+  if (need_q8) cpu::quantize_act_q8(xin, ws[0]->cols, xq);
+  for (int i = 0; i < n; ++i) {
+    HASHATTN_ASSERT(ws[i]->cols == ws[0]->cols);
+    ps[i].type = ws[i]->type;
+    ps[i].w = ws[i]->data;
+    ps[i].row_bytes = ws[i]->row_bytes;
+    ps[i].n_rows = ws[i]->rows;
+    ps[i].n_cols = ws[i]->cols;
+    ps[i].x = xin;
+    ps[i].xq = need_q8 ? &xq : nullptr;
+    ps[i].y = ys[i];
+  }
+  cpu::matvec_multi(ps, n, nt);
+}
+
+void session::impl::gemm(const weight& wt, const float* xin, int64_t n, float* yout) {
+  cpu::gemm_params p;
+  p.type = wt.type;
+  p.w = wt.data;
+  p.row_bytes = wt.row_bytes;
+  p.n_rows = wt.rows;
+  p.n_cols = wt.cols;
+  p.x = xin;
+  p.ldx = wt.cols;
+  p.n_tok = n;
+  p.y = yout;
+  p.ldy = wt.rows;
+  cpu::gemm_wt(p, wtile, nt);
+}
+
+kv_view session::impl::view(int l, int64_t n_tok) const {
+  kv_view kv;
+  kv.k = kc[l].data();
+  kv.v = vc[l].data();
+  kv.type = dtype::f16;
+  kv.n_tok = n_tok;
+  kv.n_head_kv = hp.n_head_kv;
+  kv.head_dim = hp.head_dim;
+  kv.stride_tok = kv_dim;
+  kv.stride_head = hp.head_dim;
+  return kv;
+}
+
+static void add_bias(float* y, const std::vector<float>& b) {
+  if (!b.empty()) cpu::add_inplace(y, b.data(), (int64_t)b.size());
+}
+
+void session::impl::decode(int32_t tok) {
+  const model::impl& W = *w;
+  const int64_t pos = n_past;
+  const int E = hp.n_embd;
+  const int hd = hp.head_dim;
+  const bool neox = hp.rope == rope_layout::neox;
+  cpu::dequantize_rows(W.tok_embd.type, W.tok_embd.data, W.tok_embd.row_bytes, E, tok, tok + 1,
+                       x.data());
+  cpu::rope_angles(pos, hp.rope_dims, hp.rope_base, W.rope_freqs.empty() ? nullptr : W.rope_freqs.data(),
+                   cos_t.data(), sin_t.data());
+  for (int l = 0; l < hp.n_layer; ++l) {
+    const layer_weights& L = W.layers[l];
+    cpu::rms_norm(x.data(), L.attn_norm.data(), xn.data(), E, hp.rms_eps);
+    {
+      const weight* ws[3] = {&L.wq, &L.wk, &L.wv};
+      float* ys[3] = {q.data(), k.data(), v.data()};
+      mv(ws, ys, 3, xn.data());
+    }
+    add_bias(q.data(), L.bq);
+    add_bias(k.data(), L.bk);
+    add_bias(v.data(), L.bv);
+    cpu::rope_apply(q.data(), hp.n_head, hd, hp.rope_dims, neox, cos_t.data(), sin_t.data());
+    cpu::rope_apply(k.data(), hp.n_head_kv, hd, hp.rope_dims, neox, cos_t.data(), sin_t.data());
+    cpu::f32_to_f16_row(k.data(), kc[l].data() + pos * kv_dim, kv_dim);
+    cpu::f32_to_f16_row(v.data(), vc[l].data() + pos * kv_dim, kv_dim);
+    policy->on_append(l, k.data(), pos, 1);
+
+    attn_decode_params ap;
+    ap.q = q.data();
+    ap.kv = view(l, pos + 1);
+    ap.n_head = hp.n_head;
+    ap.scale = 1.0f / std::sqrt((float)hd);
+    ap.out = att.data();
+    ap.n_threads = nt;
+    if (!policy->is_dense()) {
+      policy->select(l, q.data(), ap.kv, lists);
+      ap.idx = lists.idx.data();
+      ap.idx_count = lists.count.data();
+      ap.idx_stride = lists.stride;
+      ap.per_group = lists.per_group;
+    }
+    attn_decode_cpu(ap);
+
+    {
+      const weight* ws[1] = {&L.wo};
+      float* ys[1] = {tmp.data()};
+      mv(ws, ys, 1, att.data());
+    }
+    cpu::add_inplace(x.data(), tmp.data(), E);
+    cpu::rms_norm(x.data(), L.ffn_norm.data(), xn.data(), E, hp.rms_eps);
+    {
+      const weight* ws[2] = {&L.gate, &L.up};
+      float* ys[2] = {g.data(), u.data()};
+      mv(ws, ys, 2, xn.data());
+    }
+    cpu::swiglu(g.data(), u.data(), g.data(), hp.n_ff);
+    {
+      const weight* ws[1] = {&L.down};
+      float* ys[1] = {tmp.data()};
+      mv(ws, ys, 1, g.data());
+    }
+    cpu::add_inplace(x.data(), tmp.data(), E);
+  }
+  cpu::rms_norm(x.data(), W.output_norm.data(), xn.data(), E, hp.rms_eps);
+  logits.resize(hp.n_vocab);
+  n_logit_rows = 1;
+  const weight* ws[1] = {&W.output};
+  float* ys[1] = {logits.data()};
+  mv(ws, ys, 1, xn.data());
+  ++n_past;
+}
+
+void session::impl::attn_prefill(int l, int64_t pos0, int64_t n) {
+  const int hd = hp.head_dim;
+  const int G = hp.n_head / hp.n_head_kv;
+  const int64_t Lmax = pos0 + n;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  // The cache holds fp16; attend to exactly those values (as decode does).
+  kf.resize((size_t)Lmax * kv_dim);
+  vf.resize((size_t)Lmax * kv_dim);
+  const uint16_t* kcl = kc[l].data();
+  const uint16_t* vcl = vc[l].data();
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t t = 0; t < Lmax; t += 64) {
+    const int64_t cnt = std::min<int64_t>(64, Lmax - t) * kv_dim;
+    cpu::f16_to_f32_row(kcl + t * kv_dim, kf.data() + t * kv_dim, cnt);
+    cpu::f16_to_f32_row(vcl + t * kv_dim, vf.data() + t * kv_dim, cnt);
+  }
+  constexpr int64_t kTile = 64;
+  const int64_t n_tiles = (n + kTile - 1) / kTile;
+  const int64_t n_tasks = n_tiles * hp.n_head;
+  if ((int)S.size() < nt) S.resize(nt);
+  cpu::blas_single_thread guard;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t task = 0; task < n_tasks; ++task) {
+    // The costliest tiles (last queries, longest key ranges) first.
+    const int64_t tile = n_tiles - 1 - task / hp.n_head;
+    const int h = (int)(task % hp.n_head);
+    const int gk = h / G;
+    const int64_t i0 = tile * kTile, i1 = std::min(n, i0 + kTile), rows = i1 - i0;
+    const int64_t Lk = pos0 + i1;
+    std::vector<float>& s = S[omp_get_thread_num()];
+    if ((int64_t)s.size() < rows * Lk) s.resize(rows * Lk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)Lk, hd, 1.0f,
+                Q.data() + i0 * q_dim + h * hd, q_dim, kf.data() + gk * hd, kv_dim, 0.0f, s.data(),
+                (int)Lk);
+    for (int64_t r = 0; r < rows; ++r) cpu::softmax_row(s.data() + r * Lk, pos0 + i0 + r + 1, Lk, scale);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)Lk, 1.0f, s.data(),
+                (int)Lk, vf.data() + gk * hd, kv_dim, 0.0f, A.data() + i0 * q_dim + h * hd, q_dim);
+  }
+}
+
+void session::impl::prefill(const int32_t* toks, int64_t n, bool all_logits, int64_t out_row0) {
+  const model::impl& W = *w;
+  const int64_t pos0 = n_past;
+  const int E = hp.n_embd;
+  const int hd = hp.head_dim;
+  const int F = hp.n_ff;
+  const int half = hp.rope_dims / 2;
+  const bool neox = hp.rope == rope_layout::neox;
+  X.resize((size_t)n * E);
+  XN.resize((size_t)n * E);
+  Q.resize((size_t)n * q_dim);
+  K.resize((size_t)n * kv_dim);
+  V.resize((size_t)n * kv_dim);
+  A.resize((size_t)n * q_dim);
+  T.resize((size_t)n * E);
+  G.resize((size_t)n * F);
+  U.resize((size_t)n * F);
+  CS.resize((size_t)n * half);
+  SN.resize((size_t)n * half);
+  const float* ff = W.rope_freqs.empty() ? nullptr : W.rope_freqs.data();
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    cpu::dequantize_rows(W.tok_embd.type, W.tok_embd.data, W.tok_embd.row_bytes, E, toks[i],
+                         toks[i] + 1, X.data() + i * E);
+    cpu::rope_angles(pos0 + i, hp.rope_dims, hp.rope_base, ff, CS.data() + i * half, SN.data() + i * half);
+  }
+  for (int l = 0; l < hp.n_layer; ++l) {
+    const layer_weights& L = W.layers[l];
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      cpu::rms_norm(X.data() + i * E, L.attn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
+    gemm(L.wq, XN.data(), n, Q.data());
+    gemm(L.wk, XN.data(), n, K.data());
+    gemm(L.wv, XN.data(), n, V.data());
+    uint16_t* kcw = kc[l].data();
+    uint16_t* vcw = vc[l].data();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float* qi = Q.data() + i * q_dim;
+      float* ki = K.data() + i * kv_dim;
+      float* vi = V.data() + i * kv_dim;
+      add_bias(qi, L.bq);
+      add_bias(ki, L.bk);
+      add_bias(vi, L.bv);
+      cpu::rope_apply(qi, hp.n_head, hd, hp.rope_dims, neox, CS.data() + i * half, SN.data() + i * half);
+      cpu::rope_apply(ki, hp.n_head_kv, hd, hp.rope_dims, neox, CS.data() + i * half, SN.data() + i * half);
+      cpu::f32_to_f16_row(ki, kcw + (pos0 + i) * kv_dim, kv_dim);
+      cpu::f32_to_f16_row(vi, vcw + (pos0 + i) * kv_dim, kv_dim);
+    }
+    policy->on_append(l, K.data(), pos0, n);
+    attn_prefill(l, pos0, n);
+    gemm(L.wo, A.data(), n, T.data());
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+      cpu::rms_norm(X.data() + i * E, L.ffn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
+    }
+    gemm(L.gate, XN.data(), n, G.data());
+    gemm(L.up, XN.data(), n, U.data());
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; ++i) cpu::swiglu(G.data() + i * F, U.data() + i * F, G.data() + i * F, F);
+    gemm(L.down, G.data(), n, T.data());
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; ++i) cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+  }
+  n_past += n;
+  if (all_logits) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      cpu::rms_norm(X.data() + i * E, W.output_norm.data(), XN.data() + i * E, E, hp.rms_eps);
+    gemm(W.output, XN.data(), n, logits.data() + out_row0 * hp.n_vocab);
+  } else {
+    cpu::rms_norm(X.data() + (n - 1) * E, W.output_norm.data(), xn.data(), E, hp.rms_eps);
+    const weight* ws[1] = {&W.output};
+    float* ys[1] = {logits.data() + out_row0 * hp.n_vocab};
+    mv(ws, ys, 1, xn.data());
+  }
+}
+
+session::session(const model& m, const session_params& p, std::unique_ptr<attention_policy> policy)
+    : p_(std::make_unique<impl>()) {
+  impl& s = *p_;
+  s.m = &m;
+  s.w = &m.internals();
+  s.hp = m.hparams();
+  const model_hparams& hp = s.hp;
+  s.n_ctx = p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train;
+  if (p.n_ctx < 0) fail("session: context size", std::to_string(p.n_ctx), ">= 0 (0: the model's)");
+  if (s.n_ctx > hp.n_ctx_train)
+    fail("session: context size", std::to_string(s.n_ctx),
+         "at most the model's training context " + std::to_string(hp.n_ctx_train),
+         "RoPE scaling for longer contexts is not supported");
+  if (p.n_threads < 0) fail("session: threads", std::to_string(p.n_threads), ">= 0 (0: all)");
+  s.nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
+  if (p.n_batch < 1) fail("session: batch size", std::to_string(p.n_batch), ">= 1");
+  s.n_batch = p.n_batch;
+  s.q_dim = hp.n_head * hp.head_dim;
+  s.kv_dim = hp.n_head_kv * hp.head_dim;
+  s.policy = policy ? std::move(policy) : make_dense_policy();
+  s.kc.resize(hp.n_layer);
+  s.vc.resize(hp.n_layer);
+  for (int l = 0; l < hp.n_layer; ++l) {
+    s.kc[l].assign((size_t)s.n_ctx * s.kv_dim, 0);
+    s.vc[l].assign((size_t)s.n_ctx * s.kv_dim, 0);
+  }
+  s.x.resize(hp.n_embd);
+  s.xn.resize(hp.n_embd);
+  s.tmp.resize(hp.n_embd);
+  s.q.resize(s.q_dim);
+  s.att.resize(s.q_dim);
+  s.k.resize(s.kv_dim);
+  s.v.resize(s.kv_dim);
+  s.g.resize(hp.n_ff);
+  s.u.resize(hp.n_ff);
+  s.cos_t.resize(hp.rope_dims / 2);
+  s.sin_t.resize(hp.rope_dims / 2);
+  s.policy->begin(hp.n_layer, layer_shape{hp.n_head, hp.n_head_kv, hp.head_dim}, s.n_ctx);
+}
+
+session::~session() = default;
+
+const float* session::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+  impl& s = *p_;
+  if (n < 1 || !tokens) fail("session: eval of an empty token list", std::to_string(n), ">= 1 token");
+  if (s.n_past + n > s.n_ctx)
+    fail("session: context full", std::to_string(s.n_past) + " + " + std::to_string(n) + " tokens",
+         "at most " + std::to_string(s.n_ctx), "use a larger context (--ctx) or a shorter prompt");
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= s.hp.n_vocab)
+      fail("session: token id out of range", std::to_string(tokens[i]),
+           "0 .. " + std::to_string(s.hp.n_vocab - 1));
+  if (n == 1 && !all_logits) {
+    s.decode(tokens[0]);
+    return s.logits.data();
+  }
+  s.n_logit_rows = all_logits ? n : 1;
+  s.logits.resize((size_t)s.n_logit_rows * s.hp.n_vocab);
+  for (int64_t c = 0; c < n; c += s.n_batch) {
+    const int64_t m = std::min(s.n_batch, n - c);
+    const bool last = c + m == n;
+    if (!all_logits && !last) {
+      // Logits of this chunk are not needed: run it with its last row's logits into row 0
+      // (overwritten by the final chunk).
+      s.prefill(tokens + c, m, false, 0);
+    } else {
+      s.prefill(tokens + c, m, all_logits, all_logits ? c : 0);
+    }
+  }
+  return logits();
+}
+
+const float* session::logits() const {
+  const impl& s = *p_;
+  if (s.n_logit_rows == 0) fail("session: no logits yet", {}, {}, "call eval() first");
+  return s.logits.data() + (s.n_logit_rows - 1) * s.hp.n_vocab;
+}
+
+const float* session::logits_at(int64_t i) const {
+  const impl& s = *p_;
+  if (i < 0 || i >= s.n_logit_rows)
+    fail("session: logits row", std::to_string(i), "0 .. " + std::to_string(s.n_logit_rows - 1));
+  return s.logits.data() + i * s.hp.n_vocab;
+}
+
+int64_t session::n_past() const { return p_->n_past; }
+int64_t session::n_ctx() const { return p_->n_ctx; }
+int session::n_threads() const { return p_->nt; }
+
+void session::truncate(int64_t n) {
+  impl& s = *p_;
+  if (n < 0 || n > s.n_past)
+    fail("session: truncate", std::to_string(n), "0 .. " + std::to_string(s.n_past));
+  s.n_past = n;
+  s.n_logit_rows = 0;
+  s.policy->truncate(n);
+}
+
+attention_policy& session::policy() { return *p_->policy; }
+kv_view session::kv(int layer) const {
+  if (layer < 0 || layer >= p_->hp.n_layer)
+    fail("session: layer", std::to_string(layer), "0 .. " + std::to_string(p_->hp.n_layer - 1));
+  return p_->view(layer, p_->n_past);
+}
+const model& session::get_model() const { return *p_->m; }
+
+}  // namespace hashattn

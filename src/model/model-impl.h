@@ -1,0 +1,41 @@
+// Internal state of a loaded model: hyperparameters and views of the weights inside the GGUF
+// mapping (no copies of matrices; norms and biases are small and kept as fp32 vectors).
+// weight: [rows, cols] in GGUF block format, row r at data + r * row_bytes (cols = ne[0]).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hashattn/gguf.h"
+#include "hashattn/model.h"
+
+namespace hashattn {
+
+struct weight {
+  std::string name;
+  gguf::type type = gguf::type::F32;
+  const uint8_t* data = nullptr;
+  size_t row_bytes = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t bytes() const { return row_bytes * (size_t)rows; }
+};
+
+struct layer_weights {
+  std::vector<float> attn_norm, ffn_norm;  // [n_embd]
+  weight wq, wk, wv, wo;                   // [n_head*hd, n_embd], [n_kv*hd, n_embd] x2, [n_embd, n_head*hd]
+  std::vector<float> bq, bk, bv;           // empty when absent
+  weight gate, up, down;                   // [n_ff, n_embd] x2, [n_embd, n_ff]
+};
+
+struct model::impl {
+  std::shared_ptr<const gguf::file> f;
+  model_hparams hp;
+  weight tok_embd;   // [n_vocab, n_embd]
+  weight output;     // [n_vocab, n_embd]; == tok_embd when tied
+  std::vector<float> output_norm;  // [n_embd]
+  std::vector<float> rope_freqs;   // [rope_dims / 2] or empty
+  std::vector<layer_weights> layers;
+};
+
+}  // namespace hashattn

@@ -1,0 +1,198 @@
+// Loads a llama-family model from GGUF: reads every hyperparameter from the metadata
+// (<arch>.block_count, .embedding_length, .attention.head_count[_kv], .attention.key_length,
+// .feed_forward_length, .context_length, .rope.freq_base, .rope.dimension_count,
+// .attention.layer_norm_rms_epsilon), checks every tensor's presence, shape and type, and keeps
+// views of the matrices in the mapping. Tensor shapes (GGUF ne order, ne[0] contiguous):
+//   token_embd [n_embd, n_vocab]; output [n_embd, n_vocab] (absent: tied); *_norm [n_embd]
+//   attn_q [n_embd, n_head*hd]; attn_k/v [n_embd, n_kv*hd]; attn_output [n_head*hd, n_embd]
+//   ffn_gate/up [n_embd, n_ff]; ffn_down [n_ff, n_embd]; attn_q/k/v.bias (qwen2) [rows]
+#include <cmath>
+#include <sstream>
+
+#include "cpu/matvec.h"
+#include "hashattn/error.h"
+#include "model/model-impl.h"
+
+namespace hashattn {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+const gguf::tensor_info& need_tensor(const gguf::file& f, const std::string& name,
+                                     const std::vector<int64_t>& ne) {
+  const gguf::tensor_info* t = f.find_tensor(name);
+  if (!t)
+    fail("model: tensor '" + name + "' is missing", {}, "shape " + shape_str(ne),
+         "the file is not a complete llama-family model");
+  if (t->ne != ne)
+    fail("model: tensor '" + name + "' has the wrong shape", shape_str(t->ne), shape_str(ne));
+  return *t;
+}
+
+weight make_weight(const gguf::file& f, const std::string& name, int64_t rows, int64_t cols) {
+  const auto& t = need_tensor(f, name, {cols, rows});
+  if (!cpu::matvec_supported(t.type))
+    fail("model: tensor '" + name + "' has an unsupported type", gguf::type_name(t.type),
+         "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or a K-quant");
+  weight w;
+  w.name = name;
+  w.type = t.type;
+  w.data = t.data;
+  w.rows = rows;
+  w.cols = cols;
+  w.row_bytes = gguf::row_bytes(t.type, cols);
+  HASHATTN_ASSERT(w.row_bytes * (size_t)rows == t.nbytes);
+  return w;
+}
+
+std::vector<float> make_vector(const gguf::file& f, const std::string& name, int64_t n) {
+  const auto& t = need_tensor(f, name, {n});
+  if (!gguf::type_dequantizable(t.type))
+    fail("model: tensor '" + name + "' has an unsupported type", gguf::type_name(t.type), "F32");
+  std::vector<float> v(n);
+  gguf::dequantize_row(t.type, t.data, v.data(), n);
+  for (float x : v)
+    if (!std::isfinite(x)) fail("model: tensor '" + name + "' holds a non-finite value");
+  return v;
+}
+
+int positive(const gguf::file& f, const std::string& key, int64_t v, int64_t max = 1 << 20) {
+  if (v <= 0 || v > max)
+    fail("model: metadata '" + key + "' out of range", std::to_string(v),
+         "1 .. " + std::to_string(max));
+  return (int)v;
+}
+
+}  // namespace
+
+model::model() : p_(std::make_unique<impl>()) {}
+model::~model() = default;
+
+const model_hparams& model::hparams() const { return p_->hp; }
+const gguf::file& model::file() const { return *p_->f; }
+
+std::unique_ptr<model> model::load(const std::string& path) {
+  std::shared_ptr<const gguf::file> f = gguf::file::open(path);
+  return from_gguf(std::move(f));
+}
+
+std::unique_ptr<model> model::from_gguf(std::shared_ptr<const gguf::file> fp) {
+  if (!fp) fail("model: no GGUF file");
+  const gguf::file& f = *fp;
+  std::unique_ptr<model> m(new model());
+  impl& im = *m->p_;
+  im.f = fp;
+  model_hparams& hp = im.hp;
+  hp.arch = f.get_string("general.architecture");
+  if (hp.arch != "llama" && hp.arch != "qwen2")
+    fail("model: architecture '" + hp.arch + "' is not supported", hp.arch, "llama or qwen2");
+  const std::string a = hp.arch + ".";
+  hp.n_layer = positive(f, a + "block_count", f.get_int(a + "block_count"), 4096);
+  hp.n_embd = positive(f, a + "embedding_length", f.get_int(a + "embedding_length"));
+  hp.n_head = positive(f, a + "attention.head_count", f.get_int(a + "attention.head_count"), 4096);
+  hp.n_head_kv = positive(f, a + "attention.head_count_kv",
+                          f.get_int(a + "attention.head_count_kv", hp.n_head), 4096);
+  if (hp.n_head % hp.n_head_kv != 0)
+    fail("model: head_count is not a multiple of head_count_kv",
+         std::to_string(hp.n_head) + " / " + std::to_string(hp.n_head_kv));
+  if (!f.find(a + "attention.key_length") && hp.n_embd % hp.n_head != 0)
+    fail("model: embedding_length is not a multiple of head_count (and no key_length)",
+         std::to_string(hp.n_embd) + " / " + std::to_string(hp.n_head));
+  hp.head_dim = positive(f, a + "attention.key_length",
+                         f.get_int(a + "attention.key_length", hp.n_embd / hp.n_head), 4096);
+  const int64_t vlen = f.get_int(a + "attention.value_length", hp.head_dim);
+  if (vlen != hp.head_dim)
+    fail("model: attention.value_length differs from key_length", std::to_string(vlen),
+         std::to_string(hp.head_dim));
+  if (hp.head_dim % 2 != 0) fail("model: head dim", std::to_string(hp.head_dim), "an even number");
+  hp.n_ff = positive(f, a + "feed_forward_length", f.get_int(a + "feed_forward_length"));
+  hp.n_ctx_train = positive(f, a + "context_length", f.get_int(a + "context_length"), 1 << 24);
+  hp.rope_base = (float)f.get_float(a + "rope.freq_base", 10000.0);
+  if (!(hp.rope_base > 1.0f) || !std::isfinite(hp.rope_base))
+    fail("model: rope.freq_base", std::to_string(hp.rope_base), "a finite number > 1");
+  hp.rope_dims = (int)f.get_int(a + "rope.dimension_count", hp.head_dim);
+  if (hp.rope_dims <= 0 || hp.rope_dims > hp.head_dim || hp.rope_dims % 2 != 0)
+    fail("model: rope.dimension_count", std::to_string(hp.rope_dims),
+         "an even number in 2 .. head dim " + std::to_string(hp.head_dim));
+  if (const gguf::value* v = f.find(a + "rope.scaling.type")) {
+    if (v->type != gguf::value_type::STRING || (v->s != "none" && !v->s.empty()))
+      fail("model: RoPE scaling '" + v->to_string() + "' is not supported", v->to_string(), "none");
+  }
+  const double sf = f.get_float(a + "rope.scale_linear", 1.0);
+  if (sf != 1.0) fail("model: linear RoPE scaling is not supported", std::to_string(sf), "1");
+  hp.rms_eps = (float)f.get_float(a + "attention.layer_norm_rms_epsilon");
+  if (!(hp.rms_eps > 0) || hp.rms_eps > 1)
+    fail("model: attention.layer_norm_rms_epsilon", std::to_string(hp.rms_eps), "in (0, 1]");
+  hp.rope = hp.arch == "qwen2" ? rope_layout::neox : rope_layout::adjacent;
+
+  const gguf::tensor_info* te = f.find_tensor("token_embd.weight");
+  if (!te) fail("model: tensor 'token_embd.weight' is missing", {}, {}, "not a llama-family model");
+  if (te->ne.size() != 2 || te->ne[0] != hp.n_embd)
+    fail("model: tensor 'token_embd.weight' has the wrong shape", shape_str(te->ne),
+         "[" + std::to_string(hp.n_embd) + ", n_vocab]");
+  hp.n_vocab = te->ne[1];
+  if (const gguf::value* v = f.find(a + "vocab_size"); v && v->is_integer() && v->i != hp.n_vocab)
+    fail("model: vocab_size disagrees with token_embd", std::to_string(v->i),
+         std::to_string(hp.n_vocab));
+  im.tok_embd = make_weight(f, "token_embd.weight", hp.n_vocab, hp.n_embd);
+  hp.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+  im.output = hp.tied_embeddings ? im.tok_embd : make_weight(f, "output.weight", hp.n_vocab, hp.n_embd);
+  im.output_norm = make_vector(f, "output_norm.weight", hp.n_embd);
+  if (f.find_tensor("rope_freqs.weight")) {
+    im.rope_freqs = make_vector(f, "rope_freqs.weight", hp.rope_dims / 2);
+    hp.rope_freq_factors = true;
+  }
+
+  const int64_t q_rows = (int64_t)hp.n_head * hp.head_dim;
+  const int64_t kv_rows = (int64_t)hp.n_head_kv * hp.head_dim;
+  im.layers.resize(hp.n_layer);
+  hp.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  for (int l = 0; l < hp.n_layer; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    layer_weights& L = im.layers[l];
+    L.attn_norm = make_vector(f, b + "attn_norm.weight", hp.n_embd);
+    L.ffn_norm = make_vector(f, b + "ffn_norm.weight", hp.n_embd);
+    L.wq = make_weight(f, b + "attn_q.weight", q_rows, hp.n_embd);
+    L.wk = make_weight(f, b + "attn_k.weight", kv_rows, hp.n_embd);
+    L.wv = make_weight(f, b + "attn_v.weight", kv_rows, hp.n_embd);
+    L.wo = make_weight(f, b + "attn_output.weight", hp.n_embd, q_rows);
+    L.gate = make_weight(f, b + "ffn_gate.weight", hp.n_ff, hp.n_embd);
+    L.up = make_weight(f, b + "ffn_up.weight", hp.n_ff, hp.n_embd);
+    L.down = make_weight(f, b + "ffn_down.weight", hp.n_embd, hp.n_ff);
+    if (hp.qkv_bias) {
+      L.bq = make_vector(f, b + "attn_q.bias", q_rows);
+      L.bk = make_vector(f, b + "attn_k.bias", kv_rows);
+      L.bv = make_vector(f, b + "attn_v.bias", kv_rows);
+    } else if (f.find_tensor(b + "attn_q.bias")) {
+      fail("model: tensor '" + b + "attn_q.bias' present although layer 0 has no q bias");
+    }
+  }
+  return m;
+}
+
+std::string model::describe() const {
+  const auto& hp = p_->hp;
+  std::ostringstream os;
+  os << hp.arch << ": " << hp.n_layer << " layers, embd " << hp.n_embd << ", heads " << hp.n_head
+     << "/" << hp.n_head_kv << " x " << hp.head_dim << ", ffn " << hp.n_ff << ", vocab "
+     << hp.n_vocab << ", ctx " << hp.n_ctx_train << ", rope "
+     << (hp.rope == rope_layout::neox ? "neox" : "adjacent") << " base " << hp.rope_base
+     << (hp.tied_embeddings ? ", tied embeddings" : "") << (hp.qkv_bias ? ", qkv bias" : "")
+     << "; weights " << gguf::type_name(p_->layers[0].wq.type) << ", output "
+     << gguf::type_name(p_->output.type);
+  return os.str();
+}
+
+int64_t model::decode_weight_bytes() const {
+  int64_t b = (int64_t)p_->output.bytes() + (int64_t)p_->tok_embd.row_bytes;
+  for (const auto& L : p_->layers)
+    b += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.gate.bytes() +
+         L.up.bytes() + L.down.bytes();
+  return b;
+}
+
+}  // namespace hashattn
