@@ -58,6 +58,8 @@ class attention_policy {
   virtual bool is_dense() const { return false; }
   // Auxiliary memory the policy keeps, in bits per token per (KV or query) head as it stores it.
   virtual double aux_bits_per_token_head() const = 0;
+  // The same normalized per KV head (per-query-head state counts G times): comparable across policies.
+  virtual double aux_bits_per_token_kv_head() const { return aux_bits_per_token_head(); }
   // Allocates state for n_layer layers of the given shape and up to max_ctx tokens; clears it.
   virtual void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) = 0;
   // Keys k: [n_new, n_head_kv, head_dim] fp32 post-RoPE, positions pos0 .. pos0+n_new-1.
@@ -69,5 +71,34 @@ class attention_policy {
 };
 
 std::unique_ptr<attention_policy> make_dense_policy();
+
+struct hash_weights;  // hash.h
+
+// Everything a policy may need; each policy reads the fields it uses and ignores the others.
+struct policy_config {
+  std::string name = "dense";  // dense | hash | simhash | oracle | streaming | quest | double_sparsity
+  budget_params budget;
+  gqa_mode gqa = gqa_mode::per_head;  // selection per query head or per KV group
+  int bits = 32;                      // simhash code width (hash takes it from its weights)
+  uint64_t seed = 0;                  // simhash projections
+  int page_size = 16;                 // quest
+  int channels = 16;                  // double sparsity: channels per KV head
+  // hash: learned encoders (required). Key codes are per query head unless weights->key_per_group.
+  std::shared_ptr<const hash_weights> weights;
+  // double sparsity: [n_layer, n_head_kv, channels] channel indices (double_sparsity_calibrate).
+  std::vector<int32_t> ds_channels;
+  int n_threads = 0;  // kernels' threads, 0 = all
+};
+// Names accepted by make_policy, comma separated.
+const char* policy_names();
+// Builds a policy; throws hashattn::error for an unknown name or a missing input (weights, channels).
+std::unique_ptr<attention_policy> make_policy(const policy_config& cfg);
+
+// Double Sparsity calibration for one layer: for each KV head the `channels` channels with the
+// largest mean |q_i * k_i| over the group's calibration queries q [n_q, n_head, d] and keys
+// k [n_k, n_head_kv, d] (mean over all query-key pairs = mean|q_i| * mean|k_i|). Returns
+// [n_head_kv, channels] channel indices, ascending within each head.
+std::vector<int32_t> double_sparsity_calibrate(const float* q, int64_t n_q, const float* k, int64_t n_k,
+                                               const layer_shape& shape, int channels);
 
 }  // namespace hashattn

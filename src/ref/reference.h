@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hashattn/attention.h"
+#include "hashattn/hash.h"
 
 namespace hashattn::ref {
 
@@ -16,5 +17,28 @@ double kv_elem(const void* base, dtype t, int64_t off);
 // Dense or sparse decode attention in float64; same params (and validation) as attn_decode_cpu.
 // Writes out[n_head * head_dim]; an empty list gives zeros.
 void attn_decode_ref(const attn_decode_params& p, double* out);
+
+// ---- hash encoders ----
+// MLP forward of encoder e on x[0..in_dim): linear layers with biases, SiLU between them.
+// Writes the bits pre-sign outputs to out (double).
+void hash_mlp_ref(const hash_mlp_view& mlp, int e, const float* x, double* out);
+// Code from pre-sign outputs: bit j (LSB first) = out[j] > 0.
+uint64_t hash_code_from_outputs(const double* out, int bits);
+// Encodes every (row, encoder) of p; returns the codes [n_rows, n_enc] and, if outputs != nullptr,
+// the pre-sign outputs [n_rows, n_enc, bits]. Does not write p.codes.
+std::vector<uint64_t> hash_encode_ref(const hash_encode_params& p, std::vector<double>* outputs);
+
+// ---- scores and selection ----
+inline int hash_score_ref(uint64_t q, uint64_t k, int bits) {
+  const uint64_t mask = bits == 64 ? ~0ull : ((1ull << bits) - 1);
+  return bits - __builtin_popcountll((q ^ k) & mask);
+}
+// Scores of every list (see hash_select_params): scores[r * n_tok + t].
+std::vector<int> hash_scores_ref(const hash_select_params& p);
+// The selection rule: sinks + window + top (total - sinks - window) middle scores, ties to the most
+// recent positions; ascending. score[t] for t in [0, n) (sinks' and window's scores are ignored).
+std::vector<int32_t> select_rule_ref(const double* score, int64_t n, const budget_params& b);
+// hash_select in float64 / plain loops: one list per output list.
+std::vector<std::vector<int32_t>> hash_select_ref(const hash_select_params& p);
 
 }  // namespace hashattn::ref

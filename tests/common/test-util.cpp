@@ -7,6 +7,9 @@
 #include <sstream>
 
 #include "core/half.h"
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL  // iterate the AVX3_DL target too (kernels that opt in use it)
+#endif
 #include "hwy/highway.h"
 #include "hwy/targets.h"
 
@@ -179,6 +182,43 @@ std::vector<float> keys_f32(const test_kv& kv) {
     for (int h = 0; h < v.n_head_kv; h++)
       for (int j = 0; j < v.head_dim; j++) k[((size_t)t * v.n_head_kv + h) * v.head_dim + j] = kv.k_at(t, h, j);
   return k;
+}
+
+testing::AssertionResult selection_consistent(const std::vector<int32_t>& sel, const double* score, int64_t n,
+                                              const budget_params& b, double tol) {
+  const select_split sp = select_split_for(b, n);
+  if ((int64_t)sel.size() != sp.total)
+    return testing::AssertionFailure() << "selection has " << sel.size() << " tokens, budget " << sp.total;
+  std::vector<char> in(n, 0);
+  for (size_t i = 0; i < sel.size(); i++) {
+    if (sel[i] < 0 || sel[i] >= n) return testing::AssertionFailure() << "position " << sel[i] << " out of range";
+    if (i > 0 && sel[i] <= sel[i - 1])
+      return testing::AssertionFailure() << "not ascending/unique at " << i << ": " << sel[i - 1] << ", " << sel[i];
+    in[sel[i]] = 1;
+  }
+  for (int64_t t = 0; t < sp.lo; t++)
+    if (!in[t]) return testing::AssertionFailure() << "sink " << t << " missing";
+  for (int64_t t = sp.hi; t < n; t++)
+    if (!in[t]) return testing::AssertionFailure() << "window position " << t << " missing";
+  double min_in = INFINITY, max_out = -INFINITY;
+  int64_t at_in = -1, at_out = -1;
+  for (int64_t t = sp.lo; t < sp.hi; t++) {
+    if (in[t] && score[t] < min_in) min_in = score[t], at_in = t;
+    if (!in[t] && score[t] > max_out) max_out = score[t], at_out = t;
+  }
+  if (at_in >= 0 && at_out >= 0 && min_in < max_out - tol)
+    return testing::AssertionFailure() << "selected " << at_in << " (score " << min_in << ") below unselected "
+                                       << at_out << " (score " << max_out << "), tol " << tol;
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult same_selection(const std::vector<int32_t>& got, const std::vector<int32_t>& want) {
+  if (got == want) return testing::AssertionSuccess();
+  size_t i = 0;
+  while (i < got.size() && i < want.size() && got[i] == want[i]) i++;
+  auto at = [](const std::vector<int32_t>& v, size_t i) { return i < v.size() ? std::to_string(v[i]) : "end"; };
+  return testing::AssertionFailure() << "selections differ (sizes " << got.size() << " vs " << want.size()
+                                     << ") first at entry " << i << ": got " << at(got, i) << ", want " << at(want, i);
 }
 
 std::vector<int32_t> random_subset(std::mt19937_64& rng, int64_t n, int64_t c) {

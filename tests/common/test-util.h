@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "hashattn/attention.h"
+#include "hashattn/hash.h"
+#include "hashattn/policy.h"
 
 namespace hashattn::test {
 
@@ -61,6 +63,15 @@ test_kv make_test_kv(std::mt19937_64& rng, dtype type, int64_t n_tok, int n_kv, 
                      dist kd, dist vd, float kscale = 1.f, float vscale = 1.f);
 // Keys as dense fp32 [n_tok, n_kv, d] (for policies' on_append).
 std::vector<float> keys_f32(const test_kv& kv);
+
+// Selections. `sel` must follow the rule of hash.h for scores `score[0..n)` and budget b: ascending,
+// unique, in range; sinks and window present; size budget_tokens(b, n); and every selected middle
+// token scores >= every unselected middle token - tol (any tie order accepted). With tol = 0 and
+// exact scores this accepts exactly the selections consistent with some tie order.
+testing::AssertionResult selection_consistent(const std::vector<int32_t>& sel, const double* score, int64_t n,
+                                              const budget_params& b, double tol = 0);
+// Exact comparison of two selections as sets (both must be ascending); reports the first difference.
+testing::AssertionResult same_selection(const std::vector<int32_t>& got, const std::vector<int32_t>& want);
 
 // c distinct positions of [0, n), ascending.
 std::vector<int32_t> random_subset(std::mt19937_64& rng, int64_t n, int64_t c);

@@ -1,0 +1,194 @@
+// CPU hash encoders (hash.h): x -> MLP (1..3 layers, SiLU between, biases) -> sign bits -> packed codes.
+// x row r of encoder e: x + r*x_stride_row + (e/in_group)*x_stride_head, [in_dim] fp32.
+// W [n_enc, in, out] row-major (x . W), b [n_enc, out]; codes (r, e) at r*code_stride_row + e*code_stride_enc.
+// n_rows == 1 (decode: one query or one appended key per head): Highway mat-vec chain, OpenMP over
+// encoders. n_rows > 1 (prefill append): per encoder, OpenBLAS sgemm for each linear layer over blocks
+// of rows, then Highway bias + SiLU and sign packing (OpenMP over rows).
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "hashattn/error.h"
+#include "hashattn/hash.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/hash-encode.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace hashattn {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+
+HWY_INLINE hn::Vec<DF> silu(DF df, hn::Vec<DF> x) {
+  const auto e = hn::Exp(df, hn::Min(hn::Neg(x), hn::Set(df, 80.f)));
+  return hn::Div(x, hn::Add(hn::Set(df, 1.f), e));
+}
+
+// y[rows, out] += b, then SiLU if requested (in place).
+void bias_act(float* y, int64_t rows, int out, const float* b, bool act) {
+  const DF df;
+  const int N = (int)hn::Lanes(df);
+  for (int64_t r = 0; r < rows; r++) {
+    float* yr = y + r * out;
+    int c = 0;
+    for (; c + N <= out; c += N) {
+      auto v = hn::Add(hn::LoadU(df, yr + c), hn::LoadU(df, b + c));
+      if (act) v = silu(df, v);
+      hn::StoreU(v, df, yr + c);
+    }
+    for (; c < out; c++) {
+      const float v = yr[c] + b[c];
+      yr[c] = act ? v / (1.f + std::exp(std::min(-v, 80.f))) : v;
+    }
+  }
+}
+
+// y[out] = act(x[in] . W[in, out] + b) for one row.
+void matvec(const float* x, const float* W, const float* b, int in, int out, bool act, float* y) {
+  const DF df;
+  const int N = (int)hn::Lanes(df);
+  int c = 0;
+  for (; c + 4 * N <= out; c += 4 * N) {
+    auto a0 = hn::LoadU(df, b + c), a1 = hn::LoadU(df, b + c + N), a2 = hn::LoadU(df, b + c + 2 * N),
+         a3 = hn::LoadU(df, b + c + 3 * N);
+    for (int r = 0; r < in; r++) {
+      const auto xr = hn::Set(df, x[r]);
+      const float* w = W + (size_t)r * out + c;
+      a0 = hn::MulAdd(xr, hn::LoadU(df, w), a0);
+      a1 = hn::MulAdd(xr, hn::LoadU(df, w + N), a1);
+      a2 = hn::MulAdd(xr, hn::LoadU(df, w + 2 * N), a2);
+      a3 = hn::MulAdd(xr, hn::LoadU(df, w + 3 * N), a3);
+    }
+    if (act) a0 = silu(df, a0), a1 = silu(df, a1), a2 = silu(df, a2), a3 = silu(df, a3);
+    hn::StoreU(a0, df, y + c);
+    hn::StoreU(a1, df, y + c + N);
+    hn::StoreU(a2, df, y + c + 2 * N);
+    hn::StoreU(a3, df, y + c + 3 * N);
+  }
+  for (; c + N <= out; c += N) {
+    auto a = hn::LoadU(df, b + c);
+    for (int r = 0; r < in; r++) a = hn::MulAdd(hn::Set(df, x[r]), hn::LoadU(df, W + (size_t)r * out + c), a);
+    if (act) a = silu(df, a);
+    hn::StoreU(a, df, y + c);
+  }
+  for (; c < out; c++) {
+    float a = b[c];
+    for (int r = 0; r < in; r++) a += x[r] * W[(size_t)r * out + c];
+    y[c] = act ? a / (1.f + std::exp(std::min(-a, 80.f))) : a;
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace hashattn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace hashattn {
+HWY_EXPORT(bias_act);
+HWY_EXPORT(matvec);
+
+namespace {
+std::string s(int64_t v) { return std::to_string(v); }
+
+uint64_t pack_signs(const float* y, int bits) {
+  uint64_t c = 0;
+  for (int j = 0; j < bits; j++) c |= (uint64_t)(y[j] > 0.f) << j;
+  return c;
+}
+}  // namespace
+
+void hash_encode_validate(const hash_encode_params& p) {
+  const hash_mlp_view& m = p.mlp;
+  if (m.n_enc <= 0) fail("hash_encode: n_enc", s(m.n_enc), "> 0");
+  if (m.in_dim <= 0 || m.in_dim > 4096) fail("hash_encode: in_dim", s(m.in_dim), "in [1, 4096]");
+  if (!hash_bits_valid(m.bits)) fail("hash_encode: bits", s(m.bits), "16, 32 or 64");
+  if (m.n_layers < 1 || m.n_layers > 3) fail("hash_encode: MLP layers", s(m.n_layers), "1, 2 or 3");
+  if (m.n_layers > 1 && (m.hidden <= 0 || m.hidden > 8192))
+    fail("hash_encode: hidden", s(m.hidden), "in [1, 8192]");
+  for (int i = 0; i < m.n_layers; i++)
+    if (m.w[i] == nullptr || m.b[i] == nullptr)
+      fail("hash_encode: MLP layer " + s(i) + " weights", "null pointer", "weights and biases of every layer");
+  if (p.n_rows < 0) fail("hash_encode: n_rows", s(p.n_rows), ">= 0");
+  if (p.in_group < 1 || m.n_enc % p.in_group != 0)
+    fail("hash_encode: in_group", s(p.in_group), "a divisor of n_enc = " + s(m.n_enc),
+         "G for per-query-head key encoders over KV-head keys, else 1");
+  if (p.x_stride_row < 0 || p.x_stride_head < 0) fail("hash_encode: x strides", "negative", ">= 0");
+  if (p.n_rows > 0 && p.x == nullptr) fail("hash_encode: x", "null pointer", "[n_rows, heads, in_dim] fp32");
+  if (p.n_rows > 0 && p.codes == nullptr) fail("hash_encode: codes", "null pointer", "output code words");
+  if (p.code_stride_row < 0 || p.code_stride_enc < 0) fail("hash_encode: code strides", "negative", ">= 0");
+  if (p.n_rows > 1 && p.code_stride_row == 0) fail("hash_encode: code_stride_row", "0", "> 0 when n_rows > 1");
+  if (m.n_enc > 1 && p.code_stride_enc == 0) fail("hash_encode: code_stride_enc", "0", "> 0 when n_enc > 1");
+  if (p.n_rows > 1 && p.x_stride_row < m.in_dim)
+    fail("hash_encode: x_stride_row", s(p.x_stride_row), ">= in_dim = " + s(m.in_dim) + " when n_rows > 1");
+  if (p.n_threads < 0) fail("hash_encode: n_threads", s(p.n_threads), ">= 0 (0 = all)");
+}
+
+void hash_encode_cpu(const hash_encode_params& p) {
+  hash_encode_validate(p);
+  const hash_mlp_view& m = p.mlp;
+  if (p.n_rows == 0) return;
+  const int nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
+  int max_w = m.in_dim;
+  for (int i = 0; i < m.n_layers; i++) max_w = std::max(max_w, m.layer_out(i));
+  auto* mv = HWY_DYNAMIC_DISPATCH(matvec);
+  auto* ba = HWY_DYNAMIC_DISPATCH(bias_act);
+
+  if (p.n_rows == 1) {
+#pragma omp parallel num_threads(std::max(1, std::min(nt, m.n_enc)))
+    {
+      std::vector<float> a(max_w), b(max_w);
+#pragma omp for schedule(static)
+      for (int e = 0; e < m.n_enc; e++) {
+        const float* x = p.x + (int64_t)(e / p.in_group) * p.x_stride_head;
+        const float* cur = x;
+        for (int i = 0; i < m.n_layers; i++) {
+          const int in = m.layer_in(i), o = m.layer_out(i);
+          float* y = (i % 2 == 0) ? a.data() : b.data();
+          mv(cur, m.w[i] + (size_t)e * in * o, m.b[i] + (size_t)e * o, in, o, i + 1 < m.n_layers, y);
+          cur = y;
+        }
+        code_set(p.codes, m.bits, e * p.code_stride_enc, pack_signs(cur, m.bits));
+      }
+    }
+    return;
+  }
+
+  // Batched: blocks of rows, one sgemm per (encoder, layer).
+  const int64_t rb = 512;
+  std::vector<float> a((size_t)rb * max_w), b((size_t)rb * max_w);
+  for (int64_t r0 = 0; r0 < p.n_rows; r0 += rb) {
+    const int64_t nr = std::min(rb, p.n_rows - r0);
+    for (int e = 0; e < m.n_enc; e++) {
+      const float* cur = p.x + r0 * p.x_stride_row + (int64_t)(e / p.in_group) * p.x_stride_head;
+      int64_t ld = p.x_stride_row;
+      if (nr == 1) ld = m.in_dim;
+      for (int i = 0; i < m.n_layers; i++) {
+        const int in = m.layer_in(i), o = m.layer_out(i);
+        float* y = (i % 2 == 0) ? a.data() : b.data();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, o, in, 1.f, cur, (int)std::max<int64_t>(ld, in),
+                    m.w[i] + (size_t)e * in * o, o, 0.f, y, o);
+        const bool act = i + 1 < m.n_layers;
+        const float* bias = m.b[i] + (size_t)e * o;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nr * o >= 16384)
+        for (int64_t r = 0; r < nr; r += 64) ba(y + r * o, std::min<int64_t>(64, nr - r), o, bias, act);
+        cur = y;
+        ld = o;
+      }
+      for (int64_t r = 0; r < nr; r++)
+        code_set(p.codes, m.bits, (r0 + r) * p.code_stride_row + e * p.code_stride_enc,
+                 pack_signs(cur + r * m.bits, m.bits));
+    }
+  }
+}
+
+}  // namespace hashattn
+#endif  // HWY_ONCE

@@ -1,0 +1,157 @@
+// Hash policy (learned HashAttention encoders) and SimHash (random sign projections, the same
+// machinery with untrained 1-layer encoders shared by q and k).
+// Key codes are computed once per appended key (on_append) into a code store next to the KV cache:
+// per query head (weights.key_per_group = false, the paper: key k of KV head h hashed by each of its G
+// query heads' key encoders) or per KV head (key_per_group = true; SimHash always). select() encodes
+// the n_head queries, then hash_select_cpu picks per query head or per KV group (summed group scores).
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+
+#include "hashattn/hash.h"
+#include "policy/policy-util.h"
+
+namespace hashattn {
+namespace {
+using namespace policy_detail;
+
+class hash_policy : public attention_policy {
+ public:
+  hash_policy(std::string name, const policy_config& cfg, std::shared_ptr<const hash_weights> w)
+      : name_(std::move(name)), cfg_(cfg), w_(std::move(w)) {
+    budget_validate(cfg.budget);
+  }
+  std::string name() const override { return name_; }
+  double aux_bits_per_token_head() const override { return w_ ? w_->bits : cfg_.bits; }
+  double aux_bits_per_token_kv_head() const override {
+    if (!w_) return cfg_.bits;
+    return w_->key_per_group ? w_->bits : (double)w_->bits * (w_->n_head / w_->n_head_kv);
+  }
+  void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) override {
+    check_begin(name_.c_str(), n_layer, shape, max_ctx);
+    prepare(n_layer, shape);
+    const hash_weights& w = *w_;
+    if (w.n_layer != n_layer || w.n_head != shape.n_head || w.n_head_kv != shape.n_head_kv ||
+        w.head_dim != shape.head_dim)
+      fail(name_ + " policy: hash weights shape",
+           std::to_string(w.n_layer) + " layers, " + std::to_string(w.n_head) + "/" + std::to_string(w.n_head_kv) +
+               " heads, d " + std::to_string(w.head_dim),
+           std::to_string(n_layer) + " layers, " + std::to_string(shape.n_head) + "/" +
+               std::to_string(shape.n_head_kv) + " heads, d " + std::to_string(shape.head_dim),
+           "the hash file was trained for another model");
+    shape_ = shape;
+    n_layer_ = n_layer;
+    store_.reset(n_layer, w.n_key_enc(), w.bits, max_ctx);
+    qcodes_.assign(shape.n_head, 0);
+  }
+  void on_append(int layer, const float* k, int64_t pos0, int64_t n_new) override {
+    check_layer(name_.c_str(), layer, n_layer_);
+    if (n_new <= 0) return;
+    if (k == nullptr) fail(name_ + " policy: keys", "null pointer", "[n_new, n_head_kv, head_dim] fp32");
+    if (pos0 != store_.n_tok(layer))
+      fail(name_ + " policy: append position", std::to_string(pos0), std::to_string(store_.n_tok(layer)),
+           "keys must be appended in order (truncate() first to rewrite)");
+    if (pos0 + n_new > store_.max_ctx())
+      fail(name_ + " policy: context", std::to_string(pos0 + n_new), "<= " + std::to_string(store_.max_ctx()),
+           "begin() with a larger max_ctx");
+    hash_encode_params p;
+    p.mlp = w_->key(layer);
+    p.x = k;
+    p.n_rows = n_new;
+    p.x_stride_row = (int64_t)shape_.n_head_kv * shape_.head_dim;
+    p.x_stride_head = shape_.head_dim;
+    p.in_group = w_->key_per_group ? 1 : shape_.n_head / shape_.n_head_kv;
+    p.codes = store_.row(layer, pos0);
+    p.code_stride_row = 1;
+    p.code_stride_enc = store_.stride_enc();
+    p.n_threads = cfg_.n_threads;
+    hash_encode_cpu(p);
+    store_.commit(layer, pos0, n_new);
+  }
+  void truncate(int64_t n) override { store_.truncate(n); }
+  void select(int layer, const float* q, const kv_view& kv, index_lists& out) override {
+    check_layer(name_.c_str(), layer, n_layer_);
+    check_kv(name_.c_str(), kv, shape_);
+    if (q == nullptr) fail(name_ + " policy: q", "null pointer", "[n_head, head_dim] fp32");
+    if (store_.n_tok(layer) != kv.n_tok)
+      fail(name_ + " policy: codes of layer " + std::to_string(layer), std::to_string(store_.n_tok(layer)) + " tokens",
+           std::to_string(kv.n_tok) + " (the KV cache)", "every appended key must go through on_append");
+    hash_encode_params e;
+    e.mlp = w_->query(layer);
+    e.x = q;
+    e.n_rows = 1;
+    e.x_stride_row = (int64_t)shape_.n_head * shape_.head_dim;
+    e.x_stride_head = shape_.head_dim;
+    e.codes = qcodes_.data();
+    e.code_stride_row = shape_.n_head;
+    e.code_stride_enc = 1;
+    e.n_threads = cfg_.n_threads;
+    hash_encode_cpu(e);
+    hash_select_params s;
+    s.keys = store_.view(layer);
+    s.q_codes = qcodes_.data();
+    s.n_head = shape_.n_head;
+    s.n_head_kv = shape_.n_head_kv;
+    s.mode = cfg_.gqa;
+    s.budget = cfg_.budget;
+    const int64_t total = budget_tokens(cfg_.budget, kv.n_tok);
+    lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(total, 1), cfg_.gqa == gqa_mode::per_group);
+    s.idx = out.idx.data();
+    s.count = out.count.data();
+    s.idx_stride = out.stride;
+    s.n_threads = cfg_.n_threads;
+    hash_select_cpu(s);
+  }
+  const hash_code_store& store() const { return store_; }
+
+ protected:
+  // SimHash builds its weights here (it needs the shape); the learned policy has them already.
+  virtual void prepare(int n_layer, const layer_shape& shape) {}
+  std::string name_;
+  policy_config cfg_;
+  std::shared_ptr<const hash_weights> w_;
+  layer_shape shape_;
+  int n_layer_ = 0;
+  hash_code_store store_;
+  std::vector<uint64_t> qcodes_;
+};
+
+class simhash_policy final : public hash_policy {
+ public:
+  explicit simhash_policy(const policy_config& cfg) : hash_policy("simhash", cfg, nullptr) {
+    if (!hash_bits_valid(cfg.bits)) fail("simhash policy: bits", std::to_string(cfg.bits), "16, 32 or 64");
+  }
+
+ protected:
+  // b Gaussian directions per (layer, KV head), shared by the keys and by the group's queries.
+  void prepare(int n_layer, const layer_shape& s) override {
+    auto w = std::make_shared<hash_weights>(
+        hash_weights_alloc(n_layer, s.n_head, s.n_head_kv, s.head_dim, cfg_.bits, 1, 0, true));
+    std::mt19937_64 rng(cfg_.seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    const int G = s.n_head / s.n_head_kv;
+    const size_t per = (size_t)s.head_dim * cfg_.bits;
+    for (int l = 0; l < n_layer; l++) {
+      float* kw = w->key_data(l);  // w0 [n_head_kv, d, bits], then b0 (zeros)
+      for (size_t i = 0; i < per * s.n_head_kv; i++) kw[i] = nd(rng);
+      float* qw = w->query_data(l);
+      for (int h = 0; h < s.n_head; h++) std::copy(kw + (h / G) * per, kw + (h / G + 1) * per, qw + h * per);
+    }
+    w_ = std::move(w);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<attention_policy> make_hash_policy(const policy_config& cfg) {
+  if (!cfg.weights)
+    fail("hash policy: weights", "none", "learned hash encoders (policy_config.weights)",
+         "train them with `hashattn train` or use --attn simhash for untrained projections");
+  return std::make_unique<hash_policy>("hash", cfg, cfg.weights);
+}
+std::unique_ptr<attention_policy> make_simhash_policy(const policy_config& cfg) {
+  return std::make_unique<simhash_policy>(cfg);
+}
+
+}  // namespace hashattn

@@ -1,0 +1,405 @@
+// Tests every policy against a plain float64 reference of its rule (src/ref or written here):
+// hash (learned encoders; codes + selection through ref::hash_encode_ref / hash_select_ref), simhash
+// (shared projections: a query equal to a key finds it), oracle (exact q.k), streaming, quest (page
+// bounds), double sparsity (label cache + calibration). Inputs with small integer values make fp32
+// arithmetic exact, so lists are compared exactly under the most-recent tie rule; real-valued inputs
+// are checked with the tie-aware consistency helper. Keys arrive in a prefill chunk and then one by one.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "common/test-util.h"
+#include "hashattn/error.h"
+#include "hashattn/hash.h"
+#include "hashattn/policy.h"
+#include "ref/reference.h"
+
+namespace hashattn {
+namespace {
+using test::dist;
+
+struct setup {
+  layer_shape shape;
+  int n_layer = 2;
+  int64_t n = 0;
+  std::vector<float> k;  // [n, n_kv, d] per layer (same keys for every layer, different q)
+  test::test_kv kv;
+  std::vector<float> q;  // [n_head, d]
+};
+
+// Integer-valued inputs (exact in fp16 and in fp32 sums) when `integer`, else N(0, 1).
+setup make_setup(uint64_t seed, int n_head, int n_kv, int d, int64_t n, bool integer) {
+  std::mt19937_64 rng(seed);
+  setup s;
+  s.shape = {n_head, n_kv, d};
+  s.n = n;
+  s.kv = test::make_test_kv(rng, dtype::f16, n, n_kv, d, 0, integer ? dist::ties : dist::normal, dist::normal,
+                            integer ? 2.f : 1.f);
+  s.k = test::keys_f32(s.kv);
+  s.q = test::random_vec(rng, integer ? dist::ties : dist::normal, (int64_t)n_head * d, integer ? 3.f : 1.f);
+  return s;
+}
+
+void feed(attention_policy& p, const setup& s, int layer) {
+  const int64_t row = (int64_t)s.shape.n_head_kv * s.shape.head_dim;
+  const int64_t pre = s.n * 3 / 4;
+  p.on_append(layer, s.k.data(), 0, pre);
+  for (int64_t t = pre; t < s.n; t++) p.on_append(layer, s.k.data() + t * row, t, 1);
+}
+
+std::vector<int32_t> list_of(const index_lists& l, int r) {
+  return std::vector<int32_t>(l.idx.begin() + r * l.stride, l.idx.begin() + r * l.stride + l.count[r]);
+}
+
+// Double-precision scores for list r of a (per head / per group) rule: sum over the list's query
+// heads of f(h, t).
+template <class F>
+std::vector<double> list_scores(const setup& s, gqa_mode m, int r, F f) {
+  const int G = s.shape.n_head / s.shape.n_head_kv;
+  std::vector<double> sc(s.n, 0.0);
+  const int h0 = m == gqa_mode::per_group ? r * G : r, nh = m == gqa_mode::per_group ? G : 1;
+  for (int64_t t = 0; t < s.n; t++)
+    for (int h = h0; h < h0 + nh; h++) sc[t] += f(h, t);
+  return sc;
+}
+
+double qk(const setup& s, int h, int64_t t) {
+  const int G = s.shape.n_head / s.shape.n_head_kv, d = s.shape.head_dim;
+  double a = 0;
+  for (int j = 0; j < d; j++) a += (double)s.q[h * d + j] * s.kv.k_at(t, h / G, j);
+  return a;
+}
+
+TEST(Policy, FactoryAndNames) {
+  policy_config c;
+  c.budget = {1.0 / 8, 0, 4, 4};
+  for (const char* n : {"dense", "simhash", "oracle", "streaming", "quest"}) {
+    c.name = n;
+    EXPECT_EQ(make_policy(c)->name(), std::string(n));
+  }
+  c.name = "hash";
+  EXPECT_THROW(make_policy(c), error);  // no weights
+  c.name = "double_sparsity";
+  auto ds = make_policy(c);
+  EXPECT_THROW(ds->begin(1, {4, 2, 16}, 10), error);  // no calibrated channels
+  c.name = "nope";
+  EXPECT_THROW(make_policy(c), error);
+}
+
+TEST(Policy, Streaming) {
+  for (int64_t n : {1, 5, 12, 40}) {
+    const setup s = make_setup(20000 + n, 6, 2, 8, n, false);
+    policy_config c;
+    c.name = "streaming";
+    c.budget = {0.5, 0, 3, 4};
+    auto p = make_policy(c);
+    p->begin(1, s.shape, 64);
+    feed(*p, s, 0);
+    index_lists l;
+    p->select(0, s.q.data(), s.kv.view, l);
+    ASSERT_EQ(l.n_lists(), 2);
+    std::vector<int32_t> want;
+    for (int64_t t = 0; t < n; t++)
+      if (t < 3 || t >= n - 4) want.push_back((int32_t)t);
+    for (int r = 0; r < 2; r++) EXPECT_TRUE(test::same_selection(list_of(l, r), want));
+  }
+}
+
+TEST(Policy, OracleExactAndTieAware) {
+  uint64_t seed = 21000;
+  for (bool integer : {true, false})
+    for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group})
+      for (int G : {1, 3, 4, 8})
+        for (int64_t n : {1, 17, 300}) {
+          HASHATTN_SEED(seed);
+          const setup s = make_setup(seed++, 2 * G, 2, 64, n, integer);
+          policy_config c;
+          c.name = "oracle";
+          c.gqa = m;
+          c.budget = {1.0 / 8, 0, 2, 3};
+          auto p = make_policy(c);
+          p->begin(1, s.shape, n);
+          index_lists l;
+          p->select(0, s.q.data(), s.kv.view, l);
+          for (int r = 0; r < l.n_lists(); r++) {
+            const auto sc = list_scores(s, m, r, [&](int h, int64_t t) { return qk(s, h, t); });
+            if (integer) {
+              EXPECT_TRUE(test::same_selection(list_of(l, r), ref::select_rule_ref(sc.data(), n, c.budget)));
+            } else {
+              EXPECT_TRUE(test::selection_consistent(list_of(l, r), sc.data(), n, c.budget,
+                                                     test::atol_fp32(64 * 4.0 * G, 64)));
+            }
+          }
+        }
+}
+
+TEST(Policy, HashMatchesReference) {
+  uint64_t seed = 22000;
+  for (bool kpg : {false, true})
+    for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group})
+      for (int G : {1, 3, 4})
+        for (int bits : {16, 32, 64}) {
+          HASHATTN_SEED(seed);
+          const int64_t n = 200 + bits;
+          const setup s = make_setup(seed, 2 * G, 2, 64, n, false);
+          auto w = std::make_shared<hash_weights>(hash_weights_alloc(2, 2 * G, 2, 64, bits, 3, 32, kpg));
+          hash_weights_init_random(*w, seed + 1, 0.1f);
+          seed++;
+          policy_config c;
+          c.name = "hash";
+          c.gqa = m;
+          c.weights = w;
+          c.budget = {1.0 / 8, 0, 4, 4};
+          auto p = make_policy(c);
+          EXPECT_EQ(p->aux_bits_per_token_head(), bits);
+          EXPECT_EQ(p->aux_bits_per_token_kv_head(), kpg ? bits : bits * G);
+          p->begin(2, s.shape, n + 10);
+          feed(*p, s, 1);
+          index_lists l;
+          EXPECT_THROW(p->select(0, s.q.data(), s.kv.view, l), error);  // layer 0 has no codes
+          p->select(1, s.q.data(), s.kv.view, l);
+          // Reference: codes of keys and queries in float64, then the reference selection.
+          hash_encode_params ek;
+          ek.mlp = w->key(1);
+          ek.x = s.k.data();
+          ek.n_rows = n;
+          ek.x_stride_row = 2 * 64;
+          ek.x_stride_head = 64;
+          ek.in_group = kpg ? 1 : G;
+          ek.code_stride_row = 1;
+          ek.code_stride_enc = 1;
+          std::vector<double> ko, qo;
+          const auto kc = ref::hash_encode_ref(ek, &ko);
+          hash_encode_params eq = ek;
+          eq.mlp = w->query(1);
+          eq.x = s.q.data();
+          eq.n_rows = 1;
+          eq.x_stride_row = 2 * G * 64;
+          eq.in_group = 1;
+          const auto qc = ref::hash_encode_ref(eq, &qo);
+          // Codes from the CPU encoder (tested bit-exact outside the fp32 band in hash-encode-test);
+          // they must agree with the float64 codes there, and drive the reference selection.
+          const int n_enc = w->n_key_enc();
+          std::vector<uint64_t> kstore((size_t)n * n_enc + 1), qstore(2 * G);
+          ek.codes = kstore.data();
+          ek.code_stride_enc = n;
+          hash_encode_cpu(ek);
+          eq.codes = qstore.data();
+          eq.code_stride_enc = 1;
+          hash_encode_cpu(eq);
+          int bad = 0;
+          for (int64_t t = 0; t < n; t++)
+            for (int e = 0; e < n_enc; e++)
+              for (int j = 0; j < bits; j++)
+                bad += (((code_get(kstore.data(), bits, t + e * n) ^ kc[t * n_enc + e]) >> j) & 1) &&
+                       std::fabs(ko[(t * n_enc + e) * bits + j]) > 1e-4;
+          for (int h = 0; h < 2 * G; h++)
+            for (int j = 0; j < bits; j++)
+              bad += (((code_get(qstore.data(), bits, h) ^ qc[h]) >> j) & 1) && std::fabs(qo[h * bits + j]) > 1e-4;
+          EXPECT_EQ(bad, 0);
+          hash_select_params sp;
+          sp.keys = {kstore.data(), bits, n_enc, n, 1, n};
+          sp.q_codes = qstore.data();
+          sp.n_head = 2 * G;
+          sp.n_head_kv = 2;
+          sp.mode = m;
+          sp.budget = c.budget;
+          const auto want = ref::hash_select_ref(sp);
+          const auto sc = ref::hash_scores_ref(sp);
+          ASSERT_EQ(l.n_lists(), (int)want.size());
+          EXPECT_EQ(l.per_group, m == gqa_mode::per_group);
+          for (int r = 0; r < l.n_lists(); r++) {
+            std::vector<double> d(sc.begin() + r * n, sc.begin() + (r + 1) * n);
+            EXPECT_TRUE(test::same_selection(list_of(l, r), want[r]));
+            EXPECT_TRUE(test::selection_consistent(list_of(l, r), d.data(), n, c.budget));
+          }
+          // Truncate and re-append: same result.
+          p->truncate(n - 5);
+          for (int64_t t = n - 5; t < n; t++) p->on_append(1, s.k.data() + t * 2 * 64, t, 1);
+          index_lists l2;
+          p->select(1, s.q.data(), s.kv.view, l2);
+          EXPECT_EQ(l2.idx, l.idx);
+          EXPECT_EQ(l2.count, l.count);
+        }
+}
+
+TEST(Policy, SimhashFindsEqualKeys) {
+  for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group}) {
+    const uint64_t seed = 23000 + (int)m;
+    HASHATTN_SEED(seed);
+    setup s = make_setup(seed, 8, 2, 64, 500, false);
+    // Query head h copies (a positive multiple of) a key of its KV head: identical codes. Per head:
+    // key 100 + h; per group: all of group r copy key 100 + r (its group score is the maximum).
+    auto target = [&](int h) { return m == gqa_mode::per_head ? 100 + h : 100 + h / 4; };
+    for (int h = 0; h < 8; h++)
+      for (int j = 0; j < 64; j++) s.q[h * 64 + j] = 2.f * s.kv.k_at(target(h), h / 4, j);
+    policy_config c;
+    c.name = "simhash";
+    c.gqa = m;
+    c.bits = 64;
+    c.seed = 5;
+    c.budget = {0, 40, 4, 4};
+    auto p = make_policy(c);
+    EXPECT_EQ(p->aux_bits_per_token_head(), 64);
+    p->begin(1, s.shape, 500);
+    feed(*p, s, 0);
+    index_lists l;
+    p->select(0, s.q.data(), s.kv.view, l);
+    for (int r = 0; r < l.n_lists(); r++) {
+      const auto v = list_of(l, r);
+      EXPECT_EQ((int)v.size(), 40);
+      const int nh = m == gqa_mode::per_group ? 4 : 1;
+      for (int h = r * nh; h < (r + 1) * nh; h++)
+        EXPECT_TRUE(std::binary_search(v.begin(), v.end(), target(h))) << "list " << r << " misses key " << target(h);
+    }
+    // Another seed gives other projections and (almost surely) other lists.
+    c.seed = 6;
+    auto p2 = make_policy(c);
+    p2->begin(1, s.shape, 500);
+    feed(*p2, s, 0);
+    index_lists l2;
+    std::mt19937_64 rq(seed);
+    s.q = test::random_vec(rq, dist::normal, 8 * 64);
+    p->select(0, s.q.data(), s.kv.view, l);
+    p2->select(0, s.q.data(), s.kv.view, l2);
+    EXPECT_NE(l.idx, l2.idx);
+  }
+}
+
+TEST(Policy, QuestMatchesReference) {
+  uint64_t seed = 24000;
+  for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group})
+    for (int P : {1, 4, 16})
+      for (int64_t n : {3, 50, 333}) {
+        HASHATTN_SEED(seed);
+        const setup s = make_setup(seed++, 6, 2, 16, n, true);
+        policy_config c;
+        c.name = "quest";
+        c.gqa = m;
+        c.page_size = P;
+        c.budget = {0.25, 0, 2, 3};
+        auto p = make_policy(c);
+        EXPECT_DOUBLE_EQ(p->aux_bits_per_token_head(), 0);  // before begin: shape unknown
+        p->begin(1, s.shape, n);
+        EXPECT_DOUBLE_EQ(p->aux_bits_per_token_head(), 2.0 * 32 * 16 / P);
+        feed(*p, s, 0);
+        index_lists l;
+        p->select(0, s.q.data(), s.kv.view, l);
+        const select_split sp = select_split_for(c.budget, n);
+        const int G = 3;
+        for (int r = 0; r < l.n_lists(); r++) {
+          // Reference: page upper bounds in double, greedy by (score desc, page desc).
+          const int hk = m == gqa_mode::per_group ? r : r / G;
+          const int h0 = m == gqa_mode::per_group ? r * G : r, nh = m == gqa_mode::per_group ? G : 1;
+          std::vector<std::pair<double, int64_t>> pages;
+          for (int64_t pg = sp.lo / P; pg * P < sp.hi; pg++) {
+            double sc = 0;
+            for (int h = h0; h < h0 + nh; h++)
+              for (int j = 0; j < 16; j++) {
+                double mn = INFINITY, mx = -INFINITY;
+                for (int64_t t = pg * P; t < std::min<int64_t>((pg + 1) * P, n); t++)
+                  mn = std::min<double>(mn, s.kv.k_at(t, hk, j)), mx = std::max<double>(mx, s.kv.k_at(t, hk, j));
+                sc += std::max(s.q[h * 16 + j] * mn, s.q[h * 16 + j] * mx);
+              }
+            pages.push_back({sc, pg});
+          }
+          std::sort(pages.begin(), pages.end(), [](auto a, auto b) { return a.first != b.first ? a.first > b.first : a.second > b.second; });
+          std::vector<char> take(n, 0);
+          int64_t left = sp.k_mid;
+          for (auto& [sc, pg] : pages) {
+            const int64_t a = std::max(pg * P, sp.lo), b = std::min((pg + 1) * P, sp.hi);
+            if (left > 0 && b - a <= left) {
+              for (int64_t t = a; t < b; t++) take[t] = 1;
+              left -= b - a;
+            }
+          }
+          std::vector<int32_t> want;
+          for (int64_t t = 0; t < n; t++)
+            if (t < sp.lo || t >= sp.hi || take[t]) want.push_back((int32_t)t);
+          EXPECT_TRUE(test::same_selection(list_of(l, r), want));
+          EXPECT_LE(l.count[r], sp.total);
+        }
+      }
+}
+
+TEST(Policy, DoubleSparsity) {
+  uint64_t seed = 25000;
+  // Calibration picks the channels with the largest mean |q_i| * mean |k_i|.
+  {
+    std::vector<float> q(10 * 4 * 8, 0.1f), k(20 * 2 * 8, 0.1f);
+    for (int i = 0; i < 10; i++)
+      for (int h = 0; h < 4; h++) q[(i * 4 + h) * 8 + (h < 2 ? 5 : 1)] = 3.f;  // group 0 -> ch 5, group 1 -> ch 1
+    for (int i = 0; i < 20; i++) k[(i * 2 + 0) * 8 + 2] = 2.f, k[(i * 2 + 1) * 8 + 6] = 2.f;
+    const auto ch = double_sparsity_calibrate(q.data(), 10, k.data(), 20, {4, 2, 8}, 2);
+    EXPECT_EQ(ch, (std::vector<int32_t>{2, 5, 1, 6}));
+    EXPECT_THROW(double_sparsity_calibrate(q.data(), 10, k.data(), 20, {4, 2, 8}, 9), error);
+  }
+  for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group})
+    for (int64_t n : {5, 100, 700}) {
+      HASHATTN_SEED(seed);
+      const setup s = make_setup(seed++, 8, 2, 32, n, true);
+      policy_config c;
+      c.name = "double_sparsity";
+      c.gqa = m;
+      c.channels = 4;
+      c.budget = {1.0 / 8, 0, 2, 2};
+      std::mt19937_64 rng(seed);
+      for (int l = 0; l < 2; l++)
+        for (int h = 0; h < 2; h++) {
+          auto sub = test::random_subset(rng, 32, 4);
+          c.ds_channels.insert(c.ds_channels.end(), sub.begin(), sub.end());
+        }
+      auto p = make_policy(c);
+      EXPECT_EQ(p->aux_bits_per_token_head(), 64);
+      p->begin(2, s.shape, n);
+      feed(*p, s, 1);
+      index_lists l;
+      p->select(1, s.q.data(), s.kv.view, l);
+      for (int r = 0; r < l.n_lists(); r++) {
+        const auto sc = list_scores(s, m, r, [&](int h, int64_t t) {
+          const int hk = h / 4;
+          double a = 0;
+          for (int cc = 0; cc < 4; cc++) {
+            const int j = c.ds_channels[(1 * 2 + hk) * 4 + cc];
+            a += (double)s.q[h * 32 + j] * s.kv.k_at(t, hk, j);
+          }
+          return a;
+        });
+        EXPECT_TRUE(test::same_selection(list_of(l, r), ref::select_rule_ref(sc.data(), n, c.budget)));
+      }
+    }
+}
+
+TEST(Policy, ListsDriveAttention) {
+  // End to end: a policy's lists fed to attn_decode_cpu equal the reference attention over them.
+  const uint64_t seed = 26000;
+  HASHATTN_SEED(seed);
+  const setup s = make_setup(seed, 8, 2, 64, 1000, false);
+  for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group}) {
+    policy_config c;
+    c.name = "simhash";
+    c.gqa = m;
+    c.budget = {1.0 / 16, 0, 8, 8};
+    auto p = make_policy(c);
+    p->begin(1, s.shape, 1000);
+    feed(*p, s, 0);
+    index_lists l;
+    p->select(0, s.q.data(), s.kv.view, l);
+    attn_decode_params a;
+    a.q = s.q.data();
+    a.kv = s.kv.view;
+    a.n_head = 8;
+    a.scale = 0.125f;
+    attn_params_set_lists(a, l);
+    std::vector<float> out(8 * 64);
+    a.out = out.data();
+    attn_decode_cpu(a);
+    std::vector<double> ref(8 * 64);
+    ref::attn_decode_ref(a, ref.data());
+    EXPECT_TRUE(test::all_close(out.data(), ref.data(), 8 * 64, test::attn_atol(64, 62, 20, 4), 0));
+  }
+}
+
+}  // namespace
+}  // namespace hashattn
