@@ -9,6 +9,7 @@
 // is_dense(), else select() + the sparse kernel. Prefill attention is dense and causal.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -69,10 +70,17 @@ class model {
   std::unique_ptr<impl> p_;
 };
 
+// Observer of the forward pass (e.g. training capture): called for every layer and every chunk
+// (prefill) or token (decode) after RoPE, before attention, with fp32 activations
+// q: [n, n_head, head_dim], k, v: [n, n_head_kv, head_dim] for positions pos0 .. pos0+n-1.
+using forward_observer = std::function<void(int layer, const float* q, const float* k, const float* v,
+                                            int64_t pos0, int64_t n)>;
+
 struct session_params {
   int64_t n_ctx = 0;      // KV cache capacity in tokens (0: the model's training context)
   int n_threads = 0;      // 0: OpenMP default
   int64_t n_batch = 512;  // prefill chunk (tokens per batched forward)
+  forward_observer observer;  // optional
 };
 
 class session {

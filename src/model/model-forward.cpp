@@ -30,6 +30,7 @@ struct session::impl {
   int64_t n_batch = 512;
   int q_dim = 0, kv_dim = 0;
   std::unique_ptr<attention_policy> policy;
+  forward_observer observer;
   std::vector<std::vector<uint16_t>> kc, vc;  // per layer [n_ctx, kv_dim] fp16
   int64_t n_past = 0;
 
@@ -128,6 +129,7 @@ void session::impl::decode(int32_t tok) {
     cpu::rope_apply(k.data(), hp.n_head_kv, hd, hp.rope_dims, neox, cos_t.data(), sin_t.data());
     cpu::f32_to_f16_row(k.data(), kc[l].data() + pos * kv_dim, kv_dim);
     cpu::f32_to_f16_row(v.data(), vc[l].data() + pos * kv_dim, kv_dim);
+    if (observer) observer(l, q.data(), k.data(), v.data(), pos, 1);
     policy->on_append(l, k.data(), pos, 1);
 
     attn_decode_params ap;
@@ -264,6 +266,7 @@ void session::impl::prefill(const int32_t* toks, int64_t n, bool all_logits, int
       cpu::f32_to_f16_row(ki, kcw + (pos0 + i) * kv_dim, kv_dim);
       cpu::f32_to_f16_row(vi, vcw + (pos0 + i) * kv_dim, kv_dim);
     }
+    if (observer) observer(l, Q.data(), K.data(), V.data(), pos0, n);
     policy->on_append(l, K.data(), pos0, n);
     attn_prefill(l, pos0, n);
     gemm(L.wo, A.data(), n, T.data());
@@ -314,6 +317,7 @@ session::session(const model& m, const session_params& p, std::unique_ptr<attent
   s.q_dim = hp.n_head * hp.head_dim;
   s.kv_dim = hp.n_head_kv * hp.head_dim;
   s.policy = policy ? std::move(policy) : make_dense_policy();
+  s.observer = p.observer;
   s.kc.resize(hp.n_layer);
   s.vc.resize(hp.n_layer);
   for (int l = 0; l < hp.n_layer; ++l) {
