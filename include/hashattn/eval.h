@@ -4,7 +4,8 @@
 //   ppl        teacher-forced perplexity over held-out text; the last n_eval positions of each
 //              window are decoded token by token through the policy; also mean KL(dense || policy).
 //   passkey    "The pass key is NNNNN. Remember it. NNNNN is the pass key." at depths 0..100%
-//              of a real-text haystack.
+//              of a real-text haystack; passkey_noise: the same in the repeated "The grass is
+//              green. ..." filler of the original passkey test.
 //   RULER-style niah_single_noise, niah_single_essay, niah_multikey, niah_multivalue,
 //              niah_multiquery, vt (variable tracking), cwe (common-words extraction); score =
 //              fraction of reference strings contained in the output (string_match_all).

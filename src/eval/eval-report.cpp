@@ -52,6 +52,7 @@ bool label_less(const eval_record& a, const eval_record& b) {
 int task_rank(const std::string& t) {
   static const std::vector<std::string> order = {"ppl",
                                                  "passkey",
+                                                 "passkey_noise",
                                                  "niah_single_noise",
                                                  "niah_single_essay",
                                                  "niah_multikey",

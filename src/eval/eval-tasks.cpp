@@ -117,7 +117,7 @@ std::string plural_type = "numbers";
 }  // namespace
 
 const std::vector<std::string>& eval_task_names() {
-  static const std::vector<std::string> names = {"passkey",         "niah_single_noise", "niah_single_essay",
+  static const std::vector<std::string> names = {"passkey",         "passkey_noise",     "niah_single_noise", "niah_single_essay",
                                                  "niah_multikey",   "niah_multivalue",   "niah_multiquery",
                                                  "vt",              "cwe"};
   return names;
@@ -173,7 +173,7 @@ eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus&
     size_t start = r.below(corpus.sentences[t].size());
     units = essay_units(corpus, t, start, (size_t)p.context);
     s.source = corpus.names[t];
-  } else if (p.task != "cwe") {
+  } else if (p.task != "cwe") {  // passkey_noise, niah_single_noise, vt
     units = noise_sentences();
     s.source = "noise";
   }
@@ -203,7 +203,7 @@ eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus&
     };
   };
 
-  if (p.task == "passkey") {
+  if (p.task == "passkey" || p.task == "passkey_noise") {
     std::string key = digits(r, 5);
     s.depth = (double)(index % 11) / 10.0;
     s.refs = {key};
