@@ -1,6 +1,7 @@
 // `hashattn info FILE`: prints a GGUF file's header (version, alignment, data offset), every
 // metadata key with its type and value (long arrays abbreviated, with their length), then the
 // tensor table (name, type, dims, offset in the data section, bytes) and totals per type.
+// Hash-encoder files (architecture "hashattn") also get a summary: code width, MLP, model binding, training.
 #include <fmt/core.h>
 
 #include <map>
@@ -9,6 +10,7 @@
 
 #include "command.h"
 #include "hashattn/gguf.h"
+#include "hashattn/hash-file.h"
 
 namespace {
 
@@ -39,6 +41,7 @@ int run_info(const std::string& path, size_t max_items, bool no_tensors) {
   fmt::print("version:     GGUF v{}\n", f->version());
   fmt::print("alignment:   {}\n", f->alignment());
   fmt::print("data offset: {}\n", f->data_offset());
+  if (const std::string h = hashattn::hash_file_describe(*f); !h.empty()) fmt::print("\n{}", h);
   size_t key_w = 0, type_w = 0;
   for (const auto& e : f->metadata()) {
     key_w = std::max(key_w, e.key.size());

@@ -1,0 +1,196 @@
+// Training of the hash encoders (HashAttention) from a model's own post-RoPE queries and keys, and the
+// recall evaluation of hash selectors (learned, SimHash) against exact top-k.
+// Capture: dense prefill of token windows of the training text; the forward observer copies the queries
+// of sampled positions q [n_q, n_head, d]; keys k [n_tok, n_head_kv, d] (and value norms) are read back
+// from the session's fp16 KV cache, one layer at a time. Only one window is held at a time.
+// Labels: for a query at position p the middle region is [sinks, p + 1 - window); its label set is the
+//   top-k middle keys by logit q.k (or by attention weight x ||v||), k = floor(density * n_mid) (the
+//   inference budget's share of the middle) or a fixed k (32: the paper). GQA group mode: one label set
+//   per KV group, ranked by the group's summed attention weights.
+// Loss: soft score sum_j tanh(q~_j) tanh(k~_j) (group mode: the mean over the group's query heads of
+//   tanh(q~)), weighted BCE with positive weight 20 (the paper) or a listwise softmax loss; Adam.
+//   Minibatches: some queries, a sample of each one's positives and random middle negatives, with
+//   importance weights so that the loss estimates the full per-query loss over its middle region.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hashattn/hash.h"
+#include "hashattn/policy.h"
+
+namespace hashattn {
+
+class model;
+class session;
+
+// ---- text -> token windows ----
+struct train_text {
+  std::string name;              // shown in metadata and reports (file name without directories)
+  std::vector<int32_t> tokens;   // tokenized without special tokens
+};
+// Reads and tokenizes files with the model's tokenizer; throws if a file is missing or empty.
+std::vector<train_text> load_texts(const model& m, const std::vector<std::string>& paths);
+struct token_window {
+  int text = 0;       // index into the texts
+  int64_t start = 0;  // first token
+};
+// Every non-overlapping window of n tokens (windows never cross texts), in text order.
+std::vector<token_window> text_windows(const std::vector<train_text>& texts, int64_t n);
+
+// ---- capture ----
+// One layer of one window: keys, value norms and the queries of the sampled positions.
+struct layer_capture {
+  int n_head = 0, n_head_kv = 0, head_dim = 0;
+  int64_t n_tok = 0;
+  std::vector<float> k;       // [n_tok, n_head_kv, d] (the fp16 cache values)
+  std::vector<float> vnorm;   // [n_tok, n_head_kv]  ||v||
+  std::vector<int64_t> qpos;  // [n_q] ascending
+  std::vector<float> q;       // [n_q, n_head, d]
+  int64_t n_q() const { return (int64_t)qpos.size(); }
+};
+class window_capture {
+ public:
+  // Holds a session of `ctx` tokens; captures queries of the listed layers only.
+  window_capture(const model& m, int64_t ctx, std::vector<int> layers, int n_threads);
+  ~window_capture();
+  // Dense prefill of tokens[0..n) from position 0; records the queries at positions qpos (ascending, < n).
+  void run(const int32_t* tokens, int64_t n, const std::vector<int64_t>& qpos);
+  // Layer l (one of the listed layers) of the last run.
+  void get(int layer, layer_capture& out) const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+// n query positions drawn uniformly without replacement from [lo, hi), ascending.
+std::vector<int64_t> sample_positions(uint64_t seed, int64_t lo, int64_t hi, int64_t n);
+
+// ---- labels ----
+enum class label_rank : uint8_t { logit = 0, value_norm = 1 };
+struct label_params {
+  double density = 1.0 / 16;  // k = floor(density * n_mid) when k_fixed == 0
+  int64_t k_fixed = 0;        // > 0: fixed k per query (32 = the paper)
+  int64_t sinks = 128;
+  int64_t window = 128;
+  label_rank rank = label_rank::logit;
+};
+struct middle_range {
+  int64_t lo = 0, hi = 0, k = 0;  // middle [lo, hi), k labels (k <= hi - lo)
+};
+middle_range label_middle(const label_params& p, int64_t pos);
+// Label sets of one unit (a query head, or a KV group in group mode) for every captured query:
+// labels[i] = ascending positions (ties broken towards recent positions).
+std::vector<std::vector<int32_t>> make_labels(const layer_capture& c, const label_params& p, gqa_mode mode,
+                                              int unit);
+
+// ---- training ----
+enum class train_loss : uint8_t { bce = 0, listwise = 1 };
+struct train_progress {
+  int window = 0, n_windows = 0;     // training window (0-based) and count
+  int layer = 0, layer_index = 0, n_layers = 0;
+  int64_t steps = 0;                 // optimizer steps done per unit so far
+  int64_t steps_total = 0;
+  double loss = 0;                   // mean loss of this window's steps of this layer
+  double val_recall = -1;            // held-out recall at the label k (learned codes), -1 if not measured
+  double val_recall_simhash = -1;    // the same for SimHash with the same bits
+  double elapsed_s = 0, eta_s = 0;
+  bool capture = false;              // true: a capture step (prefill) finished
+};
+struct train_params {
+  int bits = 32;
+  int mlp_layers = 3;   // 1..3 linear layers
+  int hidden = 128;
+  gqa_mode gqa = gqa_mode::per_head;  // per_group: key encoders per KV head, group labels
+  label_params labels;
+  train_loss loss = train_loss::bce;
+  double pos_weight = 20;    // BCE positive class weight (the paper)
+  double score_scale = 1;    // logit = scale * soft score (BCE) / softmax temperature (listwise)
+  double lr = 1e-3;
+  int64_t ctx = 2048;        // tokens per training window
+  int n_windows = 12;        // training windows (drawn from all windows of the texts)
+  int queries_per_window = 256;
+  int steps_per_window = 20; // optimizer steps per unit per window
+  int batch_queries = 32;
+  int batch_pos = 16;        // positives sampled per query per step
+  int batch_neg = 512;       // random middle keys per step
+  int val_queries = 64;      // held-out queries (one more window, not trained on)
+  uint64_t seed = 0;
+  std::vector<int> layers;   // empty: all
+  std::vector<int> heads;    // empty: all (query heads in head mode, KV heads in group mode)
+  int n_threads = 0;         // 0: all
+  std::function<void(const train_progress&)> on_progress;
+};
+void train_params_validate(const train_params& p, int n_layer, int n_head, int n_head_kv);
+struct train_layer_stats {
+  int layer = 0;
+  double loss = 0;           // mean loss of the last window
+  double val_recall = 0;     // held-out recall at the label k, learned
+  double val_recall_simhash = 0;
+};
+struct train_result {
+  hash_weights weights;      // untrained layers/heads keep their seeded random initialisation
+  std::vector<train_layer_stats> layers;
+  std::vector<std::string> texts;
+  int64_t train_tokens = 0;  // tokens prefilled for training windows
+  int64_t val_tokens = 0;
+  double seconds_capture = 0, seconds_train = 0, seconds_total = 0;
+};
+train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p);
+// One line "key=value ..." of the settings (stored in the hash file).
+std::string train_settings_string(const train_params& p);
+
+// ---- recall evaluation ----
+// Codes of any width (SimHash 256 included): words = ceil(bits / 64) uint64 per code.
+struct eval_codes {
+  int bits = 0;
+  bool key_per_group = false;  // key codes per KV head (else per query head)
+  std::vector<uint64_t> q;     // [n_q, n_head, words]
+  std::vector<uint64_t> k;     // [n_tok, n_key_enc, words]
+  int words() const { return (bits + 63) / 64; }
+};
+// Learned codes of one layer (the inference encoder, hash_encode_cpu).
+eval_codes codes_learned(const hash_weights& w, int layer, const layer_capture& c, int n_threads);
+// SimHash: bits Gaussian directions per KV head, shared by keys and the group's queries.
+eval_codes codes_simhash(const layer_capture& c, int bits, uint64_t seed);
+struct recall_stats {
+  double topk_recall = 0;   // |selected middle ∩ oracle top-k| / k, mean over (query, list)
+  double mass_recall = 0;   // attention mass of the selected middle / mass of the whole middle, mean over (query, head)
+  double oracle_mass = 0;   // the same for the oracle's top-k (the ceiling)
+  int64_t n = 0;            // (query, list) pairs measured
+};
+// Selection: the k highest middle scores (b - popcount(q xor k); group mode: summed over the group),
+// ties to the most recent; oracle: top-k by logit (group: by summed attention weights). k from p
+// (rank is ignored: the oracle ranks by attention). units: lists to measure (empty: all).
+recall_stats eval_recall(const layer_capture& c, const eval_codes& codes, const label_params& p, gqa_mode mode,
+                         const std::vector<int>& units = {});
+
+struct recall_eval_params {
+  std::vector<double> densities = {1.0 / 16, 1.0 / 32};
+  int64_t sinks = 128, window = 128;
+  int64_t ctx = 4096;             // tokens per evaluation window
+  int windows_per_text = 1;
+  int queries_per_window = 64;    // drawn from [ctx/2, ctx)
+  gqa_mode gqa = gqa_mode::per_head;
+  std::vector<int> simhash_bits = {32, 256};
+  uint64_t seed = 1;
+  std::vector<int> layers;        // empty: all
+  int n_threads = 0;
+  std::function<void(const std::string&)> on_progress;
+};
+struct recall_row {
+  std::string text;     // evaluation text
+  std::string method;   // "learned-32", "simhash-32", "simhash-256", "oracle"
+  double density = 0;
+  int layer = 0;
+  recall_stats stats;
+};
+// Rows for every (text, method, density, layer). learned may be null (baselines only).
+std::vector<recall_row> eval_recall_texts(const model& m, const std::vector<train_text>& texts,
+                                          const hash_weights* learned, const recall_eval_params& p);
+// Markdown: per-layer table (top-k recall and mass recall per method and density) and averages.
+std::string recall_markdown(const std::vector<recall_row>& rows);
+
+}  // namespace hashattn

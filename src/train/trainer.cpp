@@ -1,0 +1,391 @@
+// `train_hash_encoders` (see train.h): windows of the training text are prefilled one at a time; for each
+// captured layer the units (query heads, or KV groups in group mode) take steps_per_window Adam steps on
+// minibatches of that window, in parallel over units (OpenMP; OpenBLAS single-threaded inside). A held-out
+// window (not trained on) measures recall at the label k after every layer's turn.
+// Minibatch of a unit: B queries with a middle; up to P sampled positives of each; N random middle keys.
+// Pair weights make the loss an estimate of the full per-query loss over its middle region:
+//   positives of query i: pos_weight * k_i / npos_i, negatives: (n_mid_i - k_i) / nneg_i, over
+//   norm_i = pos_weight * k_i + n_mid_i - k_i, then the mean over queries (listwise: importance weights).
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include <fmt/core.h>
+
+#include "cpu/matvec.h"
+#include "hashattn/error.h"
+#include "hashattn/model.h"
+#include "train/encoder-math.h"
+#include "train/train-internal.h"
+
+namespace hashattn {
+using namespace train_detail;
+
+namespace {
+std::string s(int64_t v) { return std::to_string(v); }
+
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t x = a * 0x9E3779B97F4A7C15ull ^ (b + 0x7F4A7C159E3779B9ull + (a << 6) + (a >> 2));
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  return x;
+}
+
+// Per-thread buffers of one unit's step.
+struct step_work {
+  std::vector<float> xq, xk, yq, dyq, dyq_g;
+  mlp_work<float> wq[16], wk;
+  pair_batch<float> batch;
+  loss_work<float> lw;
+  std::vector<int32_t> qsel, keys, pool;
+  std::vector<float> dyk;
+};
+
+struct unit_data {
+  std::vector<std::vector<int32_t>> labels;  // per query
+  std::vector<uint8_t> is_label;             // [n_q, n_tok]
+  std::vector<int32_t> usable;               // queries with k > 0
+};
+
+}  // namespace
+
+void train_params_validate(const train_params& p, int n_layer, int n_head, int n_head_kv) {
+  if (!hash_bits_valid(p.bits)) fail("train: bits", s(p.bits), "16, 32 or 64");
+  if (p.mlp_layers < 1 || p.mlp_layers > 3) fail("train: MLP layers", s(p.mlp_layers), "1, 2 or 3");
+  if (p.mlp_layers > 1 && (p.hidden < 1 || p.hidden > 4096)) fail("train: MLP hidden size", s(p.hidden), "1 .. 4096");
+  if (p.ctx < 64) fail("train: context", s(p.ctx), ">= 64 tokens");
+  if (p.n_windows < 1) fail("train: windows", s(p.n_windows), ">= 1");
+  if (p.queries_per_window < 1) fail("train: queries per window", s(p.queries_per_window), ">= 1");
+  if (p.steps_per_window < 1) fail("train: steps per window", s(p.steps_per_window), ">= 1");
+  if (p.batch_queries < 1 || p.batch_pos < 1 || p.batch_neg < 0)
+    fail("train: batch", s(p.batch_queries) + " queries, " + s(p.batch_pos) + " positives, " + s(p.batch_neg) + " negatives",
+         ">= 1 query, >= 1 positive, >= 0 negatives");
+  if (p.val_queries < 0) fail("train: held-out queries", s(p.val_queries), ">= 0");
+  if (!(p.lr > 0 && p.lr < 1)) fail("train: learning rate", fmt::format("{}", p.lr), "in (0, 1)");
+  if (!(p.pos_weight > 0)) fail("train: positive weight", fmt::format("{}", p.pos_weight), "> 0");
+  if (!(p.score_scale > 0)) fail("train: score scale", fmt::format("{}", p.score_scale), "> 0");
+  const label_params& l = p.labels;
+  if (l.k_fixed < 0) fail("train: label k", s(l.k_fixed), ">= 0 (0: the budget's share)");
+  if (l.k_fixed == 0 && !(l.density > 0 && l.density <= 1)) fail("train: density", fmt::format("{}", l.density), "in (0, 1]");
+  if (l.sinks < 0 || l.window < 0) fail("train: sinks/window", s(l.sinks) + "/" + s(l.window), ">= 0");
+  if (l.sinks + l.window + 2 >= p.ctx)
+    fail("train: context", s(p.ctx), "> sinks + window + 2 = " + s(l.sinks + l.window + 2), "use a longer --ctx");
+  for (int x : p.layers)
+    if (x < 0 || x >= n_layer) fail("train: layer", s(x), "0 .. " + s(n_layer - 1));
+  const int n_units = p.gqa == gqa_mode::per_head ? n_head : n_head_kv;
+  for (int x : p.heads)
+    if (x < 0 || x >= n_units)
+      fail("train: head", s(x), "0 .. " + s(n_units - 1),
+           p.gqa == gqa_mode::per_head ? "query heads in head mode" : "KV heads in group mode");
+  const int G = n_head_kv > 0 ? n_head / n_head_kv : 0;
+  if (G > 16) fail("train: GQA group", s(G), "<= 16 query heads per KV head");
+}
+
+std::string train_settings_string(const train_params& p) {
+  return fmt::format(
+      "bits={} mlp_layers={} hidden={} gqa={} label_k={} density={} sinks={} window={} rank={} loss={} pos_weight={} "
+      "score_scale={} lr={} ctx={} windows={} queries={} steps={} batch_q={} batch_pos={} batch_neg={} seed={}",
+      p.bits, p.mlp_layers, p.mlp_layers > 1 ? p.hidden : 0, p.gqa == gqa_mode::per_head ? "head" : "group",
+      p.labels.k_fixed > 0 ? s(p.labels.k_fixed) : std::string("budget"), p.labels.density, p.labels.sinks,
+      p.labels.window, p.labels.rank == label_rank::logit ? "logit" : "value_norm",
+      p.loss == train_loss::bce ? "bce" : "listwise", p.pos_weight, p.score_scale, p.lr, p.ctx, p.n_windows,
+      p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos, p.batch_neg, p.seed);
+}
+
+namespace {
+
+unit_data make_unit_data(const layer_capture& c, const label_params& lp, gqa_mode mode, int unit) {
+  unit_data u;
+  u.labels = make_labels(c, lp, mode, unit);
+  u.is_label.assign((size_t)c.n_q() * c.n_tok, 0);
+  for (int64_t i = 0; i < c.n_q(); i++) {
+    for (int32_t t : u.labels[i]) u.is_label[(size_t)i * c.n_tok + t] = 1;
+    if (!u.labels[i].empty()) u.usable.push_back((int32_t)i);
+  }
+  return u;
+}
+
+// One Adam step of one unit; returns the loss (NaN if the unit has no usable query).
+double unit_step(const train_params& p, hash_weights& W, std::vector<float>& grad, std::vector<float>& m1,
+                 std::vector<float>& m2, int layer, int unit, int64_t t_step, const layer_capture& c,
+                 const unit_data& ud, std::mt19937_64& rng, step_work& sw) {
+  if (ud.usable.empty()) return NAN;
+  const int G = c.n_head / c.n_head_kv, d = c.head_dim, B = W.bits;
+  const bool grp = p.gqa == gqa_mode::per_group;
+  const int nqe = grp ? G : 1;            // query encoders of the unit
+  const int q0 = grp ? unit * G : unit;   // first query head
+  const int hk = grp ? unit : unit / G;   // KV head of the keys
+  const int ke = unit;                    // key encoder (per query head, or per KV head in group mode)
+  const int nke = W.n_key_enc();
+  const int64_t n = c.n_tok;
+  // -- queries
+  sw.pool = ud.usable;
+  const int bq = (int)std::min<size_t>(p.batch_queries, sw.pool.size());
+  for (int i = 0; i < bq; i++) {
+    std::uniform_int_distribution<size_t> di(i, sw.pool.size() - 1);
+    std::swap(sw.pool[i], sw.pool[di(rng)]);
+  }
+  sw.qsel.assign(sw.pool.begin(), sw.pool.begin() + bq);
+  // -- keys: sampled positives of each query + random middle keys
+  sw.keys.clear();
+  int64_t lo_min = n, hi_max = 0;
+  for (int32_t qi : sw.qsel) {
+    const middle_range r = label_middle(p.labels, c.qpos[qi]);
+    lo_min = std::min(lo_min, r.lo);
+    hi_max = std::max(hi_max, r.hi);
+    const auto& L = ud.labels[qi];
+    if ((int64_t)L.size() <= p.batch_pos) {
+      sw.keys.insert(sw.keys.end(), L.begin(), L.end());
+    } else {
+      std::vector<int32_t> tmp(L);
+      for (int j = 0; j < p.batch_pos; j++) {
+        std::uniform_int_distribution<size_t> dj(j, tmp.size() - 1);
+        std::swap(tmp[j], tmp[dj(rng)]);
+        sw.keys.push_back(tmp[j]);
+      }
+    }
+  }
+  if (hi_max > lo_min) {
+    std::uniform_int_distribution<int64_t> dt(lo_min, hi_max - 1);
+    for (int j = 0; j < p.batch_neg; j++) sw.keys.push_back((int32_t)dt(rng));
+  }
+  std::sort(sw.keys.begin(), sw.keys.end());
+  sw.keys.erase(std::unique(sw.keys.begin(), sw.keys.end()), sw.keys.end());
+  const int64_t nk = (int64_t)sw.keys.size();
+  // -- pairs
+  pair_batch<float>& pb = sw.batch;
+  pb.n_q = bq;
+  pb.n_k = nk;
+  pb.group = nqe;
+  pb.bits = B;
+  pb.label.assign((size_t)bq * nk, 0);
+  pb.weight.assign((size_t)bq * nk, 0.f);
+  for (int i = 0; i < bq; i++) {
+    const int32_t qi = sw.qsel[i];
+    const middle_range r = label_middle(p.labels, c.qpos[qi]);
+    const uint8_t* lab = ud.is_label.data() + (size_t)qi * n;
+    int64_t npos = 0, nneg = 0;
+    for (int64_t j = 0; j < nk; j++) {
+      const int32_t t = sw.keys[j];
+      if (t < r.lo || t >= r.hi) continue;
+      (lab[t] ? npos : nneg)++;
+    }
+    const double kpos = (double)r.k, kneg = (double)(r.hi - r.lo - r.k);
+    double wp, wn;
+    if (p.loss == train_loss::bce) {
+      const double norm = p.pos_weight * kpos + kneg;
+      wp = npos ? p.pos_weight * kpos / npos / norm / bq : 0;
+      wn = nneg ? kneg / nneg / norm / bq : 0;
+    } else {
+      wp = npos ? kpos / npos : 0;
+      wn = nneg ? kneg / nneg : 0;
+    }
+    for (int64_t j = 0; j < nk; j++) {
+      const int32_t t = sw.keys[j];
+      if (t < r.lo || t >= r.hi) continue;
+      pb.label[(size_t)i * nk + j] = lab[t];
+      pb.weight[(size_t)i * nk + j] = (float)(lab[t] ? wp : wn);
+    }
+  }
+  // -- forward
+  float* qbase = W.query_data(layer);
+  float* kbase = W.key_data(layer);
+  const size_t qoff = (size_t)layer * W.layer_floats();
+  const size_t koff = qoff + W.role_floats(W.n_head);
+  auto qslice = [&](float* base, int e) { return enc_slice<float>(base, W.n_head, e, W.mlp_layers, d, W.hidden, B); };
+  auto kslice = [&](float* base) { return enc_slice<float>(base, nke, ke, W.mlp_layers, d, W.hidden, B); };
+  sw.xk.resize((size_t)nk * d);
+  for (int64_t j = 0; j < nk; j++) {
+    const float* src = c.k.data() + ((size_t)sw.keys[j] * c.n_head_kv + hk) * d;
+    std::copy(src, src + d, sw.xk.data() + j * d);
+  }
+  const enc_tensors<float> kw = kslice(kbase);
+  mlp_forward(kw, sw.xk.data(), nk, sw.wk);
+  sw.xq.resize((size_t)nqe * bq * d);
+  sw.yq.resize((size_t)bq * nqe * B);
+  for (int g = 0; g < nqe; g++) {
+    float* xg = sw.xq.data() + (size_t)g * bq * d;
+    for (int i = 0; i < bq; i++) {
+      const float* src = c.q.data() + ((size_t)sw.qsel[i] * c.n_head + q0 + g) * d;
+      std::copy(src, src + d, xg + (size_t)i * d);
+    }
+    mlp_forward(qslice(qbase, q0 + g), xg, bq, sw.wq[g]);
+    const std::vector<float>& y = sw.wq[g].pre[W.mlp_layers - 1];
+    for (int i = 0; i < bq; i++) std::copy(y.data() + (size_t)i * B, y.data() + (size_t)(i + 1) * B, sw.yq.data() + ((size_t)i * nqe + g) * B);
+  }
+  // -- loss and backward
+  loss_params lp;
+  lp.kind = p.loss == train_loss::bce ? loss_kind::bce : loss_kind::listwise;
+  lp.scale = p.score_scale;
+  sw.dyq.resize(sw.yq.size());
+  sw.dyk.resize((size_t)nk * B);
+  const double loss = pair_loss(lp, pb, sw.yq.data(), sw.wk.pre[W.mlp_layers - 1].data(), sw.dyq.data(), sw.dyk.data(), sw.lw);
+  float* gq = grad.data() + qoff;
+  float* gk = grad.data() + koff;
+  auto zero = [](const enc_tensors<float>& t) {
+    for (int i = 0; i < t.n_layers; i++) {
+      std::fill(t.w[i], t.w[i] + (size_t)t.dims[i] * t.dims[i + 1], 0.f);
+      std::fill(t.b[i], t.b[i] + t.dims[i + 1], 0.f);
+    }
+  };
+  adam_params ap;
+  ap.lr = p.lr;
+  const enc_tensors<float> kg = kslice(gk);
+  zero(kg);
+  mlp_backward(kw, sw.xk.data(), nk, sw.wk, sw.dyk.data(), kg);
+  adam_step(ap, t_step, kw, kg, kslice(m1.data() + koff), kslice(m2.data() + koff));
+  sw.dyq_g.resize((size_t)bq * B);
+  for (int g = 0; g < nqe; g++) {
+    for (int i = 0; i < bq; i++)
+      std::copy(sw.dyq.data() + ((size_t)i * nqe + g) * B, sw.dyq.data() + ((size_t)i * nqe + g + 1) * B, sw.dyq_g.data() + (size_t)i * B);
+    const enc_tensors<float> qw = qslice(qbase, q0 + g), qg = qslice(gq, q0 + g);
+    zero(qg);
+    mlp_backward(qw, sw.xq.data() + (size_t)g * bq * d, bq, sw.wq[g], sw.dyq_g.data(), qg);
+    adam_step(ap, t_step, qw, qg, qslice(m1.data() + qoff, q0 + g), qslice(m2.data() + qoff, q0 + g));
+  }
+  return loss;
+}
+
+}  // namespace
+
+train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p) {
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
+  const model_hparams& hp = m.hparams();
+  train_params_validate(p, hp.n_layer, hp.n_head, hp.n_head_kv);
+  const bool grp = p.gqa == gqa_mode::per_group;
+  const int n_units = grp ? hp.n_head_kv : hp.n_head;
+  std::vector<int> layers = p.layers, units = p.heads;
+  if (layers.empty())
+    for (int l = 0; l < hp.n_layer; l++) layers.push_back(l);
+  if (units.empty())
+    for (int u = 0; u < n_units; u++) units.push_back(u);
+  std::sort(layers.begin(), layers.end());
+  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  std::sort(units.begin(), units.end());
+  units.erase(std::unique(units.begin(), units.end()), units.end());
+
+  train_result res;
+  for (const auto& t : texts) res.texts.push_back(t.name);
+  res.weights = hash_weights_alloc(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, p.bits, p.mlp_layers, p.hidden, grp);
+  hash_weights& W = res.weights;
+  hash_weights_init_random(W, mix(p.seed, 1));
+  std::vector<float> m1(W.data.size(), 0.f), m2(W.data.size(), 0.f), grad(W.data.size(), 0.f);
+
+  // Windows: one held out, n_windows for training, drawn with the seed.
+  std::vector<token_window> wins = text_windows(texts, p.ctx);
+  if ((int)wins.size() < p.n_windows + 1)
+    fail("train: text too short", s(wins.size()) + " windows of " + s(p.ctx) + " tokens",
+         ">= " + s(p.n_windows + 1) + " (windows + 1 held out)", "add text, or lower --windows or --ctx");
+  std::mt19937_64 wrng(mix(p.seed, 2));
+  std::shuffle(wins.begin(), wins.end(), wrng);
+  const int nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
+  window_capture cap(m, p.ctx, layers, nt);
+
+  // Held-out window: captures, labels' k and SimHash baseline recall per layer.
+  std::vector<layer_capture> val(layers.size());
+  std::vector<double> val_simhash(layers.size(), -1);
+  if (p.val_queries > 0) {
+    const token_window& vw = wins[0];
+    const auto t0 = clock::now();
+    cap.run(texts[vw.text].tokens.data() + vw.start, p.ctx,
+            sample_positions(mix(p.seed, 3), p.ctx / 2, p.ctx, p.val_queries));
+    for (size_t li = 0; li < layers.size(); li++) {
+      cap.get(layers[li], val[li]);
+      val_simhash[li] = eval_recall(val[li], codes_simhash(val[li], p.bits, mix(p.seed, 100 + layers[li])), p.labels,
+                                    p.gqa, units).topk_recall;
+    }
+    res.val_tokens = p.ctx;
+    res.seconds_capture += secs(t0);
+    if (p.on_progress) {
+      train_progress pr;
+      pr.capture = true;
+      pr.window = -1;
+      pr.n_windows = p.n_windows;
+      pr.elapsed_s = secs(t_start);
+      p.on_progress(pr);
+    }
+  }
+
+  const int64_t q_lo = std::max<int64_t>(p.ctx / 4, p.labels.sinks + p.labels.window + 1);
+  const int64_t steps_total = (int64_t)p.n_windows * p.steps_per_window;
+  std::vector<step_work> work(nt);
+  res.layers.resize(layers.size());
+  layer_capture c;
+  for (int w = 0; w < p.n_windows; w++) {
+    const token_window& tw = wins[1 + w];
+    const auto t0 = clock::now();
+    cap.run(texts[tw.text].tokens.data() + tw.start, p.ctx,
+            sample_positions(mix(p.seed, 1000 + w), q_lo, p.ctx, p.queries_per_window));
+    res.train_tokens += p.ctx;
+    res.seconds_capture += secs(t0);
+    if (p.on_progress) {
+      train_progress pr;
+      pr.capture = true;
+      pr.window = w;
+      pr.n_windows = p.n_windows;
+      pr.elapsed_s = secs(t_start);
+      p.on_progress(pr);
+    }
+    for (size_t li = 0; li < layers.size(); li++) {
+      const int l = layers[li];
+      const auto t1 = clock::now();
+      cap.get(l, c);
+      std::vector<unit_data> ud(units.size());
+      std::vector<double> loss_sum(units.size(), 0.0);
+      std::vector<int64_t> loss_n(units.size(), 0);
+      {
+        cpu::blas_single_thread guard;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+        for (int64_t ui = 0; ui < (int64_t)units.size(); ui++) {
+          ud[ui] = make_unit_data(c, p.labels, p.gqa, units[ui]);
+          std::mt19937_64 rng(mix(mix(p.seed, 10 + w), mix(l, units[ui])));
+          step_work& sw = work[omp_get_thread_num()];
+          for (int st = 0; st < p.steps_per_window; st++) {
+            const double lv = unit_step(p, W, grad, m1, m2, l, units[ui], (int64_t)w * p.steps_per_window + st + 1, c,
+                                        ud[ui], rng, sw);
+            if (std::isfinite(lv)) loss_sum[ui] += lv, loss_n[ui]++;
+          }
+        }
+      }
+      double ls = 0;
+      int64_t ln = 0;
+      for (size_t ui = 0; ui < units.size(); ui++) ls += loss_sum[ui], ln += loss_n[ui];
+      train_layer_stats& stt = res.layers[li];
+      stt.layer = l;
+      stt.loss = ln ? ls / ln : NAN;
+      stt.val_recall_simhash = val_simhash[li];
+      stt.val_recall = -1;
+      if (p.val_queries > 0)
+        stt.val_recall = eval_recall(val[li], codes_learned(W, l, val[li], nt), p.labels, p.gqa, units).topk_recall;
+      res.seconds_train += secs(t1);
+      if (p.on_progress) {
+        train_progress pr;
+        pr.window = w;
+        pr.n_windows = p.n_windows;
+        pr.layer = l;
+        pr.layer_index = (int)li;
+        pr.n_layers = (int)layers.size();
+        pr.steps = (int64_t)(w + 1) * p.steps_per_window;
+        pr.steps_total = steps_total;
+        pr.loss = stt.loss;
+        pr.val_recall = stt.val_recall;
+        pr.val_recall_simhash = stt.val_recall_simhash;
+        pr.elapsed_s = secs(t_start);
+        const double done = ((double)w * layers.size() + li + 1) / ((double)p.n_windows * layers.size());
+        pr.eta_s = pr.elapsed_s / done - pr.elapsed_s;
+        p.on_progress(pr);
+      }
+    }
+  }
+  res.seconds_total = secs(t_start);
+  return res;
+}
+
+}  // namespace hashattn
