@@ -16,16 +16,6 @@ namespace hashattn {
 
 namespace {
 
-std::string density_name(double d) {
-  if (d >= 1) return "1";
-  const double inv = 1.0 / d;
-  if (std::fabs(inv - std::round(inv)) < 1e-6) return "1/" + std::to_string((long)std::round(inv));
-  std::ostringstream s;
-  s.precision(4);
-  s << d;
-  return s.str();
-}
-
 std::string num(double v, int prec) {
   std::ostringstream s;
   s.setf(std::ios::fixed);
@@ -67,6 +57,61 @@ int task_rank(const std::string& t) {
 }
 
 }  // namespace
+
+std::string density_name(double d) {
+  if (d >= 1) return "1";
+  if (d <= 0) return "budget";
+  const double inv = 1.0 / d;
+  if (std::fabs(inv - std::round(inv)) < 1e-6) return "1/" + std::to_string((long)std::round(inv));
+  std::ostringstream s;
+  s.precision(4);
+  s << d;
+  return s.str();
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
+    if (a != std::string::npos) out.push_back(item.substr(a, b - a + 1));
+  }
+  return out;
+}
+
+double parse_density(const std::string& s0) {
+  std::string s = s0;
+  size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  s = a == std::string::npos ? "" : s.substr(a, b - a + 1);
+  double v = 0;
+  try {
+    size_t slash = s.find('/');
+    size_t pos = 0;
+    if (slash != std::string::npos) {
+      double num = std::stod(s.substr(0, slash), &pos);
+      if (pos != slash) throw std::invalid_argument("num");
+      std::string den = s.substr(slash + 1);
+      double dv = std::stod(den, &pos);
+      if (pos != den.size() || dv == 0) throw std::invalid_argument("den");
+      v = num / dv;
+    } else {
+      v = std::stod(s, &pos);
+      if (pos != s.size()) throw std::invalid_argument("tail");
+    }
+  } catch (const std::exception&) {
+    fail("--density", "'" + s0 + "'", "a fraction like 1/32 or a number like 0.03125");
+  }
+  if (!(v > 0 && v <= 1)) fail("--density", "'" + s0 + "'", "a value in (0, 1]");
+  return v;
+}
+
+std::vector<double> parse_density_list(const std::string& s) {
+  std::vector<double> out;
+  for (const auto& item : split_list(s)) out.push_back(parse_density(item));
+  if (out.empty()) fail("--density", "'" + s + "'", "at least one density, e.g. 1/16,1/32");
+  return out;
+}
 
 std::string eval_records_json(const std::vector<eval_record>& recs, const std::string& meta_json) {
   nlohmann::ordered_json j;

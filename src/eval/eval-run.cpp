@@ -51,15 +51,6 @@ void log_softmax(const float* x, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[i] = (double)x[i] - lz;
 }
 
-std::string fmt_density(double d) {
-  if (d >= 1) return "1";
-  double inv = 1.0 / d;
-  if (std::fabs(inv - std::round(inv)) < 1e-9) return "1/" + std::to_string((long)std::round(inv));
-  std::ostringstream s;
-  s << d;
-  return s.str();
-}
-
 }  // namespace
 
 std::string eval_policy_spec::label() const { return gqa.empty() ? method : method + "/" + gqa; }
@@ -269,7 +260,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
                 std::ostringstream tr;
                 tr << "ctx=" << ctx << " " << task << " #" << i << " prompt=" << n << " tok";
                 if (smp.depth >= 0) tr << " depth=" << smp.depth;
-                tr << " | " << cfgs[c].label() << " @" << fmt_density(cfgs[c].density) << " | score " << score
+                tr << " | " << cfgs[c].label() << " @" << density_name(cfgs[c].density) << " | score " << score
                    << " | refs";
                 for (const auto& r : smp.refs) tr << " " << r;
                 std::string shown = text;

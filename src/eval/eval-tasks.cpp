@@ -283,7 +283,9 @@ eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus&
   } else if (p.task == "cwe") {
     // 10 common words x freq_cw + n uncommon words x 3, shuffled, numbered; n is the haystack size.
     std::vector<std::string> common = draw_words(r, corpus.nouns, 10);
-    std::vector<std::string> uncommon = draw_words(r, corpus.nouns, (size_t)p.context / 3, common);
+    // At most ~context/5 uncommon words can fit (each listed 3 times as "N. word\n").
+    const size_t pool = std::min<size_t>((size_t)p.context / 5, corpus.nouns.size() / 2);
+    std::vector<std::string> uncommon = draw_words(r, corpus.nouns, pool, common);
     uint64_t shuffle_seed = r.next();
     s.refs = common;
     s.max_new_tokens = 48;

@@ -12,6 +12,7 @@
 #include "command.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
+#include "hashattn/hash-file.h"
 #include "hashattn/hash.h"
 #include "hashattn/tokenizer.h"
 
@@ -38,48 +39,6 @@ int64_t parse_count(const std::string& what, const std::string& s) {
 std::string default_calib_text() { return std::string(HASHATTN_SOURCE_DIR) + "/data/texts/emma.txt"; }
 
 }  // namespace
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item = trim(item);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-double parse_density(const std::string& s0) {
-  const std::string s = trim(s0);
-  double v = 0;
-  try {
-    size_t slash = s.find('/');
-    size_t pos = 0;
-    if (slash != std::string::npos) {
-      double a = std::stod(s.substr(0, slash), &pos);
-      if (pos != slash) throw std::invalid_argument("num");
-      std::string den = s.substr(slash + 1);
-      double b = std::stod(den, &pos);
-      if (pos != den.size() || b == 0) throw std::invalid_argument("den");
-      v = a / b;
-    } else {
-      v = std::stod(s, &pos);
-      if (pos != s.size()) throw std::invalid_argument("tail");
-    }
-  } catch (const std::exception&) {
-    fail("--density", "'" + s0 + "'", "a fraction like 1/32 or a number like 0.03125");
-  }
-  if (!(v > 0 && v <= 1)) fail("--density", "'" + s0 + "' = " + std::to_string(v), "a value in (0, 1]");
-  return v;
-}
-
-std::vector<double> parse_density_list(const std::string& s) {
-  std::vector<double> out;
-  for (const auto& item : split_list(s)) out.push_back(parse_density(item));
-  if (out.empty()) fail("--density", "'" + s + "'", "at least one density, e.g. 1/16,1/32");
-  return out;
-}
 
 std::string canonical_method(const std::string& m0) {
   std::string m = trim(m0);
@@ -163,7 +122,10 @@ void policy_builder::need_hash() {
   if (hash_) return;
   if (o_.hash_file.empty())
     fail("--attn hash needs --hash FILE (hint: hashattn train -o models/smollm2-hash.gguf, or make demo)");
-  fail("--hash " + o_.hash_file + ": hash files are read by the train module's loader, not merged on this branch yet");
+  const auto& hp = m_.hparams();
+  hash_binding expect = hash_binding_for(m_.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+  hash_file_contents c = hash_file_load(o_.hash_file, &expect);
+  hash_ = std::make_shared<hash_weights>(std::move(c.weights));
 }
 
 void policy_builder::need_ds() {

@@ -36,10 +36,9 @@ struct policy_options {
   void add_to(CLI::App& app, bool lists);
 };
 
-// "1/32" or "0.03125" -> 0.03125; throws unless the value is in (0, 1].
-double parse_density(const std::string& s);
-std::vector<double> parse_density_list(const std::string& s);
-std::vector<std::string> split_list(const std::string& s);
+using hashattn::parse_density;  // eval.h
+using hashattn::parse_density_list;
+using hashattn::split_list;
 // Canonical method name (dsparse, double_sparsity -> dsparse; simhash -> simhash-32); throws if unknown.
 std::string canonical_method(const std::string& m);
 bool method_has_gqa_mode(const std::string& method);
