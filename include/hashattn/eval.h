@@ -152,6 +152,7 @@ struct eval_run_params {
   std::vector<std::string> tasks;   // generated tasks, "ppl", "recall"
   std::vector<int64_t> contexts = {4096};
   int n_samples = 50;
+  int first_sample = 0;             // sample indices first_sample .. first_sample + n_samples - 1
   uint64_t seed = 1234;
   int64_t sparse_tail = 64;         // retrieval tasks and recall: last prompt tokens read sparsely
   int ppl_eval_tokens = 64;         // ppl: positions decoded through the policy per window

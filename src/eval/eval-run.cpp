@@ -106,9 +106,9 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
   const size_t n_units = (size_t)p.n_samples * p.contexts.size() * p.tasks.size();
   size_t done_units = 0;
 
-  for (int i = 0; i < p.n_samples; ++i) {
+  for (int i = p.first_sample; i < p.first_sample + p.n_samples; ++i) {
     if (p.time_limit_s > 0 && since(t_start) > p.time_limit_s) {
-      if (p.log) p.log("time limit reached after " + std::to_string(i) + " samples per task and context");
+      if (p.log) p.log("time limit reached after " + std::to_string(i - p.first_sample) + " samples per task and context");
       break;
     }
     for (size_t ci = 0; ci < p.contexts.size(); ++ci) {
@@ -118,7 +118,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
       for (const auto& task : p.tasks) {
         const auto t_unit = clock_type::now();
         std::ostringstream line;
-        line << "[" << ctx << "] " << task << " " << (i + 1) << "/" << p.n_samples << ":";
+        line << "[" << ctx << "] " << task << " " << (i - p.first_sample + 1) << "/" << p.n_samples << ":";
         if (task == "ppl") {
           if (corpus.texts.empty()) fail("eval: task ppl needs held-out texts (--text)");
           const size_t ti = (size_t)i % corpus.texts.size();

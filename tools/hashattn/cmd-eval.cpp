@@ -24,6 +24,7 @@ struct eval_options {
   std::string tasks = "passkey";
   std::string contexts = "4096";
   int samples = 50;
+  int first_sample = 0;
   uint64_t seed = 1234;
   int64_t sparse_tail = 64;
   int ppl_tokens = 64;
@@ -114,6 +115,7 @@ int run_eval(const eval_options& o) {
   p.contexts.clear();
   for (const auto& c : split_list(o.contexts)) p.contexts.push_back(parse_context(c));
   p.n_samples = o.samples;
+  p.first_sample = o.first_sample;
   p.seed = o.seed;
   p.sparse_tail = o.sparse_tail;
   p.ppl_eval_tokens = o.ppl_tokens;
@@ -190,6 +192,8 @@ HASHATTN_COMMAND(command{
       sub.add_option("--context", o->contexts, "Context lengths in tokens, comma separated (4096 or 4K)")
           ->capture_default_str();
       sub.add_option("--samples", o->samples, "Samples per task and context")->capture_default_str();
+      sub.add_option("--first-sample", o->first_sample, "Index of the first sample (passkey depth = index mod 11 / 10)")
+          ->capture_default_str();
       sub.add_option("--seed", o->seed, "Seed of the task generators")->capture_default_str();
       sub.add_option("--sparse-tail", o->sparse_tail,
                      "Last prompt tokens decoded through the policy (the question is read sparsely); 0 = all dense")
