@@ -9,6 +9,7 @@ Usage: python3 scripts/make-tokenizer-goldens.py [MODEL.gguf]
 import json
 import os
 import sys
+import tempfile
 
 import gguf
 import jinja2
@@ -81,6 +82,27 @@ CHATS = [
 ]
 
 
+# Other pre-tokenizers, checked on the same vocabulary: the model's metadata is copied into a
+# tensor-less GGUF with tokenizer.ggml.pre replaced (a temporary file, never committed).
+OTHER_PRE = ["llama-bpe", "qwen2", "gpt-2", "default"]
+
+
+def vocab_with_pre(reader, pre, path):
+    w = gguf.GGUFWriter(path, arch="llama")
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value = pre if key == "tokenizer.ggml.pre" else field.contents()
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            w.add_array(key, value)
+        else:
+            w.add_key_value(key, value, field.types[0])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
     llm = llama_cpp.Llama(model_path=model, vocab_only=True, verbose=False)
@@ -104,17 +126,29 @@ def main():
         chats.append({"messages": messages, "add_generation_prompt": gen,
                       "text": tmpl.render(messages=messages, add_generation_prompt=gen)})
 
+    pre_cases = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for pre in OTHER_PRE:
+            path = os.path.join(tmp, f"vocab-{pre}.gguf")
+            vocab_with_pre(reader, pre, path)
+            other = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+            pre_cases[pre] = [{"ids_special0": list(other.tokenize(s.encode("utf-8"), add_bos=False, special=False)),
+                               "ids_special1": list(other.tokenize(s.encode("utf-8"), add_bos=False, special=True))}
+                              for s in STRINGS]
+            del other
+
     out = {
         "model": os.path.basename(model),
         "llama_cpp_python": llama_cpp.__version__,
         "n_vocab": llm.n_vocab(),
         "cases": cases,
+        "pre_cases": pre_cases,
         "chat_template": template,
         "chats": chats,
     }
     path = os.path.join(ROOT, "tests", "data", "tokenizer-goldens.json")
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(out, f, ensure_ascii=False, indent=1)
+        json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
     print(f"wrote {path}: {len(cases)} strings, {len(chats)} chats")
 

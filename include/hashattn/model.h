@@ -1,6 +1,6 @@
 // Llama-family language model on the CPU: load from GGUF, forward pass with a KV cache, sampler.
 // Architectures: "llama" (RoPE on adjacent pairs) and "qwen2" (NEOX RoPE, q/k/v biases).
-// Weights stay quantized in the GGUF mapping; decode runs int8 mat-vecs, prefill dequantizes
+// Weights stay quantized in the GGUF mapping; decode runs integer mat-vecs (16-bit activations), prefill dequantizes
 // weight tiles for sgemm. Every hyperparameter comes from the file's metadata.
 // KV cache (one per session): per layer, K and V each [n_ctx, n_head_kv, head_dim] fp16
 //   (stride_tok = n_head_kv * head_dim, stride_head = head_dim); keys are stored post-RoPE.

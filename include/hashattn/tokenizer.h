@@ -5,7 +5,7 @@
 // decode / token_to_piece return raw bytes: a piece may end inside a UTF-8 sequence; streaming
 // callers keep the tail until utf8_complete_prefix says it is whole.
 // Pre-tokenizers: "smollm" (and the llama.cpp names that share it: starcoder, refact, command-r,
-// codeshell, exaone, minerva), "llama-bpe" (llama3), "qwen2", "gpt2", "default".
+// codeshell, exaone, minerva), "llama-bpe" (llama3), "qwen2", "gpt-2" (gpt2), "default".
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -94,14 +94,19 @@ void score_range(const hash_select_params& p, const list_streams& ls, int64_t lo
     }
     hn::Store(hn::Sub(vfull, acc), d, tmp);
     S* o = out + (t - lo);
-    if (hist) {
-      for (int64_t j = 0; j < N; j++) {
-        o[j] = (S)tmp[j];
-        h4[j & 3][tmp[j]]++;
-      }
-    } else {
-      for (int64_t j = 0; j < N; j++) o[j] = (S)tmp[j];
+    for (int64_t j = 0; j < N; j++) o[j] = (S)tmp[j];
+  }
+  // Histogram in a separate tight pass over the stored scores (4 interleaved sub-histograms).
+  if (hist) {
+    const int64_t nv = (t - lo) & ~(int64_t)3;
+    int64_t i = 0;
+    for (; i < nv; i += 4) {
+      h4[0][out[i]]++;
+      h4[1][out[i + 1]]++;
+      h4[2][out[i + 2]]++;
+      h4[3][out[i + 3]]++;
     }
+    for (; i < t - lo; i++) h4[0][out[i]]++;
   }
   for (; t < hi; t++) {
     uint32_t m = 0;
@@ -128,15 +133,23 @@ int64_t compact(const S* s, int64_t n, int64_t lo, uint32_t cut, int64_t skip, i
   for (; i + N <= n; i += N) {
     const auto v = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<decltype(di)>(), hn::LoadU(ds, s + i)));
     const auto pos = hn::Add(iota, hn::Set(di, (int32_t)(lo + i)));
+    // Compress in registers + full store (w has room for a vector past the end): memory-destination
+    // compress stores are slow on some CPUs. Most chunks select nothing at small densities.
     if (seen >= skip) {
-      k += (int64_t)hn::CompressStore(pos, hn::Gt(v, vcut_m1), di, w + k);
+      const auto m = hn::Gt(v, vcut_m1);
+      if (hn::AllFalse(di, m)) continue;
+      hn::StoreU(hn::Compress(pos, m), di, w + k);
+      k += (int64_t)hn::CountTrue(di, m);
       continue;
     }
     const auto meq = hn::Eq(v, vcut);
     const int64_t neq = (int64_t)hn::CountTrue(di, meq);
     if (seen + neq <= skip) {
       seen += neq;
-      k += (int64_t)hn::CompressStore(pos, hn::Gt(v, vcut), di, w + k);
+      const auto m = hn::Gt(v, vcut);
+      if (hn::AllFalse(di, m)) continue;
+      hn::StoreU(hn::Compress(pos, m), di, w + k);
+      k += (int64_t)hn::CountTrue(di, m);
       continue;
     }
     for (int64_t j = i; j < i + N; j++) {

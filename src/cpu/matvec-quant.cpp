@@ -3,7 +3,7 @@
 //   Q4_0 {fp16 d; u8 qs[16]}      w = (q - 8) * d
 //   Q4_1 {fp16 d; fp16 m; u8 qs[16]}  w = q * d + m   (low nibbles: elements 0..15, high: 16..31)
 //   Q8_0 {fp16 d; i8 qs[32]}      w = q * d
-// x: q8_act (int8 blocks of 32 held as int16, scale d, and s = d * sum(q)). Per block the integer
+// x: act_i16 (int16 blocks of 32, scale d, and s = d * sum(q)). Per block the integer
 // dot sum(qw * qx) is formed with widening multiply-adds (16-bit products summed into 32-bit lanes)
 // and scaled by dw * dx in float; Q4_1 adds mw * s, Q4_0 subtracts 8 * dw * s.
 // F32 / F16 rows: float dot on x. Other types: dequantize the row, then float dot.
@@ -193,8 +193,8 @@ const float* fp16_table() {
   return tab.data();
 }
 
-void quantize_act_q8(const float* x, int64_t n, q8_act& out) {
-  if (n % 32 != 0) fail("quantize_act_q8: length", std::to_string(n), "a multiple of 32");
+void quantize_act_i16(const float* x, int64_t n, act_i16& out) {
+  if (n % 32 != 0) fail("quantize_act_i16: length", std::to_string(n), "a multiple of 32");
   const int64_t nb = n / 32;
   out.n = n;
   out.q.resize(n);
@@ -204,7 +204,7 @@ void quantize_act_q8(const float* x, int64_t n, q8_act& out) {
     const float* xb = x + b * 32;
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
+    const float d = amax / (float)kActQMax;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     int sum = 0;
     int16_t* q = out.q.data() + b * 32;
@@ -219,12 +219,12 @@ void quantize_act_q8(const float* x, int64_t n, q8_act& out) {
   }
 }
 
-bool matvec_uses_q8(gguf::type t) {
+bool matvec_uses_int(gguf::type t) {
   return t == gguf::type::Q4_0 || t == gguf::type::Q4_1 || t == gguf::type::Q8_0;
 }
 
 static bool fast_type(gguf::type t) {
-  return matvec_uses_q8(t) || t == gguf::type::F32 || t == gguf::type::F16;
+  return matvec_uses_int(t) || t == gguf::type::F32 || t == gguf::type::F16;
 }
 
 bool matvec_supported(gguf::type t) { return fast_type(t) || gguf::type_dequantizable(t); }
@@ -250,7 +250,7 @@ static void matvec_check(const matvec_params& p) {
                                               " cols=" + std::to_string(p.n_cols));
   if (!matvec_supported(p.type))
     fail("matvec: weight type", gguf::type_name(p.type), "a type the GGUF reader can dequantize");
-  if (matvec_uses_q8(p.type)) {
+  if (matvec_uses_int(p.type)) {
     if (!p.xq || p.xq->n != p.n_cols)
       fail("matvec: quantized activation length", p.xq ? std::to_string(p.xq->n) : "none",
            std::to_string(p.n_cols));

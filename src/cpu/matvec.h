@@ -1,9 +1,12 @@
 // Quantized matrix-vector and matrix-matrix products for the llama-family runtime (CPU).
 // Weights: [n_rows, n_cols] in a GGUF block format, row r at w + r * row_bytes (ne[0] = n_cols is
 //   the contiguous axis), straight from the mmap. y[r] = sum_j W[r, j] * x[j].
-// Decode (mat-vec): the activation x is quantized once to int8 blocks of 32 (q8_act: value
-//   q * d per element, plus s = d * sum(q) per block) and dotted in integers against Q4_0, Q4_1
-//   and Q8_0 rows (Highway, runtime dispatch). F32 / F16 rows use a float dot; any other type the
+// Decode (mat-vec): the activation x is quantized once to 16-bit integer blocks of 32 (act_i16:
+//   value q * d per element, |q| <= 32767, plus s = d * sum(q) per block) and dotted in integers
+//   against Q4_0, Q4_1 and Q8_0 rows (Highway, runtime dispatch). 16 bits rather than the usual 8:
+//   the kernel widens to 16-bit lanes for its multiply-adds anyway, so it costs nothing, and it
+//   keeps the activation rounding (relative 2^-16 of a block's max) far below the weights' own
+//   error even for the massive outlier activations of small llamas (|x| ~ 2.5e4 next to ~1). F32 / F16 rows use a float dot; any other type the
 //   GGUF reader can dequantize goes through a per-row dequantize + float dot.
 // Prefill (mat-mat): Y[n, n_rows] = X[n, n_cols] * W^T with weight tiles dequantized to fp32 and
 //   OpenBLAS sgemm; threads split the tokens (each thread calls a single-threaded sgemm).
@@ -20,18 +23,22 @@ namespace hashattn::cpu {
 const float* fp16_table();
 inline float fp16_lookup(uint16_t h) { return fp16_table()[h]; }
 
-// An activation vector quantized to blocks of 32 int8 values (held as int16 for the kernels).
-struct q8_act {
-  std::vector<int16_t> q;  // [n_blocks * 32], values in [-127, 127]
-  std::vector<float> d;    // [n_blocks] scale amax / 127
+// Largest |q| of a quantized activation. Products with Q8_0 weights (|q| <= 127), summed over a
+// block of 32, stay below 2^27: no int32 overflow.
+constexpr int kActQMax = 32767;
+
+// An activation vector quantized to blocks of 32 int16 values.
+struct act_i16 {
+  std::vector<int16_t> q;  // [n_blocks * 32], values in [-kActQMax, kActQMax]
+  std::vector<float> d;    // [n_blocks] scale amax / kActQMax
   std::vector<float> s;    // [n_blocks] d * sum(q of the block)
   int64_t n = 0;           // elements (a multiple of 32)
 };
 // n must be a multiple of 32.
-void quantize_act_q8(const float* x, int64_t n, q8_act& out);
+void quantize_act_i16(const float* x, int64_t n, act_i16& out);
 
-// True when mat-vec on this type uses the int8 path (needs a q8_act).
-bool matvec_uses_q8(gguf::type t);
+// True when mat-vec on this type uses the integer path (needs an act_i16).
+bool matvec_uses_int(gguf::type t);
 // True when this type can be multiplied at all (fast path or dequantize fallback).
 bool matvec_supported(gguf::type t);
 
@@ -42,7 +49,7 @@ struct matvec_params {
   int64_t n_rows = 0;
   int64_t n_cols = 0;
   const float* x = nullptr;     // [n_cols] (float paths)
-  const q8_act* xq = nullptr;   // quantized x (int8 paths; xq->n == n_cols)
+  const act_i16* xq = nullptr;   // quantized x (integer paths; xq->n == n_cols)
   float* y = nullptr;           // [n_rows]
 };
 

@@ -24,6 +24,8 @@ namespace {
 
 constexpr int k_max_array_depth = 8;
 constexpr uint64_t k_max_alignment = uint64_t(1) << 30;
+// Metadata arrays are held as one value per element; this caps the memory a file can ask for.
+constexpr uint64_t k_max_array_elems = uint64_t(1) << 24;
 
 std::string hex32(uint32_t x) {
   char buf[16];
@@ -50,6 +52,7 @@ struct cursor {
   const uint8_t* base;
   size_t size;
   size_t pos = 0;
+  uint64_t array_elems = 0;  // metadata array elements read so far
 
   size_t left() const { return size - pos; }
 
@@ -113,6 +116,10 @@ void read_value(cursor& c, value_type t, value& v, const std::string& ctx, int d
         fail("gguf: array length of " + ctx + " cannot fit in the file", std::to_string(n),
              "<= " + std::to_string(c.left() / min_b) + " (" + std::to_string(c.left()) + " bytes left, " +
                  std::to_string(min_b) + " bytes per " + value_type_name((value_type)et) + ")");
+      c.array_elems += n;
+      if (c.array_elems > k_max_array_elems)
+        fail("gguf: too many metadata array elements (at " + ctx + ")", std::to_string(c.array_elems),
+             "<= " + std::to_string(k_max_array_elems) + " in all");
       v.arr_type = (value_type)et;
       v.arr.resize((size_t)n);
       for (uint64_t k = 0; k < n; k++) read_value(c, v.arr_type, v.arr[k], ctx, depth + 1);

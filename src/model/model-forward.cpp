@@ -1,5 +1,5 @@
 // Forward pass of a llama-family model with a KV cache (the session of model.h).
-// Decode (one token): embed -> per layer [RMSNorm, q/k/v int8 mat-vecs (+bias), RoPE, K/V to the
+// Decode (one token): embed -> per layer [RMSNorm, q/k/v integer mat-vecs (+bias), RoPE, K/V to the
 //   fp16 cache, policy.on_append, attention (dense, or policy.select + sparse kernel), output
 //   projection, residual, RMSNorm, gate/up mat-vecs, SwiGLU, down, residual] -> RMSNorm -> logits.
 // Prefill (n tokens, in chunks of n_batch): the same layers on [n, *] fp32 activations with
@@ -36,7 +36,7 @@ struct session::impl {
 
   // decode scratch
   std::vector<float> x, xn, q, k, v, att, tmp, g, u, cos_t, sin_t;
-  cpu::q8_act xq;
+  cpu::act_i16 xq;
   index_lists lists;
   // prefill scratch
   std::vector<float> X, XN, Q, K, V, A, T, G, U, kf, vf, CS, SN, wtile;
@@ -55,9 +55,9 @@ struct session::impl {
 
 void session::impl::mv(const weight* const* ws, float* const* ys, int n, const float* xin) {
   cpu::matvec_params ps[4];
-  bool need_q8 = false;
-  for (int i = 0; i < n; ++i) need_q8 |= cpu::matvec_uses_q8(ws[i]->type);
-  if (need_q8) cpu::quantize_act_q8(xin, ws[0]->cols, xq);
+  bool need_int = false;
+  for (int i = 0; i < n; ++i) need_int |= cpu::matvec_uses_int(ws[i]->type);
+  if (need_int) cpu::quantize_act_i16(xin, ws[0]->cols, xq);
   for (int i = 0; i < n; ++i) {
     HASHATTN_ASSERT(ws[i]->cols == ws[0]->cols);
     ps[i].type = ws[i]->type;
@@ -66,7 +66,7 @@ void session::impl::mv(const weight* const* ws, float* const* ys, int n, const f
     ps[i].n_rows = ws[i]->rows;
     ps[i].n_cols = ws[i]->cols;
     ps[i].x = xin;
-    ps[i].xq = need_q8 ? &xq : nullptr;
+    ps[i].xq = need_int ? &xq : nullptr;
     ps[i].y = ys[i];
   }
   cpu::matvec_multi(ps, n, nt);

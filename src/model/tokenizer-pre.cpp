@@ -3,7 +3,7 @@
 //   smollm (= starcoder, refact, command-r, codeshell, exaone, minerva): every digit alone, then GPT-2
 //   llama-bpe (= llama3, llama-v3, falcon3, pixtral): the Llama-3 regex; whole-token pieces skip BPE
 //   qwen2: the Llama-3 regex with single digits
-//   gpt2 (= mpt, olmo, jais): the GPT-2 regex
+//   gpt-2 (= gpt2, mpt, olmo, jais): the GPT-2 regex
 //   default: punctuation runs, GPT-2, digit runs, groups of three ASCII digits
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "model/tokenizer-pre.h"
@@ -41,7 +41,7 @@ const std::map<std::string, family>& families() {
     for (const char* n : {"llama-bpe", "llama3", "llama-v3", "falcon3", "pixtral"}) r[n] = llama3;
     r["qwen2"] = family{{k_qwen2}, false};
     const family gpt2{{k_gpt2}, false};
-    for (const char* n : {"gpt2", "mpt", "olmo", "jais"}) r[n] = gpt2;
+    for (const char* n : {"gpt-2", "gpt2", "mpt", "olmo", "jais"}) r[n] = gpt2;
     r["default"] = family{{"[\\p{P}\\$\\+<=>\\^~\\|]+", k_gpt2, "\\p{N}+", "[0-9][0-9][0-9]"}, false};
     return r;
   }();

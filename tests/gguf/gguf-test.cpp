@@ -292,6 +292,9 @@ TEST(gguf_broken, absurd_counts) {
   raw_gguf e;
   e.header(0, 1).str("k").put<uint32_t>(9).put<uint32_t>(6).put<uint64_t>(1ull << 40).zeros(16);
   expect_error([&] { parse(e.b); }, {"array length of metadata 'k' cannot fit", "1099511627776"});
+  raw_gguf big;  // fits in the file but exceeds the cap on metadata array elements
+  big.header(0, 1).str("k").put<uint32_t>(9).put<uint32_t>(0).put<uint64_t>((1ull << 24) + 1).zeros((1 << 24) + 1);
+  expect_error([&] { parse(big.b); }, {"too many metadata array elements", "'k'"});
   raw_gguf s;  // array of strings: each needs at least 8 bytes
   s.header(0, 1).str("k").put<uint32_t>(9).put<uint32_t>(8).put<uint64_t>(3).zeros(16);
   expect_error([&] { parse(s.b); }, {"array length", "cannot fit"});

@@ -126,9 +126,15 @@ TEST_F(model_fixture, encode_speed_100k_tokens) {
   std::mt19937 rng(seed);
   const char* words[] = {"the", "attention", "hash", "model", "tokens", "quick", "brown", "fox", "learned",
                          "sparse", "décodage", "中文", "😀", "don't", "context", "2024", "x", "(", ")", ".\n"};
+  // Half of the words are random letter strings, so most pieces miss the BPE cache.
   std::string text;
-  while (text.size() < 450000) {
-    text += words[rng() % 20];
+  while (text.size() < 400000) {
+    if (rng() % 2) {
+      text += words[rng() % 20];
+    } else {
+      const int n = 1 + rng() % 9;
+      for (int k = 0; k < n; k++) text += (char)('a' + rng() % 26);
+    }
     text += (rng() % 7 == 0) ? "  " : " ";
     if (rng() % 50 == 0) text += std::to_string(rng() % 100000);
   }
@@ -144,4 +150,35 @@ TEST_F(model_fixture, encode_speed_100k_tokens) {
   EXPECT_GE(ids.size(), 100000u);
   EXPECT_LT(s, 1.0);
   EXPECT_EQ(tok->decode(ids), text);
+}
+
+// The other pre-tokenizers on the same vocabulary (llama.cpp on a copy of the metadata with
+// tokenizer.ggml.pre replaced).
+TEST_F(model_fixture, other_pre_tokenizers_match_llama_cpp) {
+  const auto g = goldens();
+  int n = 0;
+  for (const auto& [pre, cases] : g["pre_cases"].items()) {
+    SCOPED_TRACE("pre " + pre);
+    tokenizer_vocab v;
+    v.pre = pre;
+    v.tokens = file->get_strings("tokenizer.ggml.tokens");
+    for (int64_t x : file->get_ints("tokenizer.ggml.token_type")) v.types.push_back((int32_t)x);
+    v.merges = file->get_strings("tokenizer.ggml.merges");
+    v.bos = 1;
+    v.eos = 2;
+    auto t = tokenizer::from_vocab(v);
+    ASSERT_EQ(cases.size(), g["cases"].size());
+    for (size_t k = 0; k < cases.size(); k++) {
+      const std::string text = g["cases"][k]["text"];
+      SCOPED_TRACE("text: \"" + text + "\"");
+      for (int sp = 0; sp < 2; sp++) {
+        const auto want = cases[k]["ids_special" + std::to_string(sp)].get<std::vector<int32_t>>();
+        const auto got = t->encode(text, false, sp);
+        EXPECT_EQ(got, want) << "parse_special=" << sp << "\n got:  " << show(got) << "\n want: " << show(want);
+        n++;
+      }
+      EXPECT_EQ(t->decode(t->encode(text, false, false)), text);
+    }
+  }
+  EXPECT_EQ(n, 4 * 2 * (int)g["cases"].size());
 }

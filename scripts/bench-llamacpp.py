@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Speed of the hashattn CPU runtime side by side with llama.cpp, in one run.
+
+Same GGUF, same threads, same context, same prompt token ids (taken from the KJV text when the
+Debian package bible-kjv is installed, else synthetic text), alternating the two runtimes:
+  prefill of 512 and 4096 tokens                              -> prompt tokens/s
+  decode after a prefill of 512 and of 8000 tokens (64 and 32 steps) -> ms/token
+hashattn runs as `hashattn generate --token-ids FILE --ignore-eos` (its closing stderr line gives
+the prompt and decode times); llama.cpp runs through llama-cpp-python in a child process, timed
+with llama.cpp's own counters (llama_perf_context: no Python overhead) and with wall time.
+Decode is also put against the memory roofline: bytes of weights + K/V read per token divided by
+the copy bandwidth measured in the same run (numpy copies, one per thread: read + write bytes/s).
+Prints a Markdown report (medians, min-max over the runs, ratios) to stdout.
+
+Usage: python3 scripts/bench-llamacpp.py [--runs 5] [--threads 2] [--model M.gguf] [--bin build/bin/hashattn]
+Run it on a quiet machine: the report states the load average before and after.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+LLAMA_CHILD = r"""
+import json, sys, time, llama_cpp
+cfg = json.loads(sys.argv[1])
+llm = llama_cpp.Llama(model_path=cfg["model"], n_ctx=cfg["ctx"], n_threads=cfg["threads"],
+                      n_threads_batch=cfg["threads"], n_batch=512, n_ubatch=512, verbose=False)
+toks = cfg["tokens"]
+ctx = llm._ctx.ctx
+llama_cpp.llama_perf_context_reset(ctx)
+t0 = time.perf_counter(); llm.eval(toks); t1 = time.perf_counter()
+p = llama_cpp.llama_perf_context(ctx)
+res = {"prefill_wall_s": t1 - t0, "prefill_s": p.t_p_eval_ms / 1e3, "n_prefill": p.n_p_eval}
+n_dec = cfg["n_decode"]
+if n_dec > 0:
+    llama_cpp.llama_perf_context_reset(ctx)
+    t0 = time.perf_counter()
+    for i in range(n_dec):
+        llm.eval([cfg["decode_token"]])
+    t1 = time.perf_counter()
+    p = llama_cpp.llama_perf_context(ctx)
+    res.update({"decode_wall_s": t1 - t0, "decode_s": p.t_eval_ms / 1e3, "n_decode": p.n_eval})
+print(json.dumps(res))
+"""
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def copy_bandwidth(threads, mb=256, reps=5):
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+    n = mb * (1 << 20) // 8 // threads
+    src = [np.ones(n) for _ in range(threads)]
+    dst = [np.empty(n) for _ in range(threads)]
+    best = 1e9
+    with ThreadPoolExecutor(threads) as ex:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            list(ex.map(lambda i: np.copyto(dst[i], src[i]), range(threads)))
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n * 8 * threads / best  # read + write bytes per second
+
+
+def prompt_tokens(model, n):
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=model, n_ctx=64, vocab_only=True, verbose=False)
+    try:
+        text = sh(["bible", "-f", "gen1:1-exo40:38"], stdin=subprocess.DEVNULL, check=True).stdout
+        source = "KJV Genesis-Exodus (bible-kjv)"
+    except (OSError, subprocess.CalledProcessError):
+        words = "the quick brown fox jumps over the lazy dog near a quiet river bank".split()
+        text = " ".join(words[(i * 7) % len(words)] + str(i % 97) for i in range(20000))
+        source = "synthetic words"
+    toks = llm.tokenize(text.encode(), add_bos=False, special=False)
+    if len(toks) < n:
+        sys.exit(f"bench: the text gives {len(toks)} tokens, {n} needed")
+    return toks[:n], source
+
+
+def weight_bytes(model):
+    """Bytes a decode step reads: every block weight, the output matrix, one embedding row."""
+    import gguf
+    r = gguf.GGUFReader(model)
+    t = {x.name: x for x in r.tensors}
+    b = sum(int(x.n_bytes) for n, x in t.items() if n.startswith("blk.") and n.endswith(".weight")
+            and len(x.shape) == 2)
+    emb = t["token_embd.weight"]
+    out = t.get("output.weight", emb)
+    b += int(out.n_bytes) + int(emb.n_bytes) // int(emb.shape[1])
+    arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+    f = lambda k: int(r.fields[f"{arch}.{k}"].parts[-1][0])
+    n_layer, n_head = f("block_count"), f("attention.head_count")
+    n_kv = f("attention.head_count_kv")
+    hd = f("embedding_length") // n_head
+    return b, n_layer * n_kv * hd * 2 * 2  # K and V fp16 bytes per token of context
+
+
+def run_hashattn(binary, model, toks, threads, ctx, n_decode):
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(" ".join(map(str, toks)))
+        path = f.name
+    try:
+        r = sh([binary, "generate", "-m", model, "--token-ids", path, "-n", str(n_decode + 1),
+                "--ignore-eos", "-t", str(threads), "--ctx", str(ctx)])
+    finally:
+        os.unlink(path)
+    m = re.search(r"prompt (\d+) tokens, ([\d.]+) tokens/s \| decode (\d+) tokens, ([\d.]+) "
+                  r"tokens/s \(([\d.]+) ms/token\)", r.stderr)
+    if r.returncode != 0 or not m:
+        sys.exit(f"bench: hashattn failed ({r.returncode}): {r.stderr.strip()}")
+    res = {"prefill_s": int(m.group(1)) / float(m.group(2))}
+    if n_decode > 0:
+        res["decode_ms"] = float(m.group(5))
+    return res
+
+
+def run_llama(model, toks, threads, ctx, n_decode):
+    cfg = {"model": model, "tokens": toks, "threads": threads, "ctx": ctx, "n_decode": n_decode,
+           "decode_token": toks[-1]}
+    r = sh([sys.executable, "-c", LLAMA_CHILD, json.dumps(cfg)])
+    if r.returncode != 0:
+        sys.exit(f"bench: llama.cpp failed: {r.stderr.strip()[-2000:]}")
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    res = {"prefill_s": d["prefill_s"], "prefill_wall_s": d["prefill_wall_s"]}
+    if n_decode > 0:
+        res["decode_ms"] = 1e3 * d["decode_s"] / d["n_decode"]
+        res["decode_wall_ms"] = 1e3 * d["decode_wall_s"] / n_decode
+    return res
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def spread(xs, fmt):
+    return f"{fmt.format(min(xs))}-{fmt.format(max(xs))}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "hashattn"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--ctx", type=int, default=8192)
+    ap.add_argument("--quick", action="store_true", help="only prefill 512 and decode at 512")
+    args = ap.parse_args()
+    import llama_cpp
+
+    cases = [("prefill", 512, 0), ("prefill", 4096, 0), ("decode", 512, 64), ("decode", 8000, 32)]
+    if args.quick:
+        cases = [("prefill", 512, 0), ("decode", 512, 64)]
+    toks_all, source = prompt_tokens(args.model, max(c[1] for c in cases))
+    wbytes, kv_per_tok = weight_bytes(args.model)
+    load0 = load()
+    bw = copy_bandwidth(args.threads)
+    results = {c: {"hashattn": [], "llama.cpp": []} for c in cases}
+    for run in range(args.runs):
+        for c in cases:
+            kind, n, n_dec = c
+            toks = toks_all[:n]
+            order = [("hashattn", lambda: run_hashattn(args.bin, args.model, toks, args.threads, args.ctx, n_dec)),
+                     ("llama.cpp", lambda: run_llama(args.model, toks, args.threads, args.ctx, n_dec))]
+            if run % 2:
+                order.reverse()
+            for name, fn in order:
+                results[c][name].append(fn())
+        print(f"bench: run {run + 1}/{args.runs} done (load {load():.2f})", file=sys.stderr)
+    bw2 = copy_bandwidth(args.threads)
+    load1 = load()
+
+    rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
+    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"- command: `python3 scripts/bench-llamacpp.py --runs {args.runs} --threads {args.threads}`")
+    print(f"- machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; context {args.ctx}")
+    print(f"- revision: {rev}{' (uncommitted changes)' if dirty else ''}; llama-cpp-python "
+          f"{llama_cpp.__version__} ({llama_cpp.llama_print_system_info().decode().strip()})")
+    print(f"- model: {os.path.basename(args.model)}; prompt tokens from {source}")
+    print(f"- load average (1 min) before {load0:.2f}, after {load1:.2f}; copy bandwidth "
+          f"{bw / 1e9:.1f} / {bw2 / 1e9:.1f} GB/s (before / after, read+write)")
+    print(f"- {args.runs} runs, alternating order; median and min-max\n")
+    print("| case | hashattn | llama.cpp | ratio (llama.cpp time / hashattn time) |")
+    print("|---|---|---|---|")
+    for c in cases:
+        kind, n, n_dec = c
+        h, l = results[c]["hashattn"], results[c]["llama.cpp"]
+        if kind == "prefill":
+            hv = [n / r["prefill_s"] for r in h]
+            lv = [n / r["prefill_s"] for r in l]
+            print(f"| prefill {n} tokens (tokens/s) | {med(hv):.0f} ({spread(hv, '{:.0f}')}) | "
+                  f"{med(lv):.0f} ({spread(lv, '{:.0f}')}) | {med(hv) / med(lv):.2f}x |")
+        else:
+            hv = [r["decode_ms"] for r in h]
+            lv = [r["decode_ms"] for r in l]
+            lw = [r["decode_wall_ms"] for r in l]
+            print(f"| decode at context {n}, {n_dec} tokens (ms/token) | {med(hv):.2f} "
+                  f"({spread(hv, '{:.2f}')}) | {med(lv):.2f} ({spread(lv, '{:.2f}')}; wall "
+                  f"{med(lw):.2f}) | {med(lv) / med(hv):.2f}x |")
+    print("\nMemory roofline of decode (bytes read per token / copy bandwidth):\n")
+    print("| context | weights + KV read per token | roofline ms/token | hashattn | llama.cpp |")
+    print("|---|---|---|---|---|")
+    bwm = max(bw, bw2)
+    for c in cases:
+        kind, n, n_dec = c
+        if kind != "decode":
+            continue
+        ctx_mid = n + n_dec // 2
+        byts = wbytes + kv_per_tok * ctx_mid
+        roof = 1e3 * byts / bwm
+        hv = med([r["decode_ms"] for r in results[c]["hashattn"]])
+        lv = med([r["decode_ms"] for r in results[c]["llama.cpp"]])
+        print(f"| {n} | {byts / 1e6:.1f} MB ({wbytes / 1e6:.1f} weights + {kv_per_tok * ctx_mid / 1e6:.1f} KV) "
+              f"| {roof:.2f} | {hv:.2f} ({roof / hv:.0%} of roofline) | {lv:.2f} ({roof / lv:.0%}) |")
+    json.dump({f"{c[0]}_{c[1]}": v for c, v in results.items()}, sys.stderr)
+    print(file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

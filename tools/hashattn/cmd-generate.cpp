@@ -1,0 +1,192 @@
+// `hashattn generate`: text generation with a llama-family GGUF on the CPU.
+// The prompt (-p TEXT, -f FILE, or --token-ids FILE of integer ids) is optionally wrapped in the
+// model's chat template (--chat: user message, generation prompt; stops at end-of-generation
+// tokens such as <|im_end|>), prefilled in one batch, then tokens are sampled one at a time and
+// streamed to stdout as they come (bytes held back while a UTF-8 sequence is incomplete).
+// A closing line on stderr gives prompt tokens, prompt tokens/s, decode tokens, decode tokens/s.
+// The attention policy seam is here: make_policy() is where --attn / --density / --hash plug in.
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "command.h"
+#include "hashattn/error.h"
+#include "hashattn/gguf.h"
+#include "hashattn/model.h"
+#include "hashattn/policy.h"
+#include "hashattn/tokenizer.h"
+
+namespace {
+
+using namespace hashattn;
+
+struct generate_options {
+  std::string model;
+  std::string prompt;
+  std::string prompt_file;
+  std::string token_ids_file;
+  std::string system;
+  int n_predict = 128;
+  bool chat = false;
+  bool ignore_eos = false;
+  bool verbose = false;
+  float temp = 0.f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  uint64_t seed = 42;
+  int threads = 0;
+  int64_t ctx = 0;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("cannot read prompt file '" + path + "'", {}, {}, "check the path");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<int32_t> read_token_ids(const std::string& path) {
+  std::string s = read_file(path);
+  for (char& c : s)
+    if (c == ',') c = ' ';
+  std::istringstream is(s);
+  std::vector<int32_t> ids;
+  long long v;
+  while (is >> v) {
+    if (v < 0 || v > INT32_MAX) fail("token id in '" + path + "' out of range", std::to_string(v));
+    ids.push_back((int32_t)v);
+  }
+  if (!is.eof()) fail("token id file '" + path + "' holds something that is not an integer");
+  return ids;
+}
+
+// Where later options (--attn, --density, --hash, ...) choose the policy; dense for now.
+std::unique_ptr<attention_policy> make_policy(const generate_options&) { return make_dense_policy(); }
+
+int run_generate(const generate_options& o) {
+  {
+    std::ifstream probe(o.model, std::ios::binary);
+    if (!probe)
+      fail("model file not found: '" + o.model + "'", {}, {},
+           "run scripts/setup to fetch the default model, or pass -m MODEL.gguf");
+  }
+  const int n_sources = !o.prompt.empty() + !o.prompt_file.empty() + !o.token_ids_file.empty();
+  if (n_sources > 1) fail("give one prompt source", "several of -p, -f, --token-ids", "exactly one");
+  if (o.n_predict < 0) fail("-n", std::to_string(o.n_predict), ">= 0");
+
+  auto m = model::load(o.model);
+  const model_hparams& hp = m->hparams();
+  std::unique_ptr<tokenizer> tok = tokenizer::from_gguf(m->file());
+
+  std::vector<int32_t> prompt;
+  if (!o.token_ids_file.empty()) {
+    if (o.chat) fail("--chat needs a text prompt", "--token-ids", "-p or -f");
+    prompt = read_token_ids(o.token_ids_file);
+  } else {
+    std::string text = !o.prompt_file.empty() ? read_file(o.prompt_file) : o.prompt;
+    if (text.empty())
+      fail("empty prompt", {}, "text with -p TEXT or -f FILE", "e.g. -p \"Tell me about the sea\"");
+    if (o.chat) {
+      const chat_template tmpl = chat_template_from_gguf(m->file());
+      if (!tmpl.warning.empty()) std::fprintf(stderr, "hashattn: warning: %s\n", tmpl.warning.c_str());
+      std::vector<chat_message> msgs;
+      if (!o.system.empty()) msgs.push_back({"system", o.system});
+      msgs.push_back({"user", text});
+      text = apply_chat_template(tmpl, msgs, true);
+      prompt = tok->encode(text, true, true);
+    } else {
+      prompt = tok->encode(text, true, false);
+    }
+  }
+  if (prompt.empty()) fail("empty prompt", "0 tokens", "at least one token");
+
+  session_params sp;
+  sp.n_ctx = o.ctx;
+  sp.n_threads = o.threads;
+  session s(*m, sp, make_policy(o));
+  const int64_t n_prompt = (int64_t)prompt.size();
+  if (n_prompt >= s.n_ctx())
+    fail("prompt longer than the context", std::to_string(n_prompt) + " tokens",
+         "fewer than " + std::to_string(s.n_ctx()),
+         "pass a larger --ctx (up to " + std::to_string(hp.n_ctx_train) + ") or a shorter prompt");
+  if (o.verbose)
+    std::fprintf(stderr, "hashattn: %s\nhashattn: context %lld, threads %d, prompt %lld tokens\n",
+                 m->describe().c_str(), (long long)s.n_ctx(), s.n_threads(), (long long)n_prompt);
+
+  sampler smp(sampler_params{o.temp, o.top_k, o.top_p, o.seed});
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  const float* logits = s.eval(prompt.data(), n_prompt);
+  const auto t1 = clock::now();
+
+  std::string pending;  // bytes of an incomplete UTF-8 sequence
+  int64_t n_gen = 0;
+  bool context_full = false;
+  for (int i = 0; i < o.n_predict; ++i) {
+    const int32_t t = smp.sample(logits, hp.n_vocab);
+    if (!o.ignore_eos && tok->is_eog(t)) break;
+    pending += tok->token_to_piece(t, false);
+    const size_t ok = utf8_complete_prefix(pending);
+    if (ok > 0) {
+      std::fwrite(pending.data(), 1, ok, stdout);
+      std::fflush(stdout);
+      pending.erase(0, ok);
+    }
+    ++n_gen;
+    if (i + 1 == o.n_predict) break;  // the last token needs no forward pass
+    if (s.n_past() >= s.n_ctx()) {
+      context_full = true;
+      break;
+    }
+    logits = s.eval(&t, 1);
+  }
+  const auto t2 = clock::now();
+  if (!pending.empty()) std::fwrite(pending.data(), 1, pending.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+
+  const double tp = std::chrono::duration<double>(t1 - t0).count();
+  const double td = std::chrono::duration<double>(t2 - t1).count();
+  // Decode forward passes: one per generated token but the last.
+  const int64_t n_dec = n_gen > 0 ? n_gen - 1 : 0;
+  if (context_full) std::fprintf(stderr, "hashattn: stopped: the context (%lld) is full\n", (long long)s.n_ctx());
+  std::fprintf(stderr,
+               "hashattn: prompt %lld tokens, %.1f tokens/s | decode %lld tokens, %.1f tokens/s "
+               "(%.2f ms/token) | threads %d\n",
+               (long long)n_prompt, n_prompt / tp, (long long)n_gen, n_dec > 0 ? n_dec / td : 0.0,
+               n_dec > 0 ? 1e3 * td / n_dec : 0.0, s.n_threads());
+  return 0;
+}
+
+HASHATTN_COMMAND(hashattn::cli::command{
+    "generate", "Generate text with a llama-family GGUF model (CPU)",
+    [](CLI::App& sub) -> std::function<int()> {
+      auto o = std::make_shared<generate_options>();
+      o->model = hashattn::cli::default_model_path();
+      sub.add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
+      sub.add_option("-p,--prompt", o->prompt, "prompt text");
+      sub.add_option("-f,--file", o->prompt_file, "read the prompt from a file");
+      sub.add_option("--token-ids", o->token_ids_file,
+                     "read the prompt as token ids (integers separated by spaces or commas)");
+      sub.add_option("-n,--n-predict", o->n_predict, "tokens to generate")->capture_default_str();
+      sub.add_flag("--chat", o->chat, "wrap the prompt in the model's chat template; stop at end of turn");
+      sub.add_option("--system", o->system, "system message (with --chat)");
+      sub.add_option("--temp", o->temp, "temperature (0: greedy)")->capture_default_str();
+      sub.add_option("--top-k", o->top_k, "keep the k most likely tokens (0: off)")->capture_default_str();
+      sub.add_option("--top-p", o->top_p, "nucleus sampling mass (1: off)")->capture_default_str();
+      sub.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
+      sub.add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
+      sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
+      sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");
+      sub.add_flag("-v,--verbose", o->verbose, "print the model and settings on stderr");
+      return [o] { return run_generate(*o); };
+    }});
+
+}  // namespace
