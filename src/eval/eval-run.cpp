@@ -136,6 +136,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
           const int64_t off = (int64_t)(h % (uint64_t)(tt.size() - (size_t)L - 1));
           const int32_t* w = tt.data() + off;
           const int64_t W = L - n_eval;
+          pr.install(nullptr);
           s.truncate(0);
           pr.install(nullptr);
           pr.set_measure_recall(false);
@@ -175,6 +176,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
               a.secs += secs, a.dec_steps += (double)n_eval, a.dec_secs += secs;
             }
             line << " " << cfgs[c].label() << " " << std::exp(nll / (double)n_eval);
+            pr.install(nullptr);  // the next setting installs its own policy over the kept keys
             s.truncate(W);
           }
         } else {
@@ -277,6 +279,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
                 p.trace(tr.str());
               }
             }
+            pr.install(nullptr);  // (some policies, e.g. quest, cannot truncate mid-page)
             s.truncate(prefix);
           }
         }
