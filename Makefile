@@ -9,7 +9,7 @@ BUILD_DIR := build
 all: build
 
 setup:
-	@bash scripts/setup
+	@bash scripts/setup --texts
 
 build: setup
 	@cmake --preset cpu >/dev/null
