@@ -63,7 +63,7 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
   if (!hash_bits_valid(p.bits)) fail("train: bits", s(p.bits), "16, 32 or 64");
   if (p.mlp_layers < 1 || p.mlp_layers > 3) fail("train: MLP layers", s(p.mlp_layers), "1, 2 or 3");
   if (p.mlp_layers > 1 && (p.hidden < 1 || p.hidden > 4096)) fail("train: MLP hidden size", s(p.hidden), "1 .. 4096");
-  if (p.ctx < 64) fail("train: context", s(p.ctx), ">= 64 tokens");
+  if (p.ctx < 64) fail("train: context", s(p.ctx), ">= 64 tokens (0: the model's, at most 8192)");
   if (p.n_windows < 1) fail("train: windows", s(p.n_windows), ">= 1");
   if (p.queries_per_window < 1) fail("train: queries per window", s(p.queries_per_window), ">= 1");
   if (p.steps_per_window < 1) fail("train: steps per window", s(p.steps_per_window), ">= 1");
@@ -309,11 +309,15 @@ double hash_trainer::train_layer(int l, const layer_capture& c, uint64_t stream)
   return ln ? ls / ln : NAN;
 }
 
-train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p) {
+int64_t train_default_ctx(const model& m) { return std::min<int64_t>(m.hparams().n_ctx_train, 8192); }
+
+train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p_in) {
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
   auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
   const model_hparams& hp = m.hparams();
+  train_params p = p_in;
+  if (p.ctx == 0) p.ctx = train_default_ctx(m);
   hash_trainer tr(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, p);
   std::vector<int> layers = p.layers;
   if (layers.empty())
@@ -323,6 +327,8 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
   const std::vector<int>& units = tr.units();
 
   train_result res;
+  res.params = p;
+  res.params.on_progress = nullptr;
   for (const auto& t : texts) res.texts.push_back(t.name);
 
   // Windows: one held out, n_windows for training, drawn with the seed.
@@ -335,20 +341,22 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
   const int nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
   window_capture cap(m, p.ctx, layers, nt);
 
-  // Held-out window: captures and the SimHash baseline's recall per layer.
+  // Held-out window (the first half of a window: cheaper; queries over its second half): captures and the
+  // SimHash baseline's recall per layer.
   std::vector<layer_capture> val(layers.size());
   std::vector<double> val_simhash(layers.size(), -1);
+  const int64_t val_ctx = p.ctx / 2;
   if (p.val_queries > 0) {
     const token_window& vw = wins[0];
     const auto t0 = clock::now();
-    cap.run(texts[vw.text].tokens.data() + vw.start, p.ctx,
-            sample_positions(mix(p.seed, 3), p.ctx / 2, p.ctx, p.val_queries));
+    cap.run(texts[vw.text].tokens.data() + vw.start, val_ctx,
+            sample_positions(mix(p.seed, 3), val_ctx / 2, val_ctx, p.val_queries));
     for (size_t li = 0; li < layers.size(); li++) {
       cap.get(layers[li], val[li]);
       val_simhash[li] = eval_recall(val[li], codes_simhash(val[li], p.bits, mix(p.seed, 100 + layers[li])), p.labels,
                                     p.gqa, units).topk_recall;
     }
-    res.val_tokens = p.ctx;
+    res.val_tokens = val_ctx;
     res.seconds_capture += secs(t0);
     if (p.on_progress) {
       train_progress pr;
@@ -388,8 +396,10 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       stt.loss = tr.train_layer(l, c, (uint64_t)w);
       stt.val_recall_simhash = val_simhash[li];
       stt.val_recall = -1;
-      if (p.val_queries > 0)
-        stt.val_recall = eval_recall(val[li], codes_learned(tr.weights(), l, val[li], nt), p.labels, p.gqa, units).topk_recall;
+      if (p.val_queries > 0) {
+        const recall_stats vs = eval_recall(val[li], codes_learned(tr.weights(), l, val[li], nt), p.labels, p.gqa, units);
+        stt.val_recall = vs.n > 0 ? vs.topk_recall : -1;
+      }
       res.seconds_train += secs(t1);
       if (p.on_progress) {
         train_progress pr;
@@ -416,7 +426,9 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
 }
 
 int64_t train_query_lo(const train_params& p) {
-  return std::max<int64_t>(p.ctx / 4, p.labels.sinks + p.labels.window + 1);
+  // Every position with a middle of at least 16 tokens: hashes of post-RoPE vectors do not extrapolate to
+  // positions (rotation angles) never trained on, so queries cover the whole window.
+  return std::min<int64_t>(p.ctx - 1, p.labels.sinks + p.labels.window + 16);
 }
 
 }  // namespace hashattn
