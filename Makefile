@@ -9,7 +9,7 @@ BUILD_DIR := build
 all: build
 
 setup:
-	@bash scripts/setup
+	@bash scripts/setup --texts
 
 build: setup
 	@cmake --preset cpu >/dev/null
@@ -31,12 +31,13 @@ test-asan: setup
 	  $$(ninja -C build-asan -t targets all | sed -n 's/^\(test-[a-z0-9-]*-unit\):.*/\1/p' | sort -u)
 	@ctest --test-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
 
+# The CUDA backend compiles without a GPU (sm_90 + PTX): library, cuda tests, CUDA bench, example.
 build-cuda: setup
 	@cmake --preset cuda >/dev/null
-	@cmake --build build-cuda -j $(JOBS)
+	@cmake --build build-cuda -j $(JOBS) --target hashattn test-cuda-cuda cuda-decode-bench example-paged-decode
 
 bench: build
-	@bash scripts/bench
+	@./build/bin/bench-attention --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 
 clean:
 	rm -rf build build-asan build-cuda

@@ -107,16 +107,18 @@ struct train_params {
   label_params labels;
   train_loss loss = train_loss::bce;
   double pos_weight = 20;    // BCE positive class weight (the paper)
-  double score_scale = 1;    // logit = scale * soft score (BCE) / softmax temperature (listwise)
-  double lr = 1e-3;
-  int64_t ctx = 2048;        // tokens per training window
-  int n_windows = 12;        // training windows (drawn from all windows of the texts)
-  int queries_per_window = 256;
-  int steps_per_window = 20; // optimizer steps per unit per window
-  int batch_queries = 32;
-  int batch_pos = 16;        // positives sampled per query per step
-  int batch_neg = 512;       // random middle keys per step
-  int val_queries = 64;      // held-out queries (one more window, not trained on)
+  double score_scale = 0.3;  // logit = scale * soft score (BCE) / softmax temperature (listwise); the paper: 1
+  double lr = 3e-3;
+  int64_t ctx = 0;           // tokens per training window; 0: the model's context, at most 8192. Queries are
+                             // sampled over the whole window: the codes do not extrapolate to positions
+                             // (RoPE angles) beyond it, so it should cover the contexts used at inference.
+  int n_windows = 2;         // training windows (drawn from all windows of the texts)
+  int queries_per_window = 1024;
+  int steps_per_window = 160; // optimizer steps per unit per window
+  int batch_queries = 64;
+  int batch_pos = 8;         // positives sampled per query per step
+  int batch_neg = 256;       // random middle keys per step
+  int val_queries = 64;      // held-out queries (half a window more, not trained on)
   uint64_t seed = 0;
   std::vector<int> layers;   // empty: all
   std::vector<int> heads;    // empty: all (query heads in head mode, KV heads in group mode)
@@ -131,6 +133,7 @@ struct train_layer_stats {
   double val_recall_simhash = 0;
 };
 struct train_result {
+  train_params params;       // as used (ctx resolved), without on_progress
   hash_weights weights;      // untrained layers/heads keep their seeded random initialisation
   std::vector<train_layer_stats> layers;
   std::vector<std::string> texts;
@@ -139,6 +142,8 @@ struct train_result {
   double seconds_capture = 0, seconds_train = 0, seconds_total = 0;
 };
 train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p);
+// The training window when train_params.ctx is 0: the model's context, at most 8192.
+int64_t train_default_ctx(const model& m);
 // One line "key=value ..." of the settings (stored in the hash file).
 std::string train_settings_string(const train_params& p);
 
@@ -170,9 +175,9 @@ recall_stats eval_recall(const layer_capture& c, const eval_codes& codes, const 
 struct recall_eval_params {
   std::vector<double> densities = {1.0 / 16, 1.0 / 32};
   int64_t sinks = 128, window = 128;
-  int64_t ctx = 4096;             // tokens per evaluation window
+  int64_t ctx = 8192;             // tokens per evaluation window
   int windows_per_text = 1;
-  int queries_per_window = 64;    // drawn from [ctx/2, ctx)
+  int queries_per_window = 64;    // drawn from [ctx/4, ctx)
   gqa_mode gqa = gqa_mode::per_head;
   std::vector<int> simhash_bits = {32, 256};
   uint64_t seed = 1;

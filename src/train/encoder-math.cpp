@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "hashattn/error.h"
+#include "train/train-ops.h"
 
 namespace hashattn::train_detail {
 
@@ -56,11 +58,6 @@ template <class T>
 inline T sigmoid(T x) {
   return x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
 }
-// log(1 + exp(x)) without overflow.
-template <class T>
-inline T softplus(T x) {
-  return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-}
 }  // namespace
 
 template <class T>
@@ -74,8 +71,14 @@ void mlp_forward(const enc_tensors<T>& p, const T* x, int64_t rows, mlp_work<T>&
     gemm<T>(false, false, rows, dout, din, T(1), in, din, p.w[i], dout, T(1), y.data(), dout);
     if (i + 1 < p.n_layers) {
       std::vector<T>& a = work.act[i];
+      std::vector<T>& sg = work.sig[i];
       a.resize(y.size());
-      for (size_t j = 0; j < y.size(); j++) a[j] = y[j] * sigmoid(y[j]);
+      sg.resize(y.size());
+      if constexpr (std::is_same_v<T, float>) {
+        silu_forward(y.data(), a.data(), sg.data(), (int64_t)y.size());
+      } else {
+        for (size_t j = 0; j < y.size(); j++) a[j] = y[j] * (sg[j] = sigmoid(y[j]));
+      }
       in = a.data();
     }
   }
@@ -100,9 +103,11 @@ void mlp_backward(const enc_tensors<T>& p, const T* x, int64_t rows, mlp_work<T>
     da.resize((size_t)rows * din);
     gemm<T>(false, true, rows, din, dout, T(1), dh, dout, p.w[i], dout, T(0), da.data(), din);
     const std::vector<T>& h = work.pre[i - 1];
-    for (size_t j = 0; j < da.size(); j++) {
-      const T sg = sigmoid(h[j]);
-      da[j] *= sg * (T(1) + h[j] * (T(1) - sg));
+    const std::vector<T>& sg = work.sig[i - 1];
+    if constexpr (std::is_same_v<T, float>) {
+      silu_backward(da.data(), h.data(), sg.data(), (int64_t)da.size());
+    } else {
+      for (size_t j = 0; j < da.size(); j++) da[j] *= sg[j] * (T(1) + h[j] * (T(1) - sg[j]));
     }
     dh = da.data();
   }
@@ -118,8 +123,13 @@ double pair_loss(const loss_params& lp, const pair_batch<T>& b, const T* yq, con
   w.tq.resize((size_t)nq * G * B);
   w.tk.resize((size_t)nk * B);
   w.tqm.resize((size_t)nq * B);
-  for (size_t j = 0; j < w.tq.size(); j++) w.tq[j] = std::tanh(yq[j]);
-  for (size_t j = 0; j < w.tk.size(); j++) w.tk[j] = std::tanh(yk[j]);
+  if constexpr (std::is_same_v<T, float>) {
+    tanh_rows(yq, w.tq.data(), (int64_t)w.tq.size());
+    tanh_rows(yk, w.tk.data(), (int64_t)w.tk.size());
+  } else {
+    for (size_t j = 0; j < w.tq.size(); j++) w.tq[j] = std::tanh(yq[j]);
+    for (size_t j = 0; j < w.tk.size(); j++) w.tk[j] = std::tanh(yk[j]);
+  }
   for (int64_t i = 0; i < nq; i++)
     for (int j = 0; j < B; j++) {
       T acc = 0;
@@ -137,8 +147,14 @@ double pair_loss(const loss_params& lp, const pair_batch<T>& b, const T* yq, con
       if (wt == T(0)) continue;
       const T z = sc * w.s[i];
       const bool y = b.label[i] != 0;
-      loss += (double)(wt * (y ? softplus(-z) : softplus(z)));
-      w.ds[i] = wt * sc * (sigmoid(z) - (y ? T(1) : T(0)));
+      // One exp: e = exp(-|z|); sigmoid(z) and softplus(+-z) follow from it.
+      const T e = std::exp(-std::fabs(z));
+      const T l1p = std::log1p(e);
+      const T sg = z >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+      const T sp_pos = std::max(z, T(0)) + l1p;   // softplus(z)
+      const T sp_neg = std::max(-z, T(0)) + l1p;  // softplus(-z)
+      loss += (double)(wt * (y ? sp_neg : sp_pos));
+      w.ds[i] = wt * sc * (sg - (y ? T(1) : T(0)));
     }
   } else {
     int64_t rows_used = 0;
@@ -190,7 +206,11 @@ double pair_loss(const loss_params& lp, const pair_batch<T>& b, const T* yq, con
         const size_t q = ((size_t)i * G + g) * B + j;
         dyq[q] = w.dtqm[(size_t)i * B + j] / T(G) * (T(1) - w.tq[q] * w.tq[q]);
       }
-  for (size_t j = 0; j < w.tk.size(); j++) dyk[j] = w.dtk[j] * (T(1) - w.tk[j] * w.tk[j]);
+  if constexpr (std::is_same_v<T, float>) {
+    tanh_backward(w.dtk.data(), w.tk.data(), dyk, (int64_t)w.tk.size());
+  } else {
+    for (size_t j = 0; j < w.tk.size(); j++) dyk[j] = w.dtk[j] * (T(1) - w.tk[j] * w.tk[j]);
+  }
   return loss;
 }
 

@@ -33,6 +33,7 @@ template <class T>
 struct mlp_work {
   std::vector<T> pre[3];  // pre-activations of each layer [rows, out_i]; pre[n_layers-1] is the output
   std::vector<T> act[3];  // act[i] = silu(pre[i]) for hidden layers (input of layer i+1)
+  std::vector<T> sig[3];  // sigmoid(pre[i]) for hidden layers (reused by the backward pass)
   std::vector<T> d0, d1;  // backward scratch
 };
 

@@ -189,7 +189,7 @@ std::vector<recall_row> eval_recall_texts(const model& m, const std::vector<trai
     const int nw = std::min<int>(p.windows_per_text, (int)wins.size());
     for (int wi = 0; wi < nw; wi++) {
       const token_window& w = wins[(size_t)wi * wins.size() / nw];
-      const auto qpos = sample_positions(p.seed * 1000003 + ti * 7919 + wi, p.ctx / 2, p.ctx, p.queries_per_window);
+      const auto qpos = sample_positions(p.seed * 1000003 + ti * 7919 + wi, p.ctx / 4, p.ctx, p.queries_per_window);
       const auto t0 = std::chrono::steady_clock::now();
       cap.run(texts[ti].tokens.data() + w.start, p.ctx, qpos);
       if (p.on_progress)

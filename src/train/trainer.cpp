@@ -21,6 +21,7 @@
 #include "hashattn/model.h"
 #include "train/encoder-math.h"
 #include "train/train-internal.h"
+#include "train/trainer-core.h"
 
 namespace hashattn {
 using namespace train_detail;
@@ -36,6 +37,8 @@ uint64_t mix(uint64_t a, uint64_t b) {
   return x;
 }
 
+}  // namespace
+
 // Per-thread buffers of one unit's step.
 struct step_work {
   std::vector<float> xq, xk, yq, dyq, dyq_g;
@@ -45,6 +48,8 @@ struct step_work {
   std::vector<int32_t> qsel, keys, pool;
   std::vector<float> dyk;
 };
+
+namespace {
 
 struct unit_data {
   std::vector<std::vector<int32_t>> labels;  // per query
@@ -58,7 +63,7 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
   if (!hash_bits_valid(p.bits)) fail("train: bits", s(p.bits), "16, 32 or 64");
   if (p.mlp_layers < 1 || p.mlp_layers > 3) fail("train: MLP layers", s(p.mlp_layers), "1, 2 or 3");
   if (p.mlp_layers > 1 && (p.hidden < 1 || p.hidden > 4096)) fail("train: MLP hidden size", s(p.hidden), "1 .. 4096");
-  if (p.ctx < 64) fail("train: context", s(p.ctx), ">= 64 tokens");
+  if (p.ctx < 64) fail("train: context", s(p.ctx), ">= 64 tokens (0: the model's, at most 8192)");
   if (p.n_windows < 1) fail("train: windows", s(p.n_windows), ">= 1");
   if (p.queries_per_window < 1) fail("train: queries per window", s(p.queries_per_window), ">= 1");
   if (p.steps_per_window < 1) fail("train: steps per window", s(p.steps_per_window), ">= 1");
@@ -253,30 +258,78 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
 
 }  // namespace
 
-train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p) {
+
+hash_trainer::hash_trainer(int n_layer, int n_head, int n_head_kv, int head_dim, const train_params& p) : p_(p) {
+  train_params_validate(p, n_layer, n_head, n_head_kv);
+  const bool grp = p.gqa == gqa_mode::per_group;
+  w_ = hash_weights_alloc(n_layer, n_head, n_head_kv, head_dim, p.bits, p.mlp_layers, p.hidden, grp);
+  hash_weights_init_random(w_, mix(p.seed, 1));
+  m1_.assign(w_.data.size(), 0.f);
+  m2_.assign(w_.data.size(), 0.f);
+  grad_.assign(w_.data.size(), 0.f);
+  units_ = p.heads;
+  if (units_.empty())
+    for (int u = 0; u < (grp ? n_head_kv : n_head); u++) units_.push_back(u);
+  std::sort(units_.begin(), units_.end());
+  units_.erase(std::unique(units_.begin(), units_.end()), units_.end());
+  nt_ = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
+  work_ = std::make_unique<std::vector<step_work>>(nt_);
+  steps_.assign((size_t)n_layer * (grp ? n_head_kv : n_head), 0);
+}
+
+hash_trainer::~hash_trainer() = default;
+
+double hash_trainer::train_layer(int l, const layer_capture& c, uint64_t stream) {
+  const train_params& p = p_;
+  const int n_units_all = p.gqa == gqa_mode::per_group ? w_.n_head_kv : w_.n_head;
+  std::vector<double> loss_sum(units_.size(), 0.0);
+  std::vector<int64_t> loss_n(units_.size(), 0);
+  std::vector<step_work>& work = *work_;
+  {
+    cpu::blas_single_thread guard;
+#pragma omp parallel for num_threads(nt_) schedule(dynamic, 1)
+    for (int64_t ui = 0; ui < (int64_t)units_.size(); ui++) {
+      const int u = units_[ui];
+      const unit_data ud = make_unit_data(c, p.labels, p.gqa, u);
+      std::mt19937_64 rng(mix(mix(p.seed, 10 + stream), mix(l, u)));
+      step_work& sw = work[omp_get_thread_num()];
+      int64_t& t = steps_[(size_t)l * n_units_all + u];
+      for (int st = 0; st < p.steps_per_window; st++) {
+        const double lv = unit_step(p, w_, grad_, m1_, m2_, l, u, t + 1, c, ud, rng, sw);
+        if (std::isfinite(lv)) {
+          t++;
+          loss_sum[ui] += lv, loss_n[ui]++;
+        }
+      }
+    }
+  }
+  double ls = 0;
+  int64_t ln = 0;
+  for (size_t ui = 0; ui < units_.size(); ui++) ls += loss_sum[ui], ln += loss_n[ui];
+  return ln ? ls / ln : NAN;
+}
+
+int64_t train_default_ctx(const model& m) { return std::min<int64_t>(m.hparams().n_ctx_train, 8192); }
+
+train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p_in) {
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
   auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
   const model_hparams& hp = m.hparams();
-  train_params_validate(p, hp.n_layer, hp.n_head, hp.n_head_kv);
-  const bool grp = p.gqa == gqa_mode::per_group;
-  const int n_units = grp ? hp.n_head_kv : hp.n_head;
-  std::vector<int> layers = p.layers, units = p.heads;
+  train_params p = p_in;
+  if (p.ctx == 0) p.ctx = train_default_ctx(m);
+  hash_trainer tr(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, p);
+  std::vector<int> layers = p.layers;
   if (layers.empty())
     for (int l = 0; l < hp.n_layer; l++) layers.push_back(l);
-  if (units.empty())
-    for (int u = 0; u < n_units; u++) units.push_back(u);
   std::sort(layers.begin(), layers.end());
   layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
-  std::sort(units.begin(), units.end());
-  units.erase(std::unique(units.begin(), units.end()), units.end());
+  const std::vector<int>& units = tr.units();
 
   train_result res;
+  res.params = p;
+  res.params.on_progress = nullptr;
   for (const auto& t : texts) res.texts.push_back(t.name);
-  res.weights = hash_weights_alloc(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, p.bits, p.mlp_layers, p.hidden, grp);
-  hash_weights& W = res.weights;
-  hash_weights_init_random(W, mix(p.seed, 1));
-  std::vector<float> m1(W.data.size(), 0.f), m2(W.data.size(), 0.f), grad(W.data.size(), 0.f);
 
   // Windows: one held out, n_windows for training, drawn with the seed.
   std::vector<token_window> wins = text_windows(texts, p.ctx);
@@ -288,20 +341,22 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
   const int nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
   window_capture cap(m, p.ctx, layers, nt);
 
-  // Held-out window: captures, labels' k and SimHash baseline recall per layer.
+  // Held-out window (the first half of a window: cheaper; queries over its second half): captures and the
+  // SimHash baseline's recall per layer.
   std::vector<layer_capture> val(layers.size());
   std::vector<double> val_simhash(layers.size(), -1);
+  const int64_t val_ctx = p.ctx / 2;
   if (p.val_queries > 0) {
     const token_window& vw = wins[0];
     const auto t0 = clock::now();
-    cap.run(texts[vw.text].tokens.data() + vw.start, p.ctx,
-            sample_positions(mix(p.seed, 3), p.ctx / 2, p.ctx, p.val_queries));
+    cap.run(texts[vw.text].tokens.data() + vw.start, val_ctx,
+            sample_positions(mix(p.seed, 3), val_ctx / 2, val_ctx, p.val_queries));
     for (size_t li = 0; li < layers.size(); li++) {
       cap.get(layers[li], val[li]);
       val_simhash[li] = eval_recall(val[li], codes_simhash(val[li], p.bits, mix(p.seed, 100 + layers[li])), p.labels,
                                     p.gqa, units).topk_recall;
     }
-    res.val_tokens = p.ctx;
+    res.val_tokens = val_ctx;
     res.seconds_capture += secs(t0);
     if (p.on_progress) {
       train_progress pr;
@@ -313,9 +368,8 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
     }
   }
 
-  const int64_t q_lo = std::max<int64_t>(p.ctx / 4, p.labels.sinks + p.labels.window + 1);
+  const int64_t q_lo = train_query_lo(p);
   const int64_t steps_total = (int64_t)p.n_windows * p.steps_per_window;
-  std::vector<step_work> work(nt);
   res.layers.resize(layers.size());
   layer_capture c;
   for (int w = 0; w < p.n_windows; w++) {
@@ -337,33 +391,15 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       const int l = layers[li];
       const auto t1 = clock::now();
       cap.get(l, c);
-      std::vector<unit_data> ud(units.size());
-      std::vector<double> loss_sum(units.size(), 0.0);
-      std::vector<int64_t> loss_n(units.size(), 0);
-      {
-        cpu::blas_single_thread guard;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int64_t ui = 0; ui < (int64_t)units.size(); ui++) {
-          ud[ui] = make_unit_data(c, p.labels, p.gqa, units[ui]);
-          std::mt19937_64 rng(mix(mix(p.seed, 10 + w), mix(l, units[ui])));
-          step_work& sw = work[omp_get_thread_num()];
-          for (int st = 0; st < p.steps_per_window; st++) {
-            const double lv = unit_step(p, W, grad, m1, m2, l, units[ui], (int64_t)w * p.steps_per_window + st + 1, c,
-                                        ud[ui], rng, sw);
-            if (std::isfinite(lv)) loss_sum[ui] += lv, loss_n[ui]++;
-          }
-        }
-      }
-      double ls = 0;
-      int64_t ln = 0;
-      for (size_t ui = 0; ui < units.size(); ui++) ls += loss_sum[ui], ln += loss_n[ui];
       train_layer_stats& stt = res.layers[li];
       stt.layer = l;
-      stt.loss = ln ? ls / ln : NAN;
+      stt.loss = tr.train_layer(l, c, (uint64_t)w);
       stt.val_recall_simhash = val_simhash[li];
       stt.val_recall = -1;
-      if (p.val_queries > 0)
-        stt.val_recall = eval_recall(val[li], codes_learned(W, l, val[li], nt), p.labels, p.gqa, units).topk_recall;
+      if (p.val_queries > 0) {
+        const recall_stats vs = eval_recall(val[li], codes_learned(tr.weights(), l, val[li], nt), p.labels, p.gqa, units);
+        stt.val_recall = vs.n > 0 ? vs.topk_recall : -1;
+      }
       res.seconds_train += secs(t1);
       if (p.on_progress) {
         train_progress pr;
@@ -384,8 +420,15 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       }
     }
   }
+  res.weights = std::move(tr.weights());
   res.seconds_total = secs(t_start);
   return res;
+}
+
+int64_t train_query_lo(const train_params& p) {
+  // Every position with a middle of at least 16 tokens: hashes of post-RoPE vectors do not extrapolate to
+  // positions (rotation angles) never trained on, so queries cover the whole window.
+  return std::min<int64_t>(p.ctx - 1, p.labels.sinks + p.labels.window + 16);
 }
 
 }  // namespace hashattn

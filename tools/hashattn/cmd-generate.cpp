@@ -20,11 +20,13 @@
 #include "hashattn/gguf.h"
 #include "hashattn/model.h"
 #include "hashattn/policy.h"
+#include "policy-options.h"
 #include "hashattn/tokenizer.h"
 
 namespace {
 
 using namespace hashattn;
+using namespace hashattn::cli;
 
 struct generate_options {
   std::string model;
@@ -42,6 +44,8 @@ struct generate_options {
   uint64_t seed = 42;
   int threads = 0;
   int64_t ctx = 0;
+  int64_t sparse_tail = 0;
+  policy_options pol;
 };
 
 std::string read_file(const std::string& path) {
@@ -67,8 +71,6 @@ std::vector<int32_t> read_token_ids(const std::string& path) {
   return ids;
 }
 
-// Where later options (--attn, --density, --hash, ...) choose the policy; dense for now.
-std::unique_ptr<attention_policy> make_policy(const generate_options&) { return make_dense_policy(); }
 
 int run_generate(const generate_options& o) {
   {
@@ -110,8 +112,23 @@ int run_generate(const generate_options& o) {
   session_params sp;
   sp.n_ctx = o.ctx;
   sp.n_threads = o.threads;
-  session s(*m, sp, make_policy(o));
   const int64_t n_prompt = (int64_t)prompt.size();
+  // The policy of --attn (policy-options.h): one method, GQA mode and density; the budget's auto
+  // sinks/window and the sinks + window <= budget check use the prompt length.
+  policy_options po = o.pol;
+  po.n_threads = o.threads;
+  po.seed = o.seed;
+  const std::string method = canonical_method(po.attn);
+  if (split_list(po.attn).size() != 1 || split_list(po.gqa_mode).size() != 1 || po.density.find(',') != std::string::npos)
+    fail("generate takes one --attn, --gqa-mode and --density", po.attn + " / " + po.gqa_mode + " / " + po.density,
+         "single values (lists are for hashattn eval)");
+  const double density = !po.density.empty() ? parse_density(po.density) : (po.budget > 0 ? 0.0 : 1.0 / 32);
+  policy_builder builder(*m, po);
+  std::unique_ptr<attention_policy> pol =
+      method == "dense" ? nullptr : builder.make(method, method_has_gqa_mode(method) ? po.gqa_mode : "", density, n_prompt);
+  if (o.sparse_tail < 0) fail("--sparse-tail", std::to_string(o.sparse_tail), ">= 0");
+  const int64_t tail = std::min<int64_t>(o.sparse_tail, n_prompt - 1);
+  session s(*m, sp, std::move(pol));
   if (n_prompt >= s.n_ctx())
     fail("prompt longer than the context", std::to_string(n_prompt) + " tokens",
          "fewer than " + std::to_string(s.n_ctx()),
@@ -123,7 +140,9 @@ int run_generate(const generate_options& o) {
   sampler smp(sampler_params{o.temp, o.top_k, o.top_p, o.seed});
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  const float* logits = s.eval(prompt.data(), n_prompt);
+  // Prefill is dense; the last `tail` prompt tokens go through the policy one decode step at a time.
+  const float* logits = s.eval(prompt.data(), n_prompt - tail);
+  for (int64_t j = n_prompt - tail; j < n_prompt; ++j) logits = s.eval(&prompt[j], 1);
   const auto t1 = clock::now();
 
   std::string pending;  // bytes of an incomplete UTF-8 sequence
@@ -186,6 +205,10 @@ HASHATTN_COMMAND(hashattn::cli::command{
       sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
       sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");
       sub.add_flag("-v,--verbose", o->verbose, "print the model and settings on stderr");
+      sub.add_option("--sparse-tail", o->sparse_tail,
+                     "last prompt tokens decoded through the policy (read sparsely) instead of prefilled densely")
+          ->capture_default_str();
+      o->pol.add_to(sub, false);
       return [o] { return run_generate(*o); };
     }});
 

@@ -83,7 +83,7 @@ struct opts {
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
   train_params tp;
-  int64_t eval_ctx = 4096;
+  int64_t eval_ctx = 8192;
   int eval_windows = 1, eval_queries = 64;
 };
 
@@ -166,10 +166,11 @@ int run_train(opts& o) {
     if (o.out.empty()) fail("-o", "missing", "the hash file to write, e.g. -o models/hash.gguf");
     if (o.texts.empty()) fail("--text", "missing", "training text files");
     fmt::print(stderr, "train: {}\n", m->describe());
+    if (tp.ctx == 0) tp.ctx = train_default_ctx(*m);
     const auto texts = load_texts(*m, o.texts);
     int64_t ntok = 0;
     for (const auto& t : texts) ntok += (int64_t)t.tokens.size();
-    fmt::print(stderr, "train: {} texts, {} tokens; {} windows x {} tokens (+1 held out), {} steps per unit per window\n",
+    fmt::print(stderr, "train: {} texts, {} tokens; {} windows x {} tokens (+ half a window held out), {} steps per unit per window\n",
                texts.size(), ntok, tp.n_windows, tp.ctx, tp.steps_per_window);
     fmt::print(stderr, "train: {}\n", train_settings_string(tp));
     tp.on_progress = [tty](const train_progress& p) {
@@ -232,7 +233,8 @@ HASHATTN_COMMAND(
       sub.add_option("-o,--output", o->out, "hash-encoder GGUF to write");
       sub.add_option("--bits", tp.bits, "code width: 16, 32 or 64")->capture_default_str();
       sub.add_option("--mlp", o->mlp, "hidden sizes of the MLP (128,128: 3 layers; 128: 2; linear: 1)")->capture_default_str();
-      sub.add_option("--ctx", tp.ctx, "tokens per training window")->capture_default_str();
+      sub.add_option("--ctx", tp.ctx, "tokens per training window (0: the model's context, at most 8192; cover the inference contexts)")
+          ->capture_default_str();
       sub.add_option("--seed", tp.seed, "seed of initialisation, sampling and window choice")->capture_default_str();
       sub.add_option("--gqa-mode", o->gqa, "head: key encoders and labels per query head (the paper); group: per KV group")
           ->capture_default_str();
@@ -262,7 +264,7 @@ HASHATTN_COMMAND(
       sub.add_option("--eval-text", o->eval_texts, "held-out texts to evaluate recall on after training");
       sub.add_option("--eval-ctx", o->eval_ctx, "tokens per evaluation window")->capture_default_str();
       sub.add_option("--eval-windows", o->eval_windows, "evaluation windows per text")->capture_default_str();
-      sub.add_option("--eval-queries", o->eval_queries, "queries per evaluation window (from its second half)")
+      sub.add_option("--eval-queries", o->eval_queries, "queries per evaluation window (from its last three quarters)")
           ->capture_default_str();
       sub.add_option("--eval-densities", o->eval_densities, "densities of the middle to evaluate")->capture_default_str();
       return [o] { return run_train(*o); };

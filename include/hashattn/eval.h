@@ -1,0 +1,204 @@
+// Evaluation of attention policies: held-out texts, task generators, scoring, the runner that
+// reuses one dense prefill per sample across every policy, and the report writers.
+// Tasks (prompt lengths set with the model's own tokenizer, fixed seeds):
+//   ppl        teacher-forced perplexity over held-out text; the last n_eval positions of each
+//              window are decoded token by token through the policy; also mean KL(dense || policy).
+//   passkey    "The pass key is NNNNN. Remember it. NNNNN is the pass key." at depths 0..100%
+//              of a real-text haystack; passkey_noise: the same in the repeated "The grass is
+//              green. ..." filler of the original passkey test.
+//   RULER-style niah_single_noise, niah_single_essay, niah_multikey, niah_multivalue,
+//              niah_multiquery, vt (variable tracking), cwe (common-words extraction); score =
+//              fraction of reference strings contained in the output (string_match_all).
+//   recall     per layer and head: top-k recall and attention-mass recall of the policy's
+//              selections against exact attention, measured on passkey prompts.
+// "essay" haystacks are sentences of the held-out texts (Persuasion, KJV, Jargon File): the
+// Austen novels used to train the hash encoders never appear here.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hashattn/model.h"
+#include "hashattn/policy.h"
+#include "hashattn/tokenizer.h"
+
+namespace hashattn {
+
+// ---- texts ----
+// Normalizes a raw text file: lines of a paragraph are joined with single spaces, paragraphs are
+// separated by "\n\n", indentation and runs of blanks collapse, and KJV verse labels ("Ge1:1 ")
+// are dropped (each verse becomes its own paragraph).
+std::string eval_text_normalize(const std::string& raw);
+// Splits normalized text into sentences (ending at . ! ? followed by a blank, closing quotes kept).
+std::vector<std::string> eval_split_sentences(const std::string& text);
+// Words of a WordNet index file (index.noun, index.adj, ...): lower-case letters only, 3..12 long.
+std::vector<std::string> eval_load_wordnet(const std::string& path);
+
+struct eval_corpus {
+  std::vector<std::string> names;                   // text names (file stems)
+  std::vector<std::string> texts;                   // normalized texts
+  std::vector<std::vector<std::string>> sentences;  // per text
+  std::vector<std::string> nouns, adjectives;       // key words (WordNet), may be empty
+};
+// Loads texts (paths) and, when wordnet_dir is not empty, index.noun / index.adj from it.
+// Throws when a file is missing or a text is too short to build a haystack.
+eval_corpus eval_corpus_load(const std::vector<std::string>& text_paths, const std::string& wordnet_dir);
+
+// ---- tasks ----
+struct eval_sample {
+  std::string task;
+  int index = 0;
+  std::vector<int32_t> prompt;    // chat-formatted prompt, answer prefix included
+  std::vector<std::string> refs;  // every one should appear in the output
+  int max_new_tokens = 16;
+  double depth = -1;              // needle depth in [0, 1] (passkey), -1 when not applicable
+  std::string source;             // haystack text name ("noise" for synthetic haystacks)
+};
+
+struct task_params {
+  std::string task;               // one of eval_task_names()
+  int64_t context = 4096;         // prompt tokens + max_new_tokens <= context
+  uint64_t seed = 1234;
+  bool chat = true;               // wrap in the model's chat template
+};
+
+// Every generated task name (ppl and recall are not generated here).
+const std::vector<std::string>& eval_task_names();
+bool eval_task_is_generated(const std::string& task);
+// Sample i of a task: deterministic in (task, context, seed, i). The haystack is the longest that
+// fits (binary search with the tokenizer). Throws when even an empty haystack does not fit.
+eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus& corpus, const tokenizer& tok,
+                             const chat_template* chat);
+
+// ---- scoring ----
+// Fraction of refs contained in output (case-insensitive); 0 when refs is empty.
+double string_match_all(const std::string& output, const std::vector<std::string>& refs);
+
+// ---- option values ----
+// "1/32" or "0.03125" -> 0.03125; throws unless the value is in (0, 1].
+double parse_density(const std::string& s);
+// Comma-separated densities (at least one).
+std::vector<double> parse_density_list(const std::string& s);
+// Comma-separated items, blanks trimmed, empty items dropped.
+std::vector<std::string> split_list(const std::string& s);
+// "1/32" for reciprocals of integers, else the decimal value.
+std::string density_name(double d);
+
+// ---- policies under test ----
+struct eval_policy_spec {
+  std::string method = "dense";     // dense, hash, oracle, streaming, quest, dsparse, simhash-32, ...
+  std::string gqa = "";             // "head", "group", or "" (method has no GQA mode)
+  double density = 1.0;             // nominal density (1 for dense)
+  // Makes a fresh policy for a context length (budgets may depend on it); empty -> dense.
+  std::function<std::unique_ptr<attention_policy>(int64_t context)> make;
+  std::string label() const;        // "hash/head", "streaming", ...
+};
+
+// ---- the probe: a policy wrapper that swaps inner policies over one prefill ----
+// Keeps an fp32 copy of every appended key, so that a new inner policy can be installed over an
+// existing KV cache (begin + on_append replay: its state is exactly what a fresh run builds).
+// Measures per decode step and layer: attended tokens per query head, KV bytes read (union of a
+// group's lists in per-head mode), and optionally recall against exact attention.
+struct probe_stats {
+  int64_t steps = 0;                  // decode steps x layers measured
+  double attended_frac = 0;           // sum over measured (step, layer) of mean per-head attended / n
+  double kv_read_frac = 0;            // sum of (K+V rows read, union per group) / (n * n_head_kv)
+  double kv_read_bytes = 0;           // sum of bytes read from the fp16 cache
+  // Recall (while enabled): [n_layer * n_head] sums over measured steps (allocated at the first).
+  std::vector<double> topk_recall, mass_recall;
+  int64_t recall_steps = 0;
+};
+
+class probe_policy : public attention_policy {
+ public:
+  probe_policy();
+  ~probe_policy() override;
+  std::string name() const override;
+  bool is_dense() const override;
+  double aux_bits_per_token_head() const override;
+  void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) override;
+  void on_append(int layer, const float* k, int64_t pos0, int64_t n_new) override;
+  void truncate(int64_t n) override;
+  void select(int layer, const float* q, const kv_view& kv, index_lists& out) override;
+  // (Dense decode does not call select: nothing is measured for a dense inner policy.)
+
+  // Installs a new inner policy (nullptr: dense) over the keys seen so far.
+  void install(std::unique_ptr<attention_policy> p);
+  void set_measure_recall(bool on) { recall_on_ = on; }
+  void reset_stats();
+  const probe_stats& stats() const { return stats_; }
+  int64_t n_tok(int layer) const;
+  int n_layer() const { return n_layer_; }
+  const layer_shape& shape() const { return shape_; }
+
+ private:
+  void measure(int layer, const float* q, const kv_view& kv, const index_lists& l);
+  std::unique_ptr<attention_policy> inner_;
+  int n_layer_ = 0;
+  layer_shape shape_;
+  int64_t max_ctx_ = 0;
+  std::vector<std::vector<float>> keys_;  // per layer [max_ctx, n_head_kv, head_dim]
+  std::vector<int64_t> n_tok_;
+  bool recall_on_ = false;
+  probe_stats stats_;
+  std::vector<uint8_t> mark_;
+  std::vector<double> sc_;
+};
+
+// ---- the runner ----
+struct eval_run_params {
+  std::vector<std::string> tasks;   // generated tasks, "ppl", "recall"
+  std::vector<int64_t> contexts = {4096};
+  int n_samples = 50;
+  int first_sample = 0;             // sample indices first_sample .. first_sample + n_samples - 1
+  uint64_t seed = 1234;
+  int64_t sparse_tail = 64;         // retrieval tasks and recall: last prompt tokens read sparsely
+  int ppl_eval_tokens = 64;         // ppl: positions decoded through the policy per window
+  bool chat = true;
+  int n_threads = 0;
+  bool recall_all = false;          // also measure recall on the retrieval tasks (slower steps)
+  int recall_stride = 4;            // measure recall on every recall_stride-th sparse step
+  double time_limit_s = 0;          // > 0: stop starting samples after this many seconds
+  // Progress lines (stderr in the tool); may be empty.
+  std::function<void(const std::string&)> log;
+  // One line per generated answer (debugging); may be empty.
+  std::function<void(const std::string&)> trace;
+};
+
+struct eval_record {
+  std::string task, method, gqa;
+  double density = 1;
+  int64_t context = 0;
+  int samples = 0;
+  std::string metric;               // score, ppl, kl, topk_recall, mass_recall
+  double value = 0;
+  double stderr_ = 0;               // standard error of the mean over samples (0 when n/a)
+  double attended_frac = 0;         // mean attended / context per query head
+  double kv_read_frac = 0;          // mean KV rows read / (context * n_head_kv)
+  double kv_read_bytes = 0;         // mean bytes read from the fp16 KV cache per decode step
+  double prompt_tokens = 0;         // mean prompt length
+  double seconds = 0;               // wall time spent in this setting's sparse tail + decode
+  double decode_tok_s = 0;          // decode steps per second (steps that measured recall excluded)
+  double topk_recall = -1;          // mean over layers, heads and measured steps (-1: not measured)
+  double mass_recall = -1;
+  std::string detail;               // JSON text: per-layer/head recall (recall task), else ""
+  std::string label() const;
+};
+
+// Runs every (task, context, sample) once with a dense prefill shared by all policies. policies[0]
+// need not be dense: a dense reference always runs (for KL); it is reported as method "dense".
+std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const chat_template* chat,
+                                  const eval_corpus& corpus, const std::vector<eval_policy_spec>& policies,
+                                  const eval_run_params& p);
+
+// ---- reports ----
+std::string eval_records_json(const std::vector<eval_record>& recs, const std::string& meta_json);
+std::vector<eval_record> eval_records_from_json(const std::string& json_text);
+// One table per (task, context, metric): rows = method/gqa, columns = densities.
+std::string eval_records_markdown(const std::vector<eval_record>& recs);
+// Average over the RULER/passkey tasks of each (method, gqa, density, context): task "average".
+std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs);
+
+}  // namespace hashattn

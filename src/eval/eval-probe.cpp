@@ -1,0 +1,150 @@
+// probe_policy: the attention policy the evaluation runs the model with. It forwards everything to
+// an inner policy that can be swapped over an existing KV cache (install: begin + replay of the
+// fp32 keys it kept), so one dense prefill serves every policy under test, and it measures what
+// each decode step reads: attended tokens per query head, KV rows read (the union of a group's
+// lists in per-head mode), and optionally top-k / attention-mass recall against exact attention
+// (softmax(q.k * scale) over every cached token, fp32 keys).
+// Kept keys: per layer [max_ctx, n_head_kv, head_dim] fp32.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "hashattn/error.h"
+#include "hashattn/eval.h"
+
+namespace hashattn {
+
+probe_policy::probe_policy() = default;
+probe_policy::~probe_policy() = default;
+
+std::string probe_policy::name() const { return inner_ ? inner_->name() : "dense"; }
+bool probe_policy::is_dense() const { return !inner_ || inner_->is_dense(); }
+double probe_policy::aux_bits_per_token_head() const { return inner_ ? inner_->aux_bits_per_token_head() : 0; }
+
+void probe_policy::begin(int n_layer, const layer_shape& shape, int64_t max_ctx) {
+  n_layer_ = n_layer;
+  shape_ = shape;
+  max_ctx_ = max_ctx;
+  keys_.assign(n_layer, {});
+  for (auto& k : keys_) k.assign((size_t)max_ctx * shape.n_head_kv * shape.head_dim, 0.f);
+  n_tok_.assign(n_layer, 0);
+  if (inner_) inner_->begin(n_layer, shape, max_ctx);
+  reset_stats();
+}
+
+void probe_policy::on_append(int layer, const float* k, int64_t pos0, int64_t n_new) {
+  HASHATTN_ASSERT(layer >= 0 && layer < n_layer_);
+  HASHATTN_ASSERT(pos0 >= 0 && pos0 <= n_tok_[layer] && pos0 + n_new <= max_ctx_);
+  const size_t row = (size_t)shape_.n_head_kv * shape_.head_dim;
+  std::memcpy(keys_[layer].data() + (size_t)pos0 * row, k, (size_t)n_new * row * sizeof(float));
+  n_tok_[layer] = pos0 + n_new;
+  if (inner_) inner_->on_append(layer, k, pos0, n_new);
+}
+
+void probe_policy::truncate(int64_t n) {
+  for (auto& t : n_tok_) t = std::min(t, n);
+  if (inner_) inner_->truncate(n);
+}
+
+int64_t probe_policy::n_tok(int layer) const { return n_tok_.at(layer); }
+
+void probe_policy::install(std::unique_ptr<attention_policy> p) {
+  inner_ = std::move(p);
+  if (!inner_ || n_layer_ == 0) return;
+  inner_->begin(n_layer_, shape_, max_ctx_);
+  for (int l = 0; l < n_layer_; ++l)
+    if (n_tok_[l] > 0) inner_->on_append(l, keys_[l].data(), 0, n_tok_[l]);
+}
+
+void probe_policy::reset_stats() {
+  stats_ = probe_stats{};
+}
+
+void probe_policy::select(int layer, const float* q, const kv_view& kv, index_lists& out) {
+  HASHATTN_ASSERT(inner_ != nullptr);
+  inner_->select(layer, q, kv, out);
+  measure(layer, q, kv, out);
+}
+
+void probe_policy::measure(int layer, const float* q, const kv_view& kv, const index_lists& l) {
+  const int64_t n = kv.n_tok;
+  const int H = shape_.n_head, Hk = shape_.n_head_kv, d = shape_.head_dim;
+  const int G = H / Hk;
+  if (n <= 0) return;
+  const int expect = l.per_group ? Hk : H;
+  if (l.n_lists() != expect)
+    fail("eval probe: policy '" + inner_->name() + "' returned " + std::to_string(l.n_lists()) +
+         " index lists, expected " + std::to_string(expect));
+  auto list_of = [&](int h) { return l.per_group ? h / G : h; };
+  double att = 0;
+  for (int h = 0; h < H; ++h) att += (double)l.count[list_of(h)] / (double)n;
+  stats_.attended_frac += att / H;
+
+  if ((int64_t)mark_.size() < n) mark_.resize((size_t)n);
+  int64_t rows = 0;
+  for (int hk = 0; hk < Hk; ++hk) {
+    int64_t u = 0;
+    const int r0 = l.per_group ? hk : hk * G, r1 = l.per_group ? hk + 1 : (hk + 1) * G;
+    for (int r = r0; r < r1; ++r) {
+      const int32_t* ix = l.idx.data() + (size_t)r * l.stride;
+      for (int32_t i = 0; i < l.count[r]; ++i) {
+        HASHATTN_ASSERT(ix[i] >= 0 && ix[i] < n);
+        if (!mark_[ix[i]]) mark_[ix[i]] = 1, ++u;
+      }
+    }
+    for (int r = r0; r < r1; ++r) {
+      const int32_t* ix = l.idx.data() + (size_t)r * l.stride;
+      for (int32_t i = 0; i < l.count[r]; ++i) mark_[ix[i]] = 0;
+    }
+    rows += u;
+  }
+  stats_.kv_read_frac += (double)rows / ((double)n * Hk);
+  stats_.kv_read_bytes += (double)rows * d * 2.0 * (double)dtype_size(kv.type);
+  stats_.steps += 1;
+
+  if (!recall_on_) return;
+  if (stats_.topk_recall.empty()) {
+    stats_.topk_recall.assign((size_t)n_layer_ * H, 0.0);
+    stats_.mass_recall.assign((size_t)n_layer_ * H, 0.0);
+  }
+  if (layer == 0) stats_.recall_steps += 1;
+  const float scale = 1.f / std::sqrt((float)d);
+  const float* keys = keys_[layer].data();
+  sc_.resize((size_t)n);
+  for (int h = 0; h < H; ++h) {
+    const int hk = h / G;
+    const float* qh = q + (size_t)h * d;
+    double mx = -1e300;
+    for (int64_t t = 0; t < n; ++t) {
+      const float* kt = keys + ((size_t)t * Hk + hk) * d;
+      double s = 0;
+      for (int j = 0; j < d; ++j) s += (double)qh[j] * kt[j];
+      s *= scale;
+      sc_[t] = s;
+      mx = std::max(mx, s);
+    }
+    double z = 0;
+    for (int64_t t = 0; t < n; ++t) z += std::exp(sc_[t] - mx);
+    const int r = list_of(h);
+    const int32_t* ix = l.idx.data() + (size_t)r * l.stride;
+    const int64_t k = l.count[r];
+    double mass = 0;
+    for (int64_t i = 0; i < k; ++i) mass += std::exp(sc_[ix[i]] - mx) / z;
+    double rec = 1.0;
+    if (k > 0 && k < n) {
+      // Tie-aware top-k recall: selected tokens scoring at least the k-th largest exact score.
+      std::vector<double> tmp(sc_.begin(), sc_.begin() + n);
+      std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end(), std::greater<double>());
+      const double kth = tmp[(size_t)k - 1];
+      int64_t hit = 0;
+      for (int64_t i = 0; i < k; ++i) hit += sc_[ix[i]] >= kth ? 1 : 0;
+      rec = (double)std::min(hit, k) / (double)k;
+    } else if (k == 0) {
+      rec = 0.0;
+    }
+    stats_.topk_recall[(size_t)layer * H + h] += rec;
+    stats_.mass_recall[(size_t)layer * H + h] += mass;
+  }
+}
+
+}  // namespace hashattn

@@ -1,0 +1,316 @@
+// Report writers for evaluation records: JSON (one object per record, plus a meta object), JSON
+// reader (to merge runs and re-render), Markdown tables (one per task, context and metric: rows =
+// policy/GQA mode, columns = densities; dense is the reference row), KV-read tables, and the
+// cross-task average of the string-match scores.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "hashattn/error.h"
+#include "hashattn/eval.h"
+
+namespace hashattn {
+
+namespace {
+
+std::string num(double v, int prec) {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(prec);
+  s << v;
+  return s.str();
+}
+
+// Methods in the order of the comparison; unknown ones after, alphabetically.
+int method_rank(const std::string& m) {
+  static const std::vector<std::string> order = {"dense",     "hash",   "oracle",     "streaming",
+                                                 "quest",     "dsparse", "simhash-32", "simhash-256"};
+  auto it = std::find(order.begin(), order.end(), m);
+  return it == order.end() ? (int)order.size() : (int)(it - order.begin());
+}
+
+bool label_less(const eval_record& a, const eval_record& b) {
+  int ra = method_rank(a.method), rb = method_rank(b.method);
+  if (ra != rb) return ra < rb;
+  if (a.method != b.method) return a.method < b.method;
+  return a.gqa < b.gqa;
+}
+
+int task_rank(const std::string& t) {
+  static const std::vector<std::string> order = {"ppl",
+                                                 "passkey",
+                                                 "passkey_noise",
+                                                 "niah_single_noise",
+                                                 "niah_single_essay",
+                                                 "niah_multikey",
+                                                 "niah_multivalue",
+                                                 "niah_multiquery",
+                                                 "vt",
+                                                 "cwe",
+                                                 "average",
+                                                 "recall"};
+  auto it = std::find(order.begin(), order.end(), t);
+  return it == order.end() ? (int)order.size() : (int)(it - order.begin());
+}
+
+}  // namespace
+
+std::string density_name(double d) {
+  if (d >= 1) return "1";
+  if (d <= 0) return "budget";
+  const double inv = 1.0 / d;
+  if (std::fabs(inv - std::round(inv)) < 1e-6) return "1/" + std::to_string((long)std::round(inv));
+  std::ostringstream s;
+  s.precision(4);
+  s << d;
+  return s.str();
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
+    if (a != std::string::npos) out.push_back(item.substr(a, b - a + 1));
+  }
+  return out;
+}
+
+double parse_density(const std::string& s0) {
+  std::string s = s0;
+  size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  s = a == std::string::npos ? "" : s.substr(a, b - a + 1);
+  double v = 0;
+  try {
+    size_t slash = s.find('/');
+    size_t pos = 0;
+    if (slash != std::string::npos) {
+      double num = std::stod(s.substr(0, slash), &pos);
+      if (pos != slash) throw std::invalid_argument("num");
+      std::string den = s.substr(slash + 1);
+      double dv = std::stod(den, &pos);
+      if (pos != den.size() || dv == 0) throw std::invalid_argument("den");
+      v = num / dv;
+    } else {
+      v = std::stod(s, &pos);
+      if (pos != s.size()) throw std::invalid_argument("tail");
+    }
+  } catch (const std::exception&) {
+    fail("--density", "'" + s0 + "'", "a fraction like 1/32 or a number like 0.03125");
+  }
+  if (!(v > 0 && v <= 1)) fail("--density", "'" + s0 + "'", "a value in (0, 1]");
+  return v;
+}
+
+std::vector<double> parse_density_list(const std::string& s) {
+  std::vector<double> out;
+  for (const auto& item : split_list(s)) out.push_back(parse_density(item));
+  if (out.empty()) fail("--density", "'" + s + "'", "at least one density, e.g. 1/16,1/32");
+  return out;
+}
+
+std::string eval_records_json(const std::vector<eval_record>& recs, const std::string& meta_json) {
+  nlohmann::ordered_json j;
+  j["meta"] = meta_json.empty() ? nlohmann::ordered_json::object() : nlohmann::ordered_json::parse(meta_json);
+  j["records"] = nlohmann::ordered_json::array();
+  for (const auto& r : recs) {
+    nlohmann::ordered_json o;
+    o["task"] = r.task;
+    o["policy"] = r.method;
+    o["gqa_mode"] = r.gqa;
+    o["density"] = r.density;
+    o["density_name"] = density_name(r.density);
+    o["context"] = r.context;
+    o["samples"] = r.samples;
+    o["metric"] = r.metric;
+    o["value"] = r.value;
+    o["stderr"] = r.stderr_;
+    o["attended_frac"] = r.attended_frac;
+    o["kv_read_frac"] = r.kv_read_frac;
+    o["kv_read_bytes_per_step"] = r.kv_read_bytes;
+    o["prompt_tokens"] = r.prompt_tokens;
+    o["seconds"] = r.seconds;
+    o["decode_tok_s"] = r.decode_tok_s;
+    if (r.topk_recall >= 0) o["topk_recall"] = r.topk_recall;
+    if (r.mass_recall >= 0) o["mass_recall"] = r.mass_recall;
+    if (!r.detail.empty()) o["detail"] = nlohmann::ordered_json::parse(r.detail);
+    j["records"].push_back(o);
+  }
+  return j.dump(1) + "\n";
+}
+
+std::vector<eval_record> eval_records_from_json(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    fail(std::string("eval: results JSON does not parse: ") + e.what());
+  }
+  if (!j.is_object() || !j.contains("records") || !j["records"].is_array())
+    fail("eval: results JSON: expected an object with a \"records\" array");
+  std::vector<eval_record> out;
+  for (const auto& o : j["records"]) {
+    eval_record r;
+    try {
+      r.task = o.at("task").get<std::string>();
+      r.method = o.at("policy").get<std::string>();
+      r.gqa = o.value("gqa_mode", std::string());
+      r.density = o.at("density").get<double>();
+      r.context = o.at("context").get<int64_t>();
+      r.samples = o.at("samples").get<int>();
+      r.metric = o.at("metric").get<std::string>();
+      r.value = o.at("value").get<double>();
+      r.stderr_ = o.value("stderr", 0.0);
+      r.attended_frac = o.value("attended_frac", 0.0);
+      r.kv_read_frac = o.value("kv_read_frac", 0.0);
+      r.kv_read_bytes = o.value("kv_read_bytes_per_step", 0.0);
+      r.prompt_tokens = o.value("prompt_tokens", 0.0);
+      r.seconds = o.value("seconds", 0.0);
+      r.decode_tok_s = o.value("decode_tok_s", 0.0);
+      r.topk_recall = o.value("topk_recall", -1.0);
+      r.mass_recall = o.value("mass_recall", -1.0);
+      if (o.contains("detail")) r.detail = o["detail"].dump();
+    } catch (const std::exception& e) {
+      fail(std::string("eval: results JSON: a record lacks a field or has a wrong type: ") + e.what());
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) {
+  // Average of the "score" metric over the tasks each (method, gqa, density, context) has.
+  struct agg {
+    eval_record r;
+    double sum = 0;
+    int n = 0;
+    int min_samples = 1 << 30;
+    double att = 0, kvf = 0;
+  };
+  std::map<std::tuple<std::string, std::string, double, int64_t>, agg> m;
+  for (const auto& r : recs) {
+    if (r.metric != "score" || r.task == "average") continue;
+    auto& a = m[{r.method, r.gqa, r.density, r.context}];
+    if (a.n == 0) a.r = r;
+    a.sum += r.value;
+    a.n += 1;
+    a.min_samples = std::min(a.min_samples, r.samples);
+    a.att += r.attended_frac, a.kvf += r.kv_read_frac;
+  }
+  std::vector<eval_record> out = recs;
+  for (auto& [k, a] : m) {
+    eval_record r = a.r;
+    r.task = "average";
+    r.value = a.sum / a.n;
+    r.stderr_ = 0;
+    r.samples = a.min_samples;
+    r.attended_frac = a.att / a.n;
+    r.kv_read_frac = a.kvf / a.n;
+    r.seconds = 0;
+    r.decode_tok_s = 0;
+    r.topk_recall = r.mass_recall = -1;
+    r.detail.clear();
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::string eval_records_markdown(const std::vector<eval_record>& recs) {
+  std::ostringstream o;
+  // Group: (task, context, metric).
+  std::map<std::tuple<int, std::string, int64_t, std::string>, std::vector<const eval_record*>> groups;
+  for (const auto& r : recs) groups[{task_rank(r.task), r.task, r.context, r.metric}].push_back(&r);
+  for (const auto& [g, rs] : groups) {
+    const auto& [rank, task, ctx, metric] = g;
+    std::set<double, std::greater<double>> dens;
+    for (auto* r : rs)
+      if (r->method != "dense") dens.insert(r->density);
+    std::vector<const eval_record*> rows;  // one per label
+    std::vector<std::string> labels;
+    std::vector<const eval_record*> sorted = rs;
+    std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return label_less(*a, *b); });
+    for (auto* r : sorted)
+      if (std::find(labels.begin(), labels.end(), r->label()) == labels.end()) labels.push_back(r->label());
+    const bool pct = metric == "score" || metric == "topk_recall" || metric == "mass_recall";
+    int samples = 0;
+    for (auto* r : rs) samples = std::max(samples, r->samples);
+    o << "### " << task << ", context " << ctx << ", " << metric << (pct ? " (%)" : "") << ", up to " << samples
+      << " samples\n\n";
+    o << "| policy |";
+    for (double d : dens) o << " " << density_name(d) << " |";
+    o << "\n|---|";
+    for (size_t i = 0; i < dens.size(); ++i) o << "---:|";
+    o << "\n";
+    for (const auto& lab : labels) {
+      o << "| " << lab << " |";
+      for (double d : dens) {
+        const eval_record* hit = nullptr;
+        for (auto* r : rs)
+          if (r->label() == lab && (r->method == "dense" || std::fabs(r->density - d) < 1e-12)) hit = r;
+        if (!hit) {
+          o << " - |";
+          continue;
+        }
+        double v = pct ? 100 * hit->value : hit->value;
+        o << " " << num(v, metric == "kl" ? 4 : (metric == "ppl" ? 3 : 1));
+        if (hit->samples < samples) o << " (n=" << hit->samples << ")";
+        o << " |";
+      }
+      o << "\n";
+    }
+    o << "\n";
+  }
+  // KV rows read per decode step relative to dense, over the retrieval tasks of each context.
+  std::map<std::tuple<int64_t, std::string, std::string, double>, std::pair<double, double>> kv;
+  std::map<std::tuple<int64_t, std::string, std::string, double>, int> kvn;
+  std::set<int64_t> ctxs;
+  for (const auto& r : recs) {
+    if (r.metric != "score" || r.task == "average" || r.method == "dense") continue;
+    auto k = std::make_tuple(r.context, r.method, r.gqa, r.density);
+    kv[k].first += r.attended_frac;
+    kv[k].second += r.kv_read_frac;
+    kvn[k] += 1;
+    ctxs.insert(r.context);
+  }
+  for (int64_t ctx : ctxs) {
+    std::set<double, std::greater<double>> dens;
+    std::vector<std::pair<std::string, std::string>> labs;
+    for (const auto& [k, v] : kv) {
+      if (std::get<0>(k) != ctx) continue;
+      dens.insert(std::get<3>(k));
+      std::pair<std::string, std::string> l{std::get<1>(k), std::get<2>(k)};
+      if (std::find(labs.begin(), labs.end(), l) == labs.end()) labs.push_back(l);
+    }
+    std::stable_sort(labs.begin(), labs.end(), [](auto& a, auto& b) {
+      int ra = method_rank(a.first), rb = method_rank(b.first);
+      return ra != rb ? ra < rb : a < b;
+    });
+    o << "### KV read per decode step, context " << ctx
+      << ": attended tokens per head / KV rows read (union over a GQA group), % of dense\n\n| policy |";
+    for (double d : dens) o << " " << density_name(d) << " |";
+    o << "\n|---|";
+    for (size_t i = 0; i < dens.size(); ++i) o << "---:|";
+    o << "\n";
+    for (const auto& [m, gq] : labs) {
+      o << "| " << (gq.empty() ? m : m + "/" + gq) << " |";
+      for (double d : dens) {
+        auto it = kv.find({ctx, m, gq, d});
+        if (it == kv.end()) {
+          o << " - |";
+          continue;
+        }
+        const int n = kvn[{ctx, m, gq, d}];
+        o << " " << num(100 * it->second.first / n, 2) << " / " << num(100 * it->second.second / n, 2) << " |";
+      }
+      o << "\n";
+    }
+    o << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace hashattn

@@ -1,0 +1,385 @@
+// Unit tests of the evaluation module without a model: text normalization and sentence splitting,
+// WordNet lists, density parsing, task generators with a byte-level tokenizer (every byte one
+// token, plus ChatML control tokens) -- lengths fit, references present, needles at their depth,
+// determinism -- string-match scoring, the probe policy (replay over kept keys gives the same
+// selections as a fresh policy; KV-read unions and recall against brute force in float64), and
+// the JSON / Markdown writers. Seeds are fixed and printed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "common/test-util.h"
+#include "hashattn/error.h"
+#include "hashattn/eval.h"
+#include "hashattn/policy.h"
+
+namespace hashattn {
+namespace {
+
+// GPT-2 byte -> code point map, as UTF-8 text (the byte-level BPE vocabulary's token texts).
+std::string byte_token(int b) {
+  int cp;
+  if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+    cp = b;
+  } else {
+    int n = 0;
+    for (int x = 0; x < b; ++x)
+      if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) ++n;
+    cp = 256 + n;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += (char)cp;
+  } else {
+    s += (char)(0xC0 | (cp >> 6));
+    s += (char)(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+std::unique_ptr<tokenizer> byte_tokenizer() {
+  tokenizer_vocab v;
+  v.pre = "gpt2";
+  for (int b = 0; b < 256; ++b) v.tokens.push_back(byte_token(b)), v.types.push_back(1);
+  v.tokens.push_back("<|im_start|>"), v.types.push_back(3);
+  v.tokens.push_back("<|im_end|>"), v.types.push_back(3);
+  v.bos = 256;
+  v.eos = 257;
+  return tokenizer::from_vocab(v);
+}
+
+eval_corpus synthetic_corpus(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  eval_corpus c;
+  const char* w[] = {"alpha", "beta", "gamma", "delta", "river", "stone", "light", "house", "green", "quiet"};
+  for (int t = 0; t < 2; ++t) {
+    std::vector<std::string> sents;
+    std::string text;
+    for (int i = 0; i < 400; ++i) {
+      std::string s = "Sentence" + std::to_string(i);
+      int n = 3 + (int)(rng() % 8);
+      for (int j = 0; j < n; ++j) s += std::string(" ") + w[rng() % 10];
+      s += ".";
+      sents.push_back(s);
+      text += (text.empty() ? "" : " ") + s;
+    }
+    c.names.push_back("text" + std::to_string(t));
+    c.texts.push_back(text);
+    c.sentences.push_back(sents);
+  }
+  for (int i = 0; i < 3000; ++i) {
+    std::string n, a;
+    uint64_t x = rng();
+    for (int j = 0; j < 6; ++j) n += (char)('a' + (x >> (5 * j)) % 26), a += (char)('a' + (x >> (5 * j + 30)) % 26);
+    c.nouns.push_back(n);
+    c.adjectives.push_back(a);
+  }
+  return c;
+}
+
+TEST(EvalText, NormalizeJoinsParagraphsAndDropsVerseLabels) {
+  std::string raw = "  Chapter 1\n\nIt was a  dark\n   and stormy night.\n\n\nThe end\nGe1:1 In the beginning.\nGe1:2 And the earth.\n";
+  std::string n = eval_text_normalize(raw);
+  EXPECT_EQ(n, "Chapter 1\n\nIt was a dark and stormy night.\n\nThe end\n\nIn the beginning.\n\nAnd the earth.");
+  auto s = eval_split_sentences(n);
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0], "Chapter 1");
+  EXPECT_EQ(s[1], "It was a dark and stormy night.");
+  EXPECT_EQ(s[3], "In the beginning.");
+}
+
+TEST(EvalText, SentencesKeepClosingQuotesAndNumbers) {
+  auto s = eval_split_sentences("\"Go home!\" she said. Is it 3.5 miles? Yes.");
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_EQ(s[0], "\"Go home!\"");  // a closing quote stays with its sentence
+  EXPECT_EQ(s[1], "she said.");
+  EXPECT_EQ(s[2], "Is it 3.5 miles?");  // no split inside a number
+  EXPECT_EQ(s[3], "Yes.");              // 3 letters: kept
+}
+
+TEST(EvalText, WordNetLoaderKeepsPlainLowercaseWords) {
+  std::string path = ::testing::TempDir() + "/index.test";
+  {
+    std::ofstream f(path);
+    f << "  1 This software and database is being provided\n";
+    for (int i = 0; i < 150; ++i) f << "word" << (char)('a' + i % 26) << (char)('a' + i / 26) << " n 1 1 @ 1 0 0001\n";
+    f << "new_york n 1 0 1 0 0002\nx-ray n 1 0 1 0 0003\nab n 1 0 1 0 0004\n";
+  }
+  auto w = eval_load_wordnet(path);
+  EXPECT_EQ(w.size(), 150u);
+  for (const auto& x : w) EXPECT_TRUE(x.find('_') == std::string::npos && x.find('-') == std::string::npos);
+  EXPECT_THROW(eval_load_wordnet(path + ".missing"), error);
+}
+
+TEST(EvalOptions, DensityFractionsAndDecimals) {
+  EXPECT_DOUBLE_EQ(parse_density("1/32"), 1.0 / 32);
+  EXPECT_DOUBLE_EQ(parse_density("0.03125"), 1.0 / 32);
+  EXPECT_DOUBLE_EQ(parse_density(" 1 "), 1.0);
+  EXPECT_THROW(parse_density("0"), error);
+  EXPECT_THROW(parse_density("2"), error);
+  EXPECT_THROW(parse_density("1/0"), error);
+  EXPECT_THROW(parse_density("-1/8"), error);
+  EXPECT_THROW(parse_density("1/32x"), error);
+  EXPECT_THROW(parse_density("abc"), error);
+  auto l = parse_density_list("1/4, 1/8,0.0625");
+  ASSERT_EQ(l.size(), 3u);
+  EXPECT_DOUBLE_EQ(l[2], 1.0 / 16);
+  EXPECT_EQ(density_name(1.0 / 64), "1/64");
+  EXPECT_EQ(density_name(0.3), "0.3");
+}
+
+TEST(EvalScore, StringMatchAllIsCaseInsensitiveContainment) {
+  EXPECT_DOUBLE_EQ(string_match_all(" The key is 12345.", {"12345"}), 1.0);
+  EXPECT_DOUBLE_EQ(string_match_all("1234", {"12345"}), 0.0);
+  EXPECT_DOUBLE_EQ(string_match_all("ABCDE, fghij", {"abcde", "FGHIJ", "klmno", "zzz"}), 0.5);
+  EXPECT_DOUBLE_EQ(string_match_all("anything", {}), 0.0);
+}
+
+class EvalTasks : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EvalTasks, FitsContextHoldsReferencesAndIsDeterministic) {
+  const uint64_t seed = 77;
+  SCOPED_TRACE("seed " + std::to_string(seed) + " task " + GetParam());
+  auto tok = byte_tokenizer();
+  eval_corpus c = synthetic_corpus(seed);
+  chat_template chat;
+  for (int64_t ctx : {1024, 3000}) {
+    for (const chat_template* ct : {(const chat_template*)nullptr, (const chat_template*)&chat}) {
+      task_params p;
+      p.task = GetParam();
+      p.context = ctx;
+      p.seed = seed;
+      eval_sample s = eval_make_sample(p, 3, c, *tok, ct);
+      const int64_t n = (int64_t)s.prompt.size();
+      EXPECT_LE(n + s.max_new_tokens, ctx);
+      // The haystack is the longest that fits: within a few units of the limit.
+      EXPECT_GE(n + s.max_new_tokens, ctx - (GetParam() == "cwe" ? 64 : 160)) << "prompt " << n;
+      std::string text = tok->decode(s.prompt);
+      ASSERT_FALSE(s.refs.empty());
+      for (const auto& r : s.refs) EXPECT_NE(text.find(r), std::string::npos) << r;
+      // The refs must not be given away after the haystack (the question names no value).
+      const std::string tail = text.substr(text.size() - 200);
+      if (GetParam() != "vt" && GetParam() != "cwe")
+        for (const auto& r : s.refs) EXPECT_EQ(tail.find(r), std::string::npos) << r;
+      eval_sample again = eval_make_sample(p, 3, c, *tok, ct);
+      EXPECT_EQ(again.prompt, s.prompt);
+      eval_sample other = eval_make_sample(p, 4, c, *tok, ct);
+      EXPECT_NE(other.prompt, s.prompt);
+      if (ct) EXPECT_NE(text.find("<|im_start|>assistant\n"), std::string::npos);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, EvalTasks, ::testing::ValuesIn(eval_task_names()));
+
+TEST(EvalTasks, PasskeyDepthPlacesTheNeedle) {
+  auto tok = byte_tokenizer();
+  eval_corpus c = synthetic_corpus(5);
+  for (int i = 0; i < 11; ++i) {
+    task_params p;
+    p.task = "passkey";
+    p.context = 2048;
+    eval_sample s = eval_make_sample(p, i, c, *tok, nullptr);
+    EXPECT_DOUBLE_EQ(s.depth, i / 10.0);
+    std::string text = tok->decode(s.prompt);
+    size_t pos = text.find("The pass key is " + s.refs[0]);
+    ASSERT_NE(pos, std::string::npos);
+    // Depth in haystack sentences (each synthetic sentence starts with "Sentence").
+    auto count = [&](size_t from, size_t to) {
+      int n = 0;
+      for (size_t p2 = text.find("Sentence", from); p2 != std::string::npos && p2 < to; p2 = text.find("Sentence", p2 + 1)) ++n;
+      return n;
+    };
+    const int before = count(0, pos), total = count(0, text.size());
+    ASSERT_GT(total, 20);
+    EXPECT_NEAR((double)before / total, s.depth, 1.0 / total + 1e-12) << "sample " << i;
+  }
+}
+
+TEST(EvalTasks, CommonWordsAppearMostOften) {
+  auto tok = byte_tokenizer();
+  eval_corpus c = synthetic_corpus(9);
+  task_params p;
+  p.task = "cwe";
+  p.context = 3000;
+  eval_sample s = eval_make_sample(p, 0, c, *tok, nullptr);
+  std::string text = tok->decode(s.prompt);
+  auto count = [&](const std::string& w) {
+    int n = 0;
+    for (size_t pos = text.find(". " + w + "\n"); pos != std::string::npos; pos = text.find(". " + w + "\n", pos + 1)) ++n;
+    return n;
+  };
+  int least_common = 1 << 30;
+  for (const auto& r : s.refs) least_common = std::min(least_common, count(r));
+  EXPECT_GE(least_common, 4);
+  for (const auto& w : c.nouns)
+    if (std::find(s.refs.begin(), s.refs.end(), w) == s.refs.end()) EXPECT_LE(count(w), 3) << w;
+}
+
+TEST(EvalTasks, ErrorsAreClear) {
+  auto tok = byte_tokenizer();
+  eval_corpus c = synthetic_corpus(1);
+  task_params p;
+  p.task = "nope";
+  EXPECT_THROW(eval_make_sample(p, 0, c, *tok, nullptr), error);
+  p.task = "cwe";
+  p.context = 300;  // the question alone does not leave room for 10 words x 4
+  EXPECT_THROW(eval_make_sample(p, 0, c, *tok, nullptr), error);
+  eval_corpus empty;
+  p.task = "niah_single_essay";
+  p.context = 2048;
+  EXPECT_THROW(eval_make_sample(p, 0, empty, *tok, nullptr), error);
+}
+
+// ---- probe policy ----
+TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
+  const uint64_t seed = 4242;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int n_layer = 2, H = 6, Hk = 2, d = 16;
+  const int64_t n = 300;
+  const layer_shape shape{H, Hk, d};
+  auto kv = test::make_test_kv(rng, dtype::f16, n, Hk, d, 0, test::dist::normal, test::dist::normal);
+  auto keys = test::keys_f32(kv);
+  for (auto mode : {gqa_mode::per_head, gqa_mode::per_group}) {
+    policy_config cfg;
+    cfg.name = "oracle";
+    cfg.budget.density = 0.25;
+    cfg.budget.sinks = 4;
+    cfg.budget.window = 8;
+    cfg.gqa = mode;
+    // Fresh policy fed directly.
+    auto fresh = make_policy(cfg);
+    fresh->begin(n_layer, shape, n);
+    // Probe: keys arrive first with no inner policy (dense prefill), then the policy is installed.
+    probe_policy probe;
+    probe.begin(n_layer, shape, n);
+    for (int l = 0; l < n_layer; ++l) {
+      fresh->on_append(l, keys.data(), 0, n - 10);
+      probe.on_append(l, keys.data(), 0, n - 10);
+    }
+    probe.install(make_policy(cfg));
+    probe.set_measure_recall(true);
+    for (int l = 0; l < n_layer; ++l)
+      for (int64_t t = n - 10; t < n; ++t) {
+        fresh->on_append(l, keys.data() + t * Hk * d, t, 1);
+        probe.on_append(l, keys.data() + t * Hk * d, t, 1);
+      }
+    auto q = test::random_vec(rng, test::dist::normal, H * d, 2.f);
+    double want_rows = 0, want_att = 0;
+    for (int l = 0; l < n_layer; ++l) {
+      index_lists a, b;
+      fresh->select(l, q.data(), kv.view, a);
+      probe.select(l, q.data(), kv.view, b);
+      ASSERT_EQ(a.count, b.count);
+      for (int r = 0; r < a.n_lists(); ++r)
+        for (int i = 0; i < a.count[r]; ++i) ASSERT_EQ(a.idx[r * a.stride + i], b.idx[r * b.stride + i]);
+      // Brute-force union per KV group.
+      const int G = H / Hk;
+      for (int hk = 0; hk < Hk; ++hk) {
+        std::set<int32_t> u;
+        for (int h = hk * G; h < (hk + 1) * G; ++h) {
+          int r = a.per_group ? hk : h;
+          for (int i = 0; i < a.count[r]; ++i) u.insert(a.idx[r * a.stride + i]);
+        }
+        want_rows += (double)u.size();
+      }
+      for (int h = 0; h < H; ++h) want_att += a.count[a.per_group ? h / G : h] / (double)n / H;
+      // Recall in float64 against the kept fp32 keys: the oracle ranks by exact q.k, so top-k
+      // recall is 1 (up to fp16 rounding of the cache it scores); mass = sum of softmax weights.
+      for (int h = 0; h < H; ++h) {
+        const int r = a.per_group ? h / G : h;
+        std::vector<double> s(n);
+        double mx = -1e300;
+        for (int64_t t = 0; t < n; ++t) {
+          double x = 0;
+          for (int j = 0; j < d; ++j) x += (double)q[h * d + j] * keys[(t * Hk + h / G) * d + j];
+          s[t] = x / std::sqrt((double)d);
+          mx = std::max(mx, s[t]);
+        }
+        double z = 0, m = 0;
+        for (int64_t t = 0; t < n; ++t) z += std::exp(s[t] - mx);
+        for (int i = 0; i < a.count[r]; ++i) m += std::exp(s[a.idx[r * a.stride + i]] - mx) / z;
+        EXPECT_NEAR(probe.stats().mass_recall[l * H + h], m, 1e-9);
+        // Top-k recall, k = attended count: selected tokens scoring >= the k-th largest score.
+        const int64_t k = a.count[r];
+        std::vector<double> sorted = s;
+        std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+        int64_t hit = 0;
+        for (int i = 0; i < k; ++i) hit += s[a.idx[r * a.stride + i]] >= sorted[k - 1] ? 1 : 0;
+        EXPECT_NEAR(probe.stats().topk_recall[l * H + h], (double)std::min(hit, k) / k, 1e-12);
+        // The oracle's own choices (beyond sinks and window) are the exact top scores: recall is at
+        // least the share of those choices.
+        if (mode == gqa_mode::per_head) EXPECT_GE(probe.stats().topk_recall[l * H + h], (k - 12.0) / k - 1e-12);
+      }
+    }
+    const auto& st = probe.stats();
+    EXPECT_EQ(st.steps, n_layer);
+    EXPECT_NEAR(st.kv_read_frac, want_rows / ((double)n * Hk), 1e-12);
+    EXPECT_NEAR(st.attended_frac, want_att, 1e-12);
+    EXPECT_NEAR(st.kv_read_bytes, want_rows * d * 2 * 2, 1e-9);
+    // Truncation drops state: after truncate + re-append the selections are unchanged.
+    probe.truncate(n - 5);
+    for (int l = 0; l < n_layer; ++l)
+      for (int64_t t = n - 5; t < n; ++t) probe.on_append(l, keys.data() + t * Hk * d, t, 1);
+    index_lists a, b;
+    fresh->select(0, q.data(), kv.view, a);
+    probe.select(0, q.data(), kv.view, b);
+    EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(a.idx, b.idx);
+  }
+}
+
+// ---- reports ----
+TEST(EvalReport, JsonRoundTripMarkdownAndAverage) {
+  std::vector<eval_record> recs;
+  for (const char* task : {"passkey", "vt"})
+    for (const char* m : {"dense", "hash"})
+      for (double d : {1.0 / 16, 1.0 / 32}) {
+        if (std::string(m) == "dense" && d != 1.0 / 16) continue;
+        eval_record r;
+        r.task = task;
+        r.method = m;
+        r.gqa = std::string(m) == "hash" ? "head" : "";
+        r.density = std::string(m) == "dense" ? 1.0 : d;
+        r.context = 4096;
+        r.samples = 50;
+        r.metric = "score";
+        r.value = std::string(task) == "vt" ? 0.5 : (std::string(m) == "dense" ? 0.9 : 0.8);
+        r.attended_frac = r.density;
+        r.kv_read_frac = r.density * 1.5;
+        recs.push_back(r);
+      }
+  auto all = eval_add_average(recs);
+  int n_avg = 0;
+  for (const auto& r : all)
+    if (r.task == "average") {
+      ++n_avg;
+      EXPECT_NEAR(r.value, r.method == "dense" ? 0.7 : 0.65, 1e-12);
+    }
+  EXPECT_EQ(n_avg, 3);
+  std::string js = eval_records_json(all, "{\"command\":\"x\"}");
+  auto back = eval_records_from_json(js);
+  ASSERT_EQ(back.size(), all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(back[i].task, all[i].task);
+    EXPECT_EQ(back[i].label(), all[i].label());
+    EXPECT_DOUBLE_EQ(back[i].density, all[i].density);
+    EXPECT_DOUBLE_EQ(back[i].value, all[i].value);
+  }
+  std::string md = eval_records_markdown(all);
+  EXPECT_NE(md.find("### passkey, context 4096, score (%)"), std::string::npos);
+  EXPECT_NE(md.find("| hash/head | 80.0 | 80.0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| dense | 90.0 | 90.0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("KV read per decode step"), std::string::npos);
+  EXPECT_THROW(eval_records_from_json("{\"records\": [{\"task\": 1}]}"), error);
+  EXPECT_THROW(eval_records_from_json("not json"), error);
+}
+
+}  // namespace
+}  // namespace hashattn

@@ -1,0 +1,233 @@
+// Attention-policy options of generate and eval: parsing ("1/32" densities, lists), budgets (auto
+// sinks and window from the budget), validation, and policy construction through make_policy with
+// the hash encoders (hash file checked against the model) and Double Sparsity channels (calibrated
+// on the first 1024 tokens of a training text, never on evaluation data).
+#include "policy-options.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "command.h"
+#include "hashattn/error.h"
+#include "hashattn/gguf.h"
+#include "hashattn/hash-file.h"
+#include "hashattn/hash.h"
+#include "hashattn/tokenizer.h"
+
+namespace hashattn::cli {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+int64_t parse_count(const std::string& what, const std::string& s) {
+  try {
+    size_t pos = 0;
+    long long v = std::stoll(s, &pos);
+    if (pos != s.size() || v < 0) throw std::invalid_argument("bad");
+    return v;
+  } catch (const std::exception&) {
+    fail("--" + what, "'" + s + "'", "a token count >= 0 or 'auto'");
+  }
+}
+
+std::string default_calib_text() { return std::string(HASHATTN_SOURCE_DIR) + "/data/texts/emma.txt"; }
+
+}  // namespace
+
+std::string canonical_method(const std::string& m0) {
+  std::string m = trim(m0);
+  if (m == "dense" || m == "hash" || m == "oracle" || m == "streaming" || m == "quest") return m;
+  if (m == "dsparse" || m == "double_sparsity" || m == "double-sparsity" || m == "ds") return "dsparse";
+  if (m == "simhash") return "simhash-32";
+  if (m.rfind("simhash-", 0) == 0) {
+    std::string b = m.substr(8);
+    if (!b.empty() && std::all_of(b.begin(), b.end(), ::isdigit)) {
+      int bits = std::stoi(b);
+      if (bits >= 1 && bits <= 4096) return "simhash-" + std::to_string(bits);
+    }
+  }
+  fail("--attn", "'" + m0 + "'", "one of dense, hash, simhash, simhash-BITS, oracle, streaming, quest, dsparse");
+}
+
+bool method_has_gqa_mode(const std::string& method) { return method != "dense" && method != "streaming"; }
+
+void policy_options::add_to(CLI::App& app, bool lists) {
+  app.add_option("--attn", attn,
+                 lists ? "Policies, comma separated: dense,hash,oracle,streaming,quest,dsparse,simhash-32,simhash-256"
+                       : "Attention policy for decode: dense|hash|simhash[-BITS]|oracle|streaming|quest|dsparse")
+      ->capture_default_str();
+  app.add_option("--density", density,
+                 lists ? "Densities (attended / context), comma separated, e.g. 1/4,1/8,1/16,1/32,1/64"
+                       : "Density: attended tokens / context, e.g. 1/32 or 0.03125 (default 1/32)");
+  app.add_option("--budget", budget, "Fixed attended tokens per head instead of a density (sinks and window included)");
+  app.add_option("--sinks", sinks, "First tokens always attended (or auto: budget/8 clamped to 4..128)")
+      ->capture_default_str();
+  app.add_option("--window", window, "Last tokens always attended (or auto: as sinks; streaming: the rest of the budget)")
+      ->capture_default_str();
+  app.add_option("--gqa-mode", gqa_mode,
+                 lists ? "GQA modes, comma separated: head,group (selection per query head or per KV group)"
+                       : "GQA mode: head (per query head, the paper) or group (one selection per KV group)")
+      ->capture_default_str();
+  app.add_option("--hash", hash_file, "Hash-encoder file (hashattn train) matching the model; needed by --attn hash");
+  app.add_option("--calib-text", calib_text,
+                 "Training text for Double Sparsity channel calibration (default data/texts/emma.txt)");
+  app.add_option("--ds-channels", ds_channels, "Double Sparsity: channels per KV head")->capture_default_str();
+  app.add_option("--quest-page", quest_page, "Quest: page size in tokens")->capture_default_str();
+}
+
+policy_builder::policy_builder(const model& m, const policy_options& o) : m_(m), o_(o) {
+  if (o_.calib_text.empty()) o_.calib_text = default_calib_text();
+  for (const std::string& g : split_list(o_.gqa_mode))
+    if (g != "head" && g != "group") fail("--gqa-mode", "'" + g + "'", "head or group");
+  if (o_.budget < 0) fail("--budget", std::to_string(o_.budget), ">= 0");
+  if (o_.sinks != "auto") parse_count("sinks", o_.sinks);
+  if (o_.window != "auto") parse_count("window", o_.window);
+}
+policy_builder::~policy_builder() = default;
+
+budget_params policy_builder::budget_for(const std::string& method, double density, int64_t n) const {
+  budget_params b;
+  int64_t total = 0;
+  if (o_.budget > 0 && density <= 0) {
+    b.count = o_.budget;
+    total = std::min<int64_t>(o_.budget, n);
+  } else {
+    if (!(density > 0 && density <= 1)) fail("density", std::to_string(density), "a value in (0, 1]");
+    b.density = density;
+    total = (int64_t)std::floor(density * (double)n);
+  }
+  const int64_t auto_sw = std::clamp<int64_t>(total / 8, 4, 128);
+  b.sinks = o_.sinks == "auto" ? auto_sw : parse_count("sinks", o_.sinks);
+  if (method == "streaming" && o_.window == "auto")
+    b.window = std::max<int64_t>(total - b.sinks, 1);  // streaming spends the whole budget
+  else
+    b.window = o_.window == "auto" ? auto_sw : parse_count("window", o_.window);
+  if (b.window < 1) fail("--window", std::to_string(b.window), ">= 1 (the current token is always attended)");
+  if (method != "dense" && b.sinks + b.window > total)
+    fail("budget of " + method + " at " + std::to_string(n) + " tokens",
+         "sinks " + std::to_string(b.sinks) + " + window " + std::to_string(b.window) + " > budget " +
+             std::to_string(total),
+         "sinks + window <= budget", "raise --density/--budget or lower --sinks/--window");
+  budget_validate(b);
+  return b;
+}
+
+void policy_builder::need_hash() {
+  if (hash_) return;
+  if (o_.hash_file.empty())
+    fail("--attn hash needs --hash FILE (hint: hashattn train -o models/smollm2-hash.gguf, or make demo)");
+  const auto& hp = m_.hparams();
+  hash_binding expect = hash_binding_for(m_.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+  hash_file_contents c = hash_file_load(o_.hash_file, &expect);
+  hash_ = std::make_shared<hash_weights>(std::move(c.weights));
+}
+
+void policy_builder::need_ds() {
+  if (!ds_channels_.empty()) return;
+  // Capture post-RoPE q and k of every layer over the first tokens of a training text.
+  std::ifstream f(o_.calib_text, std::ios::binary);
+  if (!f) fail("Double Sparsity calibration text", "'" + o_.calib_text + "' (cannot open)", "a readable training text",
+               "run scripts/setup --texts or pass --calib-text");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto tok = tokenizer::from_gguf(m_.file());
+  std::vector<int32_t> ids = tok->encode(eval_text_normalize(ss.str()), false, false);
+  const int64_t n = std::min<int64_t>(1024, (int64_t)ids.size());
+  if (n < 64) fail("Double Sparsity calibration text", std::to_string(n) + " tokens", ">= 64 tokens");
+  const auto& hp = m_.hparams();
+  const layer_shape shape{hp.n_head, hp.n_head_kv, hp.head_dim};
+  std::vector<std::vector<float>> qs(hp.n_layer), ks(hp.n_layer);
+  session_params sp;
+  sp.n_ctx = n;
+  sp.n_threads = o_.n_threads;
+  sp.observer = [&](int layer, const float* q, const float* k, const float*, int64_t, int64_t cnt) {
+    qs[layer].insert(qs[layer].end(), q, q + cnt * hp.n_head * hp.head_dim);
+    ks[layer].insert(ks[layer].end(), k, k + cnt * hp.n_head_kv * hp.head_dim);
+  };
+  session s(m_, sp);
+  s.eval(ids.data(), n);
+  ds_channels_.clear();
+  for (int l = 0; l < hp.n_layer; ++l) {
+    auto ch = double_sparsity_calibrate(qs[l].data(), n, ks[l].data(), n, shape, o_.ds_channels);
+    ds_channels_.insert(ds_channels_.end(), ch.begin(), ch.end());
+  }
+}
+
+std::unique_ptr<attention_policy> policy_builder::make(const std::string& method0, const std::string& gqa,
+                                                       double density, int64_t n) {
+  const std::string method = canonical_method(method0);
+  if (method == "dense") return nullptr;
+  policy_config c;
+  c.budget = budget_for(method, density, n);
+  c.gqa = gqa == "group" ? gqa_mode::per_group : gqa_mode::per_head;
+  c.seed = o_.seed;
+  c.page_size = o_.quest_page;
+  c.channels = o_.ds_channels;
+  c.n_threads = o_.n_threads;
+  if (method == "hash") {
+    need_hash();
+    c.name = "hash";
+    c.weights = hash_;
+  } else if (method.rfind("simhash-", 0) == 0) {
+    c.name = "simhash";
+    c.bits = std::stoi(method.substr(8));
+  } else if (method == "dsparse") {
+    need_ds();
+    c.name = "double_sparsity";
+    c.ds_channels = ds_channels_;
+  } else {
+    c.name = method;
+  }
+  return make_policy(c);
+}
+
+void policy_builder::prepare(const std::vector<std::string>& methods, const std::vector<double>& densities,
+                             const std::vector<int64_t>& contexts) {
+  for (const auto& m0 : methods) {
+    const std::string m = canonical_method(m0);
+    if (m == "hash") need_hash();
+    if (m == "dsparse") need_ds();
+    if (m == "dense") continue;
+    for (double d : densities)
+      for (int64_t c : contexts) budget_for(m, d, c);
+  }
+}
+
+std::vector<eval_policy_spec> policy_builder::eval_specs() {
+  std::vector<std::string> methods;
+  for (const auto& m : split_list(o_.attn)) methods.push_back(canonical_method(m));
+  if (methods.empty()) fail("--attn", "''", "at least one policy");
+  std::vector<double> dens;
+  if (!o_.density.empty()) dens = parse_density_list(o_.density);
+  else if (o_.budget > 0) dens = {0.0};  // fixed budget
+  else dens = {1.0 / 32};
+  std::vector<std::string> modes = split_list(o_.gqa_mode);
+  if (modes.empty()) modes = {"head"};
+  std::vector<eval_policy_spec> out;
+  for (const auto& m : methods) {
+    if (m == "dense") {
+      eval_policy_spec s;
+      s.method = "dense";
+      out.push_back(s);
+      continue;
+    }
+    for (const auto& g : method_has_gqa_mode(m) ? modes : std::vector<std::string>{""})
+      for (double d : dens) {
+        eval_policy_spec s;
+        s.method = m;
+        s.gqa = g;
+        s.density = d;
+        s.make = [this, m, g, d](int64_t n) { return make(m, g, d, n); };
+        out.push_back(s);
+      }
+  }
+  return out;
+}
+
+}  // namespace hashattn::cli
