@@ -13,7 +13,12 @@ Decode is also put against the memory roofline: bytes of weights + K/V read per 
 the copy bandwidth measured in the same run (numpy copies, one per thread: read + write bytes/s).
 Prints a Markdown report (medians, min-max over the runs, ratios) to stdout.
 
+With --hash H.gguf (and --hash-group G.gguf), decode at 8000 also runs hashattn with HashAttention at
+density 1/32 (per query head, and per KV group with the group file): the whole prompt is prefilled densely,
+every decode step goes through the hash policy.
+
 Usage: python3 scripts/bench-llamacpp.py [--runs 5] [--threads 2] [--model M.gguf] [--bin build/bin/hashattn]
+                                         [--hash H.gguf] [--hash-group G.gguf] [--quick]
 Run it on a quiet machine: the report states the load average before and after.
 """
 import argparse
@@ -104,13 +109,13 @@ def weight_bytes(model):
     return b, n_layer * n_kv * hd * 2 * 2  # K and V fp16 bytes per token of context
 
 
-def run_hashattn(binary, model, toks, threads, ctx, n_decode):
+def run_hashattn(binary, model, toks, threads, ctx, n_decode, policy=()):
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(" ".join(map(str, toks)))
         path = f.name
     try:
         r = sh([binary, "generate", "-m", model, "--token-ids", path, "-n", str(n_decode + 1),
-                "--ignore-eos", "-t", str(threads), "--ctx", str(ctx)])
+                "--ignore-eos", "-t", str(threads), "--ctx", str(ctx), *policy])
     finally:
         os.unlink(path)
     m = re.search(r"prompt (\d+) tokens, ([\d.]+) tokens/s \| decode (\d+) tokens, ([\d.]+) "
@@ -152,23 +157,47 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ctx", type=int, default=8192)
     ap.add_argument("--quick", action="store_true", help="only prefill 512 and decode at 512")
+    ap.add_argument("--only", help="comma-separated subset of the cases: prefill512,prefill4096,decode512,decode8000")
+    ap.add_argument("--hash", help="hash file (per query head): adds hash 1/32 decode at 8000")
+    ap.add_argument("--hash-group", help="hash file (per KV group): adds hash 1/32 group-mode decode at 8000")
     args = ap.parse_args()
     import llama_cpp
 
     cases = [("prefill", 512, 0), ("prefill", 4096, 0), ("decode", 512, 64), ("decode", 8000, 32)]
     if args.quick:
         cases = [("prefill", 512, 0), ("decode", 512, 64)]
+    if args.only:
+        want = set(args.only.split(","))
+        unknown = want - {f"{k}{n}" for k, n, _ in cases}
+        if unknown:
+            sys.exit(f"bench: unknown cases {sorted(unknown)}")
+        cases = [c for c in cases if f"{c[0]}{c[1]}" in want]
     toks_all, source = prompt_tokens(args.model, max(c[1] for c in cases))
     wbytes, kv_per_tok = weight_bytes(args.model)
     load0 = load()
     bw = copy_bandwidth(args.threads)
+    variants = [("hashattn", ())]
+    if args.hash:
+        variants.append(("hashattn hash 1/32 head", ("--attn", "hash", "--density", "1/32", "--gqa-mode", "head",
+                                                      "--hash", args.hash)))
+    if args.hash_group:
+        variants.append(("hashattn hash 1/32 group", ("--attn", "hash", "--density", "1/32", "--gqa-mode", "group",
+                                                       "--hash", args.hash_group)))
+    sparse_case = ("decode", 8000, 32)
     results = {c: {"hashattn": [], "llama.cpp": []} for c in cases}
+    if sparse_case in cases:
+        for name, _ in variants[1:]:
+            results[sparse_case][name] = []
     for run in range(args.runs):
         for c in cases:
             kind, n, n_dec = c
             toks = toks_all[:n]
             order = [("hashattn", lambda: run_hashattn(args.bin, args.model, toks, args.threads, args.ctx, n_dec)),
                      ("llama.cpp", lambda: run_llama(args.model, toks, args.threads, args.ctx, n_dec))]
+            if c == sparse_case:
+                for name, pol in variants[1:]:
+                    order.insert(1, (name, lambda pol=pol: run_hashattn(args.bin, args.model, toks, args.threads,
+                                                                        args.ctx, n_dec, pol)))
             if run % 2:
                 order.reverse()
             for name, fn in order:
@@ -182,7 +211,10 @@ def main():
     rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
     dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"- command: `python3 scripts/bench-llamacpp.py --runs {args.runs} --threads {args.threads}`")
+    extra = (f" --hash {os.path.relpath(args.hash, ROOT)}" if args.hash else "") + \
+        (f" --hash-group {os.path.relpath(args.hash_group, ROOT)}" if args.hash_group else "")
+    extra += f" --only {args.only}" if args.only else ""
+    print(f"- command: `python3 scripts/bench-llamacpp.py --runs {args.runs} --threads {args.threads}{extra}`")
     print(f"- machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; context {args.ctx}")
     print(f"- revision: {rev}{' (uncommitted changes)' if dirty else ''}; llama-cpp-python "
           f"{llama_cpp.__version__} ({llama_cpp.llama_print_system_info().decode().strip()})")
@@ -206,6 +238,16 @@ def main():
             print(f"| decode at context {n}, {n_dec} tokens (ms/token) | {med(hv):.2f} "
                   f"({spread(hv, '{:.2f}')}) | {med(lv):.2f} ({spread(lv, '{:.2f}')}) | "
                   f"{med(lv) / med(hv):.2f}x |")
+    if sparse_case in cases and len(variants) > 1:
+        lv = med([r["decode_ms"] for r in results[sparse_case]["llama.cpp"]])
+        dv = med([r["decode_ms"] for r in results[sparse_case]["hashattn"]])
+        print("\nSparse decode at context 8000 (32 tokens; dense prefill; every decode step through the policy):\n")
+        print("| setting | ms/token | speed vs llama.cpp dense | speed vs our dense |")
+        print("|---|---|---|---|")
+        for name, _ in variants:
+            hv = [r["decode_ms"] for r in results[sparse_case][name]]
+            print(f"| {name} | {med(hv):.2f} ({spread(hv, '{:.2f}')}) | {lv / med(hv):.2f}x | {dv / med(hv):.2f}x |")
+        print(f"| llama.cpp dense | {lv:.2f} | 1.00x | {dv / lv:.2f}x |")
     print("\nMemory roofline of decode (bytes read per token / copy bandwidth):\n")
     print("| context | weights + KV read per token | roofline ms/token | hashattn | llama.cpp |")
     print("|---|---|---|---|---|")

@@ -96,6 +96,7 @@ struct train_progress {
   double loss = 0;                   // mean loss of this window's steps of this layer
   double val_recall = -1;            // held-out recall at the label k (learned codes), -1 if not measured
   double val_recall_simhash = -1;    // the same for SimHash with the same bits
+  double val_recall_simhash256 = -1; // the same for SimHash with 256 bits (the stronger baseline)
   double elapsed_s = 0, eta_s = 0;
   bool capture = false;              // true: a capture step (prefill) finished
 };
@@ -105,7 +106,7 @@ struct train_params {
   int hidden = 128;
   gqa_mode gqa = gqa_mode::per_head;  // per_group: key encoders per KV head, group labels
   label_params labels;
-  train_loss loss = train_loss::bce;
+  train_loss loss = train_loss::listwise;  // listwise beat BCE on held-out training text (docs/QUALITY.md)
   double pos_weight = 20;    // BCE positive class weight (the paper)
   double score_scale = 0.3;  // logit = scale * soft score (BCE) / softmax temperature (listwise); the paper: 1
   double lr = 3e-3;
@@ -113,8 +114,8 @@ struct train_params {
                              // sampled over the whole window: the codes do not extrapolate to positions
                              // (RoPE angles) beyond it, so it should cover the contexts used at inference.
   int n_windows = 2;         // training windows (drawn from all windows of the texts)
-  int queries_per_window = 1024;
-  int steps_per_window = 160; // optimizer steps per unit per window
+  int queries_per_window = 4096;
+  int steps_per_window = 240; // optimizer steps per unit per window
   int batch_queries = 64;
   int batch_pos = 8;         // positives sampled per query per step
   int batch_neg = 256;       // random middle keys per step
@@ -131,6 +132,7 @@ struct train_layer_stats {
   double loss = 0;           // mean loss of the last window
   double val_recall = 0;     // held-out recall at the label k, learned
   double val_recall_simhash = 0;
+  double val_recall_simhash256 = 0;
 };
 struct train_result {
   train_params params;       // as used (ctx resolved), without on_progress

@@ -344,7 +344,7 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
   // Held-out window (the first half of a window: cheaper; queries over its second half): captures and the
   // SimHash baseline's recall per layer.
   std::vector<layer_capture> val(layers.size());
-  std::vector<double> val_simhash(layers.size(), -1);
+  std::vector<double> val_simhash(layers.size(), -1), val_simhash256(layers.size(), -1);
   const int64_t val_ctx = p.ctx / 2;
   if (p.val_queries > 0) {
     const token_window& vw = wins[0];
@@ -355,6 +355,8 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       cap.get(layers[li], val[li]);
       val_simhash[li] = eval_recall(val[li], codes_simhash(val[li], p.bits, mix(p.seed, 100 + layers[li])), p.labels,
                                     p.gqa, units).topk_recall;
+      val_simhash256[li] = eval_recall(val[li], codes_simhash(val[li], 256, mix(p.seed, 200 + layers[li])), p.labels,
+                                       p.gqa, units).topk_recall;
     }
     res.val_tokens = val_ctx;
     res.seconds_capture += secs(t0);
@@ -395,6 +397,7 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       stt.layer = l;
       stt.loss = tr.train_layer(l, c, (uint64_t)w);
       stt.val_recall_simhash = val_simhash[li];
+      stt.val_recall_simhash256 = val_simhash256[li];
       stt.val_recall = -1;
       if (p.val_queries > 0) {
         const recall_stats vs = eval_recall(val[li], codes_learned(tr.weights(), l, val[li], nt), p.labels, p.gqa, units);
@@ -413,6 +416,7 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
         pr.loss = stt.loss;
         pr.val_recall = stt.val_recall;
         pr.val_recall_simhash = stt.val_recall_simhash;
+        pr.val_recall_simhash256 = stt.val_recall_simhash256;
         pr.elapsed_s = secs(t_start);
         const double done = ((double)w * layers.size() + li + 1) / ((double)p.n_windows * layers.size());
         pr.eta_s = pr.elapsed_s / done - pr.elapsed_s;

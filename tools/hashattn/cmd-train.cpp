@@ -78,7 +78,7 @@ std::string hms(double s) {
 }
 
 struct opts {
-  std::string model, out, hash, mlp = "128,128", gqa = "head", layers, heads, rank = "logit", loss = "bce";
+  std::string model, out, hash, mlp = "128,128", gqa = "head", layers, heads, rank = "logit", loss = "listwise";
   std::string density = "1/16", eval_densities = "1/16,1/32";
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
@@ -173,7 +173,7 @@ int run_train(opts& o) {
     fmt::print(stderr, "train: {} texts, {} tokens; {} windows x {} tokens (+ half a window held out), {} steps per unit per window\n",
                texts.size(), ntok, tp.n_windows, tp.ctx, tp.steps_per_window);
     fmt::print(stderr, "train: {}\n", train_settings_string(tp));
-    tp.on_progress = [tty](const train_progress& p) {
+    tp.on_progress = [tty, bits = tp.bits](const train_progress& p) {
       if (p.capture) {
         if (p.window < 0)
           fmt::print(stderr, "train: held-out window captured ({})\n", hms(p.elapsed_s));
@@ -182,10 +182,10 @@ int run_train(opts& o) {
         return;
       }
       const std::string line = fmt::format(
-          "train: window {}/{} layer {:2d} ({}/{}) steps {}/{} loss {:.4f} held-out recall {:.3f} (simhash {:.3f}) "
-          "elapsed {} ETA {}",
+          "train: window {}/{} layer {:2d} ({}/{}) steps {}/{} loss {:.4f} held-out recall {:.3f} (simhash-{} {:.3f}, "
+          "simhash-256 {:.3f}) elapsed {} ETA {}",
           p.window + 1, p.n_windows, p.layer, p.layer_index + 1, p.n_layers, p.steps, p.steps_total, p.loss,
-          p.val_recall, p.val_recall_simhash, hms(p.elapsed_s), hms(p.eta_s));
+          p.val_recall, bits, p.val_recall_simhash, p.val_recall_simhash256, hms(p.elapsed_s), hms(p.eta_s));
       if (tty) fmt::print(stderr, "\r{:<150}", line);
       else if (p.layer_index + 1 == p.n_layers || p.window + 1 == p.n_windows) fmt::print(stderr, "{}\n", line);
       if (tty && p.layer_index + 1 == p.n_layers) fmt::print(stderr, "\n");
@@ -199,15 +199,18 @@ int run_train(opts& o) {
     info.heads = tp.heads;
     info.seconds = r.seconds_total;
     hash_file_save(o.out, r.weights, binding, info);
-    double sr = 0, ss = 0;
-    for (const auto& l : r.layers) sr += l.val_recall, ss += l.val_recall_simhash;
+    double sr = 0, ss = 0, s256 = 0;
+    for (const auto& l : r.layers) sr += l.val_recall, ss += l.val_recall_simhash, s256 += l.val_recall_simhash256;
     const double nl = r.layers.empty() ? 1 : (double)r.layers.size();
-    fmt::print(stderr, "train: per layer held-out recall at the label k (learned vs simhash-{}):\n", tp.bits);
+    fmt::print(stderr, "train: per layer held-out recall at the label k (learned vs simhash-{} and simhash-256):\n",
+               tp.bits);
     for (const auto& l : r.layers)
-      fmt::print(stderr, "  layer {:2d}: loss {:.4f} recall {:.3f} vs {:.3f}\n", l.layer, l.loss, l.val_recall,
-                 l.val_recall_simhash);
-    fmt::print(stderr, "train: mean held-out recall {:.3f} (simhash-{} {:.3f}); capture {:.1f} s, training {:.1f} s, total {:.1f} s\n",
-               sr / nl, tp.bits, ss / nl, r.seconds_capture, r.seconds_train, r.seconds_total);
+      fmt::print(stderr, "  layer {:2d}: loss {:.4f} recall {:.3f} vs {:.3f} / {:.3f}\n", l.layer, l.loss, l.val_recall,
+                 l.val_recall_simhash, l.val_recall_simhash256);
+    fmt::print(stderr,
+               "train: mean held-out recall {:.3f} (simhash-{} {:.3f}, simhash-256 {:.3f}); capture {:.1f} s, "
+               "training {:.1f} s, total {:.1f} s\n",
+               sr / nl, tp.bits, ss / nl, s256 / nl, r.seconds_capture, r.seconds_train, r.seconds_total);
     fmt::print(stderr, "train: wrote {}\n", o.out);
     weights = std::move(r.weights);
     have_weights = true;

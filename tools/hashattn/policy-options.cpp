@@ -75,6 +75,9 @@ void policy_options::add_to(CLI::App& app, bool lists) {
                        : "GQA mode: head (per query head, the paper) or group (one selection per KV group)")
       ->capture_default_str();
   app.add_option("--hash", hash_file, "Hash-encoder file (hashattn train) matching the model; needed by --attn hash");
+  app.add_option("--hash-group", hash_group_file,
+                 "Hash-encoder file for group mode (hashattn train --gqa-mode group; default: the --hash file, "
+                 "its per-head scores summed over the group)");
   app.add_option("--calib-text", calib_text,
                  "Training text for Double Sparsity channel calibration (default data/texts/emma.txt)");
   app.add_option("--ds-channels", ds_channels, "Double Sparsity: channels per KV head")->capture_default_str();
@@ -118,14 +121,16 @@ budget_params policy_builder::budget_for(const std::string& method, double densi
   return b;
 }
 
-void policy_builder::need_hash() {
-  if (hash_) return;
-  if (o_.hash_file.empty())
+void policy_builder::need_hash(bool group) {
+  const bool use_group_file = group && !o_.hash_group_file.empty();
+  std::shared_ptr<const hash_weights>& slot = use_group_file ? hash_group_ : hash_;
+  if (slot) return;
+  if (!use_group_file && o_.hash_file.empty())
     fail("--attn hash needs --hash FILE (hint: hashattn train -o models/smollm2-hash.gguf, or make demo)");
   const auto& hp = m_.hparams();
   hash_binding expect = hash_binding_for(m_.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
-  hash_file_contents c = hash_file_load(o_.hash_file, &expect);
-  hash_ = std::make_shared<hash_weights>(std::move(c.weights));
+  hash_file_contents c = hash_file_load(use_group_file ? o_.hash_group_file : o_.hash_file, &expect);
+  slot = std::make_shared<hash_weights>(std::move(c.weights));
 }
 
 void policy_builder::need_ds() {
@@ -171,9 +176,10 @@ std::unique_ptr<attention_policy> policy_builder::make(const std::string& method
   c.channels = o_.ds_channels;
   c.n_threads = o_.n_threads;
   if (method == "hash") {
-    need_hash();
+    const bool group = c.gqa == gqa_mode::per_group;
+    need_hash(group);
     c.name = "hash";
-    c.weights = hash_;
+    c.weights = group && hash_group_ ? hash_group_ : hash_;
   } else if (method.rfind("simhash-", 0) == 0) {
     c.name = "simhash";
     c.bits = std::stoi(method.substr(8));
@@ -191,7 +197,8 @@ void policy_builder::prepare(const std::vector<std::string>& methods, const std:
                              const std::vector<int64_t>& contexts) {
   for (const auto& m0 : methods) {
     const std::string m = canonical_method(m0);
-    if (m == "hash") need_hash();
+    if (m == "hash")
+      for (const std::string& g : split_list(o_.gqa_mode)) need_hash(g == "group");
     if (m == "dsparse") need_ds();
     if (m == "dense") continue;
     for (double d : densities)

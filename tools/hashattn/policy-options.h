@@ -27,6 +27,7 @@ struct policy_options {
   std::string window = "auto";   // tokens, or auto = same as sinks (streaming: the rest of the budget)
   std::string gqa_mode = "head"; // head|group (eval: a list; methods without modes ignore it)
   std::string hash_file;         // learned encoders (required by hash)
+  std::string hash_group_file;   // encoders trained per KV group, used in group mode (default: hash_file)
   std::string calib_text;        // Double Sparsity calibration text (a training text)
   int ds_channels = 16;
   int quest_page = 16;
@@ -63,9 +64,9 @@ class policy_builder {
  private:
   const model& m_;
   policy_options o_;
-  std::shared_ptr<const hash_weights> hash_;
+  std::shared_ptr<const hash_weights> hash_, hash_group_;
   std::vector<int32_t> ds_channels_;
-  void need_hash();
+  void need_hash(bool group);
   void need_ds();
 };
 
