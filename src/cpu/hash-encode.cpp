@@ -2,8 +2,8 @@
 // x row r of encoder e: x + r*x_stride_row + (e/in_group)*x_stride_head, [in_dim] fp32.
 // W [n_enc, in, out] row-major (x . W), b [n_enc, out]; codes (r, e) at r*code_stride_row + e*code_stride_enc.
 // n_rows == 1 (decode: one query or one appended key per head): Highway mat-vec chain, OpenMP over
-// encoders. n_rows > 1 (prefill append): per encoder, OpenBLAS sgemm for each linear layer over blocks
-// of rows, then Highway bias + SiLU and sign packing (OpenMP over rows).
+// encoders. n_rows > 1 (prefill append): OpenMP over (block of rows, encoder) tasks, each a chain of
+// single-threaded OpenBLAS sgemms with Highway bias + SiLU, then sign packing.
 #include <cblas.h>
 #include <omp.h>
 
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hashattn/error.h"
+#include "cpu/matvec.h"
 #include "hashattn/hash.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -162,12 +163,21 @@ void hash_encode_cpu(const hash_encode_params& p) {
     return;
   }
 
-  // Batched: blocks of rows, one sgemm per (encoder, layer).
-  const int64_t rb = 512;
-  std::vector<float> a((size_t)rb * max_w), b((size_t)rb * max_w);
-  for (int64_t r0 = 0; r0 < p.n_rows; r0 += rb) {
-    const int64_t nr = std::min(rb, p.n_rows - r0);
-    for (int e = 0; e < m.n_enc; e++) {
+  // Batched: blocks of rows x encoders spread over OpenMP threads; in each task one single-threaded
+  // sgemm per layer (OpenBLAS's own threads on such small products cost more than they give, and they
+  // spin against the OpenMP team on few cores).
+  const int64_t rb = 256;
+  const int64_t n_blocks = (p.n_rows + rb - 1) / rb;
+  const int64_t n_tasks = n_blocks * m.n_enc;
+  cpu::blas_single_thread guard;
+#pragma omp parallel num_threads(std::max<int64_t>(1, std::min<int64_t>(nt, n_tasks)))
+  {
+    std::vector<float> a((size_t)rb * max_w), b((size_t)rb * max_w);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < n_tasks; task++) {
+      const int64_t r0 = (task / m.n_enc) * rb;
+      const int e = (int)(task % m.n_enc);
+      const int64_t nr = std::min(rb, p.n_rows - r0);
       const float* cur = p.x + r0 * p.x_stride_row + (int64_t)(e / p.in_group) * p.x_stride_head;
       int64_t ld = p.x_stride_row;
       if (nr == 1) ld = m.in_dim;
@@ -176,10 +186,7 @@ void hash_encode_cpu(const hash_encode_params& p) {
         float* y = (i % 2 == 0) ? a.data() : b.data();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, o, in, 1.f, cur, (int)std::max<int64_t>(ld, in),
                     m.w[i] + (size_t)e * in * o, o, 0.f, y, o);
-        const bool act = i + 1 < m.n_layers;
-        const float* bias = m.b[i] + (size_t)e * o;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nr * o >= 16384)
-        for (int64_t r = 0; r < nr; r += 64) ba(y + r * o, std::min<int64_t>(64, nr - r), o, bias, act);
+        ba(y, nr, o, m.b[i] + (size_t)e * o, i + 1 < m.n_layers);
         cur = y;
         ld = o;
       }

@@ -229,6 +229,7 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
     std::set<double, std::greater<double>> dens;
     for (auto* r : rs)
       if (r->method != "dense") dens.insert(r->density);
+    if (dens.empty()) dens.insert(1.0);  // dense only: one column
     std::vector<const eval_record*> rows;  // one per label
     std::vector<std::string> labels;
     std::vector<const eval_record*> sorted = rs;
