@@ -267,6 +267,17 @@ TEST_F(bad_input, option_value_of_the_wrong_type) {
                         "hint:");
 }
 
+TEST_F(bad_input, negative_count_is_refused) {
+  write("ok.gguf", valid_gguf());
+  EXPECT_ONE_LINE_ERROR(run_cli({"info", "--max-items", "-3", path("ok.gguf")}), 2, "--max-items", "-3", "range");
+}
+
+TEST_F(bad_input, device_cuda_says_the_runtime_is_cpu_only) {
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "--device", "cuda", "-p", "hi"}), 1, "--device cuda", "CPU only",
+                        "hint:");
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "--device", "tpu", "-p", "hi"}), 2, "--device", "tpu");
+}
+
 TEST_F(bad_input, help_and_version_exit_zero) {
   auto r = run_cli({"--help"});
   EXPECT_EQ(r.code, 0);

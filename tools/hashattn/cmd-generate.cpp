@@ -45,6 +45,7 @@ struct generate_options {
   int threads = 0;
   int64_t ctx = 0;
   int64_t sparse_tail = 0;
+  std::string device = "cpu";
   policy_options pol;
 };
 
@@ -73,6 +74,10 @@ std::vector<int32_t> read_token_ids(const std::string& path) {
 
 
 int run_generate(const generate_options& o) {
+  if (o.device == "cuda")
+    fail("--device cuda: this command runs the model on the CPU only (use --device cpu)", {}, {},
+         "the CUDA kernels (encode, select, sparse decode attention) are a library with their own tests and "
+         "benchmarks: build with cmake --preset cuda, see docs/PERFORMANCE.md");
   {
     std::ifstream probe(o.model, std::ios::binary);
     if (!probe)
@@ -203,6 +208,9 @@ HASHATTN_COMMAND(hashattn::cli::command{
       sub.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
       sub.add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
       sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
+      sub.add_option("--device", o->device, "where the model runs: cpu (cuda: the attention kernels only, not this command)")
+          ->check(CLI::IsMember({"cpu", "cuda"}))
+          ->capture_default_str();
       sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");
       sub.add_flag("-v,--verbose", o->verbose, "print the model and settings on stderr");
       sub.add_option("--sparse-tail", o->sparse_tail,

@@ -89,7 +89,9 @@ HASHATTN_COMMAND(
       auto max_items = std::make_shared<size_t>(8);
       auto no_tensors = std::make_shared<bool>(false);
       sub.add_option("file", *path, "GGUF file (model or hash encoder)")->required();
-      sub.add_option("--max-items", *max_items, "array items to show before abbreviating")->capture_default_str();
+      sub.add_option("--max-items", *max_items, "array items to show before abbreviating")
+          ->check(CLI::Range(0, 1000000))
+          ->capture_default_str();
       sub.add_flag("--no-tensors", *no_tensors, "leave out the tensor table");
       return [=] { return run_info(*path, *max_items, *no_tensors); };
     });
