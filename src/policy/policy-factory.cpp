@@ -6,6 +6,7 @@ namespace hashattn {
 
 std::unique_ptr<attention_policy> make_hash_policy(const policy_config& cfg);
 std::unique_ptr<attention_policy> make_simhash_policy(const policy_config& cfg);
+std::unique_ptr<attention_policy> make_simhash_wide_policy(const policy_config& cfg);
 std::unique_ptr<attention_policy> make_oracle_policy(const policy_config& cfg);
 std::unique_ptr<attention_policy> make_streaming_policy(const policy_config& cfg);
 std::unique_ptr<attention_policy> make_quest_policy(const policy_config& cfg);
@@ -17,7 +18,7 @@ std::unique_ptr<attention_policy> make_policy(const policy_config& cfg) {
   const std::string& n = cfg.name;
   if (n == "dense") return make_dense_policy();
   if (n == "hash") return make_hash_policy(cfg);
-  if (n == "simhash") return make_simhash_policy(cfg);
+  if (n == "simhash") return cfg.bits > 64 ? make_simhash_wide_policy(cfg) : make_simhash_policy(cfg);
   if (n == "oracle") return make_oracle_policy(cfg);
   if (n == "streaming") return make_streaming_policy(cfg);
   if (n == "quest") return make_quest_policy(cfg);

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "common/test-util.h"
+#include "core/half.h"
 #include "hashattn/error.h"
 #include "hashattn/hash.h"
 #include "hashattn/policy.h"
@@ -265,6 +266,79 @@ TEST(Policy, SimhashFindsEqualKeys) {
     p2->select(0, s.q.data(), s.kv.view, l2);
     EXPECT_NE(l.idx, l2.idx);
   }
+}
+
+// Wide SimHash (256 bits, multi-word codes, float-score selection): a query equal to a key finds it,
+// a query opposite to a key (0 matching bits) never picks it, and the chosen middle keys are closer in
+// angle than the rest (the codes estimate the angle); truncate + re-append gives the same lists.
+TEST(Policy, WideSimhashRanksByAngle) {
+  for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group}) {
+    const uint64_t seed = 23100 + (int)m;
+    HASHATTN_SEED(seed);
+    setup s = make_setup(seed, 8, 2, 64, 600, false);
+    auto target = [&](int h) { return m == gqa_mode::per_head ? 100 + h : 100 + h / 4; };
+    auto opposite = [&](int h) { return m == gqa_mode::per_head ? 300 + h : 300 + h / 4; };
+    for (int h = 0; h < 8; h++)
+      for (int j = 0; j < 64; j++) {
+        s.q[h * 64 + j] = 2.f * s.kv.k_at(target(h), h / 4, j);
+        const float v = -0.5f * s.q[h * 64 + j];  // key exactly opposite to the query
+        ((uint16_t*)s.kv.kbuf.data())[opposite(h) * s.kv.view.stride_tok + (h / 4) * s.kv.view.stride_head + j] =
+            fp32_to_fp16(v);
+      }
+    s.k = test::keys_f32(s.kv);
+    policy_config c;
+    c.name = "simhash";
+    c.gqa = m;
+    c.bits = 256;
+    c.seed = 5;
+    c.budget = {0, 60, 4, 4};
+    auto p = make_policy(c);
+    EXPECT_EQ(p->aux_bits_per_token_head(), 256);
+    p->begin(1, s.shape, 600);
+    feed(*p, s, 0);
+    index_lists l;
+    p->select(0, s.q.data(), s.kv.view, l);
+    const int nh = m == gqa_mode::per_group ? 4 : 1;
+    for (int r = 0; r < l.n_lists(); r++) {
+      const auto v = list_of(l, r);
+      EXPECT_EQ((int)v.size(), 60);
+      for (int h = r * nh; h < (r + 1) * nh; h++) {
+        EXPECT_TRUE(std::binary_search(v.begin(), v.end(), target(h))) << "list " << r << " misses key " << target(h);
+        EXPECT_FALSE(std::binary_search(v.begin(), v.end(), opposite(h))) << "list " << r << " took the opposite key";
+      }
+      // Mean cosine (summed over the list's heads) of chosen vs not chosen middle keys.
+      auto cosine = [&](int64_t t) {
+        double sum = 0;
+        for (int h = r * nh; h < (r + 1) * nh; h++) {
+          double qq = 0, kk = 0, a = 0;
+          for (int j = 0; j < 64; j++) {
+            const double x = s.q[h * 64 + j], y = s.kv.k_at(t, h / 4, j);
+            a += x * y, qq += x * x, kk += y * y;
+          }
+          sum += a / std::sqrt(qq * kk);
+        }
+        return sum;
+      };
+      double in = 0, out = 0;
+      int n_in = 0, n_out = 0;
+      for (int64_t t = 4; t < 600 - 4; t++) {
+        if (std::binary_search(v.begin(), v.end(), (int32_t)t)) in += cosine(t), n_in++;
+        else out += cosine(t), n_out++;
+      }
+      EXPECT_GT(in / n_in, out / n_out + 0.1 * nh) << "list " << r;
+    }
+    p->truncate(450);
+    const int64_t row = (int64_t)s.shape.n_head_kv * s.shape.head_dim;
+    p->on_append(0, s.k.data() + 450 * row, 450, 150);
+    index_lists l2;
+    p->select(0, s.q.data(), s.kv.view, l2);
+    EXPECT_EQ(l.count, l2.count);
+    EXPECT_EQ(l.idx, l2.idx);
+  }
+  policy_config bad;
+  bad.name = "simhash";
+  bad.bits = 100;
+  EXPECT_THROW(make_policy(bad), error);
 }
 
 TEST(Policy, QuestMatchesReference) {
