@@ -4,6 +4,7 @@
 // for a budget, not a fast path. No auxiliary memory.
 #include <omp.h>
 
+#include "cpu/model-ops.h"
 #include "hashattn/hash.h"
 #include "policy/policy-util.h"
 
@@ -32,26 +33,39 @@ class oracle_policy final : public attention_policy {
     const int64_t n = kv.n_tok;
     lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
-#pragma omp parallel num_threads(std::max(1, std::min(nt, n_lists)))
+    // Per list the query vector: q_h (per head) or sum_h q_h over the group (per group: the sum of the
+    // group's scores is the score of the summed query). One pass per KV head converts each key row to
+    // fp32 once and scores it against all lists of that head.
+    const int lists_per_kv = pg ? 1 : G;
+    qsum_.assign((size_t)n_lists * d, 0.f);
+    for (int r = 0; r < n_lists; r++)
+      for (int h = pg ? r * G : r; h < (pg ? (r + 1) * G : r + 1); h++)
+        for (int j = 0; j < d; j++) qsum_[(size_t)r * d + j] += q[(int64_t)h * d + j];
+    sc_.resize((size_t)n_lists * n);
+    const int hkv = shape_.n_head_kv;
+#pragma omp parallel num_threads((int)std::max<int64_t>(1, std::min<int64_t>(nt, (int64_t)hkv * ((n + 255) / 256))))
     {
-      std::vector<float> sc(n), krow(d);
-#pragma omp for schedule(dynamic, 1)
-      for (int r = 0; r < n_lists; r++) {
-        const int hk = pg ? r : r / G;
-        const int h0 = pg ? r * G : r, nh = pg ? G : 1;
-        for (int64_t t = 0; t < n; t++) {
-          for (int j = 0; j < d; j++) krow[j] = kv_k(kv, t, hk, j);
-          float s = 0;
-          for (int h = h0; h < h0 + nh; h++) {
-            const float* qh = q + (int64_t)h * d;
-            float a = 0;
-            for (int j = 0; j < d; j++) a += qh[j] * krow[j];
-            s += a;
+      std::vector<float> krow(d);
+#pragma omp for schedule(static) collapse(2)
+      for (int hk = 0; hk < hkv; hk++)
+        for (int64_t t0 = 0; t0 < n; t0 += 256)
+          for (int64_t t = t0; t < std::min<int64_t>(n, t0 + 256); t++) {
+            const int64_t off = t * kv.stride_tok + (int64_t)hk * kv.stride_head;
+            if (kv.type == dtype::f16)
+              cpu::f16_to_f32_row((const uint16_t*)kv.k + off, krow.data(), d);
+            else
+              for (int j = 0; j < d; j++) krow[j] = kv_k(kv, t, hk, j);
+            for (int r = hk * lists_per_kv; r < (hk + 1) * lists_per_kv; r++) {
+              const float* qr = qsum_.data() + (size_t)r * d;
+              float a = 0;
+              for (int j = 0; j < d; j++) a += qr[j] * krow[j];
+              sc_[(size_t)r * n + t] = a;
+            }
           }
-          sc[t] = s;
-        }
-        out.count[r] = (int32_t)select_topk_float(sc.data(), n, cfg_.budget, out.idx.data() + r * out.stride);
-      }
+#pragma omp for schedule(dynamic, 1)
+      for (int r = 0; r < n_lists; r++)
+        out.count[r] = (int32_t)select_topk_float(sc_.data() + (size_t)r * n, n, cfg_.budget,
+                                                  out.idx.data() + r * out.stride);
     }
   }
 
@@ -59,6 +73,7 @@ class oracle_policy final : public attention_policy {
   policy_config cfg_;
   layer_shape shape_;
   int n_layer_ = 0;
+  std::vector<float> qsum_, sc_;  // [n_lists, d] list queries, [n_lists, n] scores
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 // the XOR); per KV group the sum over the group's heads. Selection: the common rule over float scores
 // (select_topk_float: sinks + window + top middle scores, ties to the most recent). A quality baseline
 // ("random projections with many bits"), not a fast path: the learned 32-bit codes are that.
+#include <cblas.h>
 #include <omp.h>
 
 #include <random>
@@ -48,11 +49,27 @@ class simhash_wide_policy final : public attention_policy {
            "keys must be appended in order (truncate() first to rewrite)");
     const int hkv = shape_.n_head_kv, d = shape_.head_dim;
     c.resize((size_t)(pos0 + n_new) * hkv * words_);
-    const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_new > 16)
-    for (int64_t t = 0; t < n_new; t++)
-      for (int h = 0; h < hkv; h++)
-        encode(layer, h, k + ((size_t)t * hkv + h) * d, c.data() + ((size_t)(pos0 + t) * hkv + h) * words_);
+    if (n_new < 16) {
+      for (int64_t t = 0; t < n_new; t++)
+        for (int h = 0; h < hkv; h++)
+          encode(layer, h, k + ((size_t)t * hkv + h) * d, c.data() + ((size_t)(pos0 + t) * hkv + h) * words_);
+      return;
+    }
+    // Batched: projections of all new keys of a KV head as one sgemm [n_new, d] x [bits, d]^T.
+    const int B = cfg_.bits;
+    std::vector<float> y((size_t)n_new * B);
+    for (int h = 0; h < hkv; h++) {
+      const float* R = dirs_.data() + (((size_t)layer * hkv + h) * B) * d;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_new, B, d, 1.f, k + (size_t)h * d, hkv * d, R, d,
+                  0.f, y.data(), B);
+      for (int64_t t = 0; t < n_new; t++) {
+        uint64_t* dst = c.data() + ((size_t)(pos0 + t) * hkv + h) * words_;
+        const float* yt = y.data() + (size_t)t * B;
+        for (int w = 0; w < words_; w++) dst[w] = 0;
+        for (int j = 0; j < B; j++)
+          if (yt[j] > 0.f) dst[j / 64] |= uint64_t(1) << (j % 64);
+      }
+    }
   }
   void truncate(int64_t n) override {
     for (auto& c : codes_)
