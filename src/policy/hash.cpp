@@ -120,7 +120,7 @@ class hash_policy : public attention_policy {
 class simhash_policy final : public hash_policy {
  public:
   explicit simhash_policy(const policy_config& cfg) : hash_policy("simhash", cfg, nullptr) {
-    if (!hash_bits_valid(cfg.bits)) fail("simhash policy: bits", std::to_string(cfg.bits), "16, 32 or 64");
+    if (!hash_bits_valid(cfg.bits)) fail("simhash policy: bits", std::to_string(cfg.bits), "16, 32, 64, or a multiple of 64 up to 4096");
   }
 
  protected:

@@ -49,27 +49,9 @@ class simhash_wide_policy final : public attention_policy {
            "keys must be appended in order (truncate() first to rewrite)");
     const int hkv = shape_.n_head_kv, d = shape_.head_dim;
     c.resize((size_t)(pos0 + n_new) * hkv * words_);
-    if (n_new < 16) {
-      for (int64_t t = 0; t < n_new; t++)
-        for (int h = 0; h < hkv; h++)
-          encode(layer, h, k + ((size_t)t * hkv + h) * d, c.data() + ((size_t)(pos0 + t) * hkv + h) * words_);
-      return;
-    }
-    // Batched: projections of all new keys of a KV head as one sgemm [n_new, d] x [bits, d]^T.
-    const int B = cfg_.bits;
-    std::vector<float> y((size_t)n_new * B);
-    for (int h = 0; h < hkv; h++) {
-      const float* R = dirs_.data() + (((size_t)layer * hkv + h) * B) * d;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_new, B, d, 1.f, k + (size_t)h * d, hkv * d, R, d,
-                  0.f, y.data(), B);
-      for (int64_t t = 0; t < n_new; t++) {
-        uint64_t* dst = c.data() + ((size_t)(pos0 + t) * hkv + h) * words_;
-        const float* yt = y.data() + (size_t)t * B;
-        for (int w = 0; w < words_; w++) dst[w] = 0;
-        for (int j = 0; j < B; j++)
-          if (yt[j] > 0.f) dst[j / 64] |= uint64_t(1) << (j % 64);
-      }
-    }
+    for (int h = 0; h < hkv; h++)
+      encode(layer, h, k + (size_t)h * d, n_new, (int64_t)hkv * d, c.data() + ((size_t)pos0 * hkv + h) * words_,
+             (int64_t)hkv * words_);
   }
   void truncate(int64_t n) override {
     for (auto& c : codes_)
@@ -87,7 +69,8 @@ class simhash_wide_policy final : public attention_policy {
            std::to_string(c.size() / ((size_t)hkv * words_)) + " tokens", std::to_string(n) + " (the KV cache)",
            "every appended key must go through on_append");
     qcodes_.resize((size_t)shape_.n_head * words_);
-    for (int h = 0; h < shape_.n_head; h++) encode(layer, h / G, q + (size_t)h * d, qcodes_.data() + (size_t)h * words_);
+    for (int hk = 0; hk < hkv; hk++)  // the G query heads of a KV head share its directions
+      encode(layer, hk, q + (size_t)hk * G * d, G, d, qcodes_.data() + (size_t)hk * G * words_, words_);
     const bool pg = cfg_.gqa == gqa_mode::per_group;
     const int n_lists = pg ? hkv : shape_.n_head;
     lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
@@ -114,16 +97,20 @@ class simhash_wide_policy final : public attention_policy {
   }
 
  private:
-  // Sign bits of the projections of x on the b directions of (layer, KV head hk), LSB-first.
-  void encode(int layer, int hk, const float* x, uint64_t* dst) const {
-    const int d = shape_.head_dim;
-    const float* R = dirs_.data() + (((size_t)layer * shape_.n_head_kv + hk) * cfg_.bits) * d;
-    for (int w = 0; w < words_; w++) dst[w] = 0;
-    for (int j = 0; j < cfg_.bits; j++) {
-      const float* r = R + (size_t)j * d;
-      float s = 0;
-      for (int i = 0; i < d; i++) s += x[i] * r[i];
-      if (s > 0) dst[j / 64] |= uint64_t(1) << (j % 64);
+  // Codes of `rows` vectors x (row stride ldx) on the b directions of (layer, KV head hk): one sgemm
+  // [rows, d] x [b, d]^T, then the sign bits LSB-first into dst (row stride ldc words). Keys and queries
+  // take this same path, so equal vectors always get equal codes.
+  void encode(int layer, int hk, const float* x, int64_t rows, int64_t ldx, uint64_t* dst, int64_t ldc) {
+    const int d = shape_.head_dim, B = cfg_.bits;
+    const float* R = dirs_.data() + (((size_t)layer * shape_.n_head_kv + hk) * B) * d;
+    proj_.resize((size_t)rows * B);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, B, d, 1.f, x, (int)ldx, R, d, 0.f, proj_.data(), B);
+    for (int64_t t = 0; t < rows; t++) {
+      uint64_t* o = dst + t * ldc;
+      const float* y = proj_.data() + (size_t)t * B;
+      for (int w = 0; w < words_; w++) o[w] = 0;
+      for (int j = 0; j < B; j++)
+        if (y[j] > 0.f) o[j / 64] |= uint64_t(1) << (j % 64);
     }
   }
 
@@ -133,6 +120,7 @@ class simhash_wide_policy final : public attention_policy {
   std::vector<float> dirs_;                   // [n_layer, n_head_kv, bits, head_dim]
   std::vector<std::vector<uint64_t>> codes_;  // per layer [n_tok, n_head_kv, words]
   std::vector<uint64_t> qcodes_;              // [n_head, words]
+  std::vector<float> proj_;                   // encode's projections [rows, bits]
 };
 
 }  // namespace
