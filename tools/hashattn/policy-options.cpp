@@ -121,16 +121,17 @@ budget_params policy_builder::budget_for(const std::string& method, double densi
   return b;
 }
 
-void policy_builder::need_hash(bool group) {
+std::shared_ptr<const hash_weights> policy_builder::need_hash(bool group) {
   const bool use_group_file = group && !o_.hash_group_file.empty();
   std::shared_ptr<const hash_weights>& slot = use_group_file ? hash_group_ : hash_;
-  if (slot) return;
+  if (slot) return slot;
   if (!use_group_file && o_.hash_file.empty())
     fail("--attn hash needs --hash FILE (hint: hashattn train -o models/smollm2-hash.gguf, or make demo)");
   const auto& hp = m_.hparams();
   hash_binding expect = hash_binding_for(m_.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
   hash_file_contents c = hash_file_load(use_group_file ? o_.hash_group_file : o_.hash_file, &expect);
   slot = std::make_shared<hash_weights>(std::move(c.weights));
+  return slot;
 }
 
 void policy_builder::need_ds() {
@@ -176,10 +177,8 @@ std::unique_ptr<attention_policy> policy_builder::make(const std::string& method
   c.channels = o_.ds_channels;
   c.n_threads = o_.n_threads;
   if (method == "hash") {
-    const bool group = c.gqa == gqa_mode::per_group;
-    need_hash(group);
     c.name = "hash";
-    c.weights = group && hash_group_ ? hash_group_ : hash_;
+    c.weights = need_hash(c.gqa == gqa_mode::per_group);
   } else if (method.rfind("simhash-", 0) == 0) {
     c.name = "simhash";
     c.bits = std::stoi(method.substr(8));

@@ -66,7 +66,8 @@ class policy_builder {
   policy_options o_;
   std::shared_ptr<const hash_weights> hash_, hash_group_;
   std::vector<int32_t> ds_channels_;
-  void need_hash(bool group);
+  // The hash weights of a GQA mode (the --hash-group file in group mode when given), loaded once.
+  std::shared_ptr<const hash_weights> need_hash(bool group);
   void need_ds();
 };
 
