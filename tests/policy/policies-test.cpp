@@ -225,40 +225,55 @@ TEST(Policy, HashMatchesReference) {
         }
 }
 
+// SimHash tests: query head h becomes (a positive multiple of) a key of its KV head, so their codes are
+// equal. Per head: key base + h; per group: all of group r copy key base + r (the group score's maximum).
+int copy_target(const setup& s, gqa_mode m, int h, int base = 100) {
+  const int G = s.shape.n_head / s.shape.n_head_kv;
+  return base + (m == gqa_mode::per_head ? h : h / G);
+}
+void plant_query_copies(setup& s, gqa_mode m) {
+  const int G = s.shape.n_head / s.shape.n_head_kv, d = s.shape.head_dim;
+  for (int h = 0; h < s.shape.n_head; h++)
+    for (int j = 0; j < d; j++) s.q[h * d + j] = 2.f * s.kv.k_at(copy_target(s, m, h), h / G, j);
+}
+// A SimHash policy of `bits` over all keys of s (layer 0), keeping `total` tokens (4 sinks, 4 recent).
+std::unique_ptr<attention_policy> fed_simhash(const setup& s, gqa_mode m, int bits, int64_t total, uint64_t seed) {
+  policy_config c;
+  c.name = "simhash";
+  c.gqa = m;
+  c.bits = bits;
+  c.seed = seed;
+  c.budget = {0, total, 4, 4};
+  auto p = make_policy(c);
+  EXPECT_EQ(p->aux_bits_per_token_head(), bits);
+  p->begin(1, s.shape, s.n);
+  feed(*p, s, 0);
+  return p;
+}
+// Every list holds `total` tokens and the key copied by each of its query heads.
+void expect_lists_find_copies(const setup& s, gqa_mode m, const index_lists& l, int64_t total) {
+  const int nh = m == gqa_mode::per_group ? s.shape.n_head / s.shape.n_head_kv : 1;
+  for (int r = 0; r < l.n_lists(); r++) {
+    const auto v = list_of(l, r);
+    EXPECT_EQ((int64_t)v.size(), total);
+    for (int h = r * nh; h < (r + 1) * nh; h++)
+      EXPECT_TRUE(std::binary_search(v.begin(), v.end(), copy_target(s, m, h)))
+          << "list " << r << " misses key " << copy_target(s, m, h);
+  }
+}
+
 TEST(Policy, SimhashFindsEqualKeys) {
   for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group}) {
     const uint64_t seed = 23000 + (int)m;
     HASHATTN_SEED(seed);
     setup s = make_setup(seed, 8, 2, 64, 500, false);
-    // Query head h copies (a positive multiple of) a key of its KV head: identical codes. Per head:
-    // key 100 + h; per group: all of group r copy key 100 + r (its group score is the maximum).
-    auto target = [&](int h) { return m == gqa_mode::per_head ? 100 + h : 100 + h / 4; };
-    for (int h = 0; h < 8; h++)
-      for (int j = 0; j < 64; j++) s.q[h * 64 + j] = 2.f * s.kv.k_at(target(h), h / 4, j);
-    policy_config c;
-    c.name = "simhash";
-    c.gqa = m;
-    c.bits = 64;
-    c.seed = 5;
-    c.budget = {0, 40, 4, 4};
-    auto p = make_policy(c);
-    EXPECT_EQ(p->aux_bits_per_token_head(), 64);
-    p->begin(1, s.shape, 500);
-    feed(*p, s, 0);
+    plant_query_copies(s, m);
+    auto p = fed_simhash(s, m, 64, 40, 5);
     index_lists l;
     p->select(0, s.q.data(), s.kv.view, l);
-    for (int r = 0; r < l.n_lists(); r++) {
-      const auto v = list_of(l, r);
-      EXPECT_EQ((int)v.size(), 40);
-      const int nh = m == gqa_mode::per_group ? 4 : 1;
-      for (int h = r * nh; h < (r + 1) * nh; h++)
-        EXPECT_TRUE(std::binary_search(v.begin(), v.end(), target(h))) << "list " << r << " misses key " << target(h);
-    }
+    expect_lists_find_copies(s, m, l, 40);
     // Another seed gives other projections and (almost surely) other lists.
-    c.seed = 6;
-    auto p2 = make_policy(c);
-    p2->begin(1, s.shape, 500);
-    feed(*p2, s, 0);
+    auto p2 = fed_simhash(s, m, 64, 40, 6);
     index_lists l2;
     std::mt19937_64 rq(seed);
     s.q = test::random_vec(rq, dist::normal, 8 * 64);
@@ -276,36 +291,24 @@ TEST(Policy, WideSimhashRanksByAngle) {
     const uint64_t seed = 23100 + (int)m;
     HASHATTN_SEED(seed);
     setup s = make_setup(seed, 8, 2, 64, 600, false);
-    auto target = [&](int h) { return m == gqa_mode::per_head ? 100 + h : 100 + h / 4; };
-    auto opposite = [&](int h) { return m == gqa_mode::per_head ? 300 + h : 300 + h / 4; };
+    plant_query_copies(s, m);
+    auto opposite = [&](int h) { return copy_target(s, m, h, 300); };
     for (int h = 0; h < 8; h++)
       for (int j = 0; j < 64; j++) {
-        s.q[h * 64 + j] = 2.f * s.kv.k_at(target(h), h / 4, j);
         const float v = -0.5f * s.q[h * 64 + j];  // key exactly opposite to the query
         ((uint16_t*)s.kv.kbuf.data())[opposite(h) * s.kv.view.stride_tok + (h / 4) * s.kv.view.stride_head + j] =
             fp32_to_fp16(v);
       }
     s.k = test::keys_f32(s.kv);
-    policy_config c;
-    c.name = "simhash";
-    c.gqa = m;
-    c.bits = 256;
-    c.seed = 5;
-    c.budget = {0, 60, 4, 4};
-    auto p = make_policy(c);
-    EXPECT_EQ(p->aux_bits_per_token_head(), 256);
-    p->begin(1, s.shape, 600);
-    feed(*p, s, 0);
+    auto p = fed_simhash(s, m, 256, 60, 5);
     index_lists l;
     p->select(0, s.q.data(), s.kv.view, l);
+    expect_lists_find_copies(s, m, l, 60);
     const int nh = m == gqa_mode::per_group ? 4 : 1;
     for (int r = 0; r < l.n_lists(); r++) {
       const auto v = list_of(l, r);
-      EXPECT_EQ((int)v.size(), 60);
-      for (int h = r * nh; h < (r + 1) * nh; h++) {
-        EXPECT_TRUE(std::binary_search(v.begin(), v.end(), target(h))) << "list " << r << " misses key " << target(h);
+      for (int h = r * nh; h < (r + 1) * nh; h++)
         EXPECT_FALSE(std::binary_search(v.begin(), v.end(), opposite(h))) << "list " << r << " took the opposite key";
-      }
       // Mean cosine (summed over the list's heads) of chosen vs not chosen middle keys.
       auto cosine = [&](int64_t t) {
         double sum = 0;
