@@ -353,10 +353,12 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
             sample_positions(mix(p.seed, 3), val_ctx / 2, val_ctx, p.val_queries));
     for (size_t li = 0; li < layers.size(); li++) {
       cap.get(layers[li], val[li]);
-      val_simhash[li] = eval_recall(val[li], codes_simhash(val[li], p.bits, mix(p.seed, 100 + layers[li])), p.labels,
-                                    p.gqa, units).topk_recall;
-      val_simhash256[li] = eval_recall(val[li], codes_simhash(val[li], 256, mix(p.seed, 200 + layers[li])), p.labels,
-                                       p.gqa, units).topk_recall;
+      auto simhash_recall = [&](int bits, uint64_t salt) {
+        return eval_recall(val[li], codes_simhash(val[li], bits, mix(p.seed, salt + layers[li])), p.labels, p.gqa,
+                           units).topk_recall;
+      };
+      val_simhash[li] = simhash_recall(p.bits, 100);
+      val_simhash256[li] = simhash_recall(256, 200);
     }
     res.val_tokens = val_ctx;
     res.seconds_capture += secs(t0);
