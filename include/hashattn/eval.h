@@ -106,6 +106,10 @@ struct probe_stats {
   double attended_frac = 0;           // sum over measured (step, layer) of mean per-head attended / n
   double kv_read_frac = 0;            // sum of (K+V rows read, union per group) / (n * n_head_kv)
   double kv_read_bytes = 0;           // sum of bytes read from the fp16 cache
+  // Sum of bytes the selector read: its auxiliary state (codes, page bounds, label channels: all of it,
+  // every step) plus select_extra_read_bytes (the oracle's K scan, re-ranked candidates' keys).
+  double select_read_bytes = 0;
+  double dense_bytes = 0;             // sum of what dense attention would read (all K and V rows)
   // Recall (while enabled): [n_layer * n_head] sums over measured steps (allocated at the first).
   std::vector<double> topk_recall, mass_recall;
   int64_t recall_steps = 0;
@@ -178,6 +182,8 @@ struct eval_record {
   double attended_frac = 0;         // mean attended / context per query head
   double kv_read_frac = 0;          // mean KV rows read / (context * n_head_kv)
   double kv_read_bytes = 0;         // mean bytes read from the fp16 KV cache per decode step
+  double select_read_bytes = 0;     // mean bytes the selector read per decode step (aux state, extra keys)
+  double total_read_frac = 0;       // (KV rows + selector bytes) / dense KV bytes, per decode step
   double prompt_tokens = 0;         // mean prompt length
   double seconds = 0;               // wall time spent in this setting's sparse tail + decode
   double decode_tok_s = 0;          // decode steps per second (steps that measured recall excluded)

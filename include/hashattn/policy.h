@@ -60,6 +60,9 @@ class attention_policy {
   virtual double aux_bits_per_token_head() const = 0;
   // The same normalized per KV head (per-query-head state counts G times): comparable across policies.
   virtual double aux_bits_per_token_kv_head() const { return aux_bits_per_token_head(); }
+  // Bytes the last select() read besides its auxiliary state (every select scans all of that) and the
+  // attended K/V rows: the oracle's full scan of K, the keys of re-ranked candidates. For accounting.
+  virtual double select_extra_read_bytes() const { return 0; }
   // Allocates state for n_layer layers of the given shape and up to max_ctx tokens; clears it.
   virtual void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) = 0;
   // Keys k: [n_new, n_head_kv, head_dim] fp32 post-RoPE, positions pos0 .. pos0+n_new-1.
@@ -83,6 +86,9 @@ struct policy_config {
   uint64_t seed = 0;                  // simhash projections
   int page_size = 16;                 // quest
   int channels = 16;                  // double sparsity: channels per KV head
+  // hash/simhash: 0 or 1 = off; C >= 2: the codes pick C x the middle budget as candidates, exact q.k
+  // over their keys keeps the best (per head, or the group's summed query per KV group).
+  int rerank = 0;
   // hash: learned encoders (required). Key codes are per query head unless weights->key_per_group.
   std::shared_ptr<const hash_weights> weights;
   // double sparsity: [n_layer, n_head_kv, channels] channel indices (double_sparsity_calibrate).

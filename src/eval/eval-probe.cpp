@@ -2,7 +2,7 @@
 // an inner policy that can be swapped over an existing KV cache (install: begin + replay of the
 // fp32 keys it kept), so one dense prefill serves every policy under test, and it measures what
 // each decode step reads: attended tokens per query head, KV rows read (the union of a group's
-// lists in per-head mode), and optionally top-k / attention-mass recall against exact attention
+// lists in per-head mode), what the selector read (its auxiliary state, extra keys), and optionally top-k / attention-mass recall against exact attention
 // (softmax(q.k * scale) over every cached token, fp32 keys).
 // Kept keys: per layer [max_ctx, n_head_kv, head_dim] fp32.
 #include <algorithm>
@@ -100,6 +100,9 @@ void probe_policy::measure(int layer, const float* q, const kv_view& kv, const i
   }
   stats_.kv_read_frac += (double)rows / ((double)n * Hk);
   stats_.kv_read_bytes += (double)rows * d * 2.0 * (double)dtype_size(kv.type);
+  stats_.select_read_bytes +=
+      inner_->aux_bits_per_token_kv_head() / 8.0 * (double)n * Hk + inner_->select_extra_read_bytes();
+  stats_.dense_bytes += (double)n * Hk * d * 2.0 * (double)dtype_size(kv.type);
   stats_.steps += 1;
 
   if (!recall_on_) return;

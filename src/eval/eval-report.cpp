@@ -26,9 +26,9 @@ std::string num(double v, int prec) {
 
 // Methods in the order of the comparison; unknown ones after, alphabetically.
 int method_rank(const std::string& m) {
-  static const std::vector<std::string> order = {"dense",     "hash",   "oracle",     "streaming",
+  static const std::vector<std::string> order = {"dense",     "hash",   "hash-rr",    "oracle",     "streaming",
                                                  "quest",     "dsparse", "simhash-32", "simhash-256"};
-  auto it = std::find(order.begin(), order.end(), m);
+  auto it = std::find(order.begin(), order.end(), m.rfind("hash-rr", 0) == 0 ? std::string("hash-rr") : m);
   return it == order.end() ? (int)order.size() : (int)(it - order.begin());
 }
 
@@ -132,6 +132,8 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
     o["attended_frac"] = r.attended_frac;
     o["kv_read_frac"] = r.kv_read_frac;
     o["kv_read_bytes_per_step"] = r.kv_read_bytes;
+    o["select_read_bytes_per_step"] = r.select_read_bytes;
+    o["total_read_frac"] = r.total_read_frac;
     o["prompt_tokens"] = r.prompt_tokens;
     o["seconds"] = r.seconds;
     o["decode_tok_s"] = r.decode_tok_s;
@@ -168,6 +170,8 @@ std::vector<eval_record> eval_records_from_json(const std::string& text) {
       r.attended_frac = o.value("attended_frac", 0.0);
       r.kv_read_frac = o.value("kv_read_frac", 0.0);
       r.kv_read_bytes = o.value("kv_read_bytes_per_step", 0.0);
+      r.select_read_bytes = o.value("select_read_bytes_per_step", 0.0);
+      r.total_read_frac = o.value("total_read_frac", 0.0);
       r.prompt_tokens = o.value("prompt_tokens", 0.0);
       r.seconds = o.value("seconds", 0.0);
       r.decode_tok_s = o.value("decode_tok_s", 0.0);
@@ -189,7 +193,7 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     double sum = 0;
     int n = 0;
     int min_samples = 1 << 30;
-    double att = 0, kvf = 0;
+    double att = 0, kvf = 0, tot = 0;
   };
   std::map<std::tuple<std::string, std::string, double, int64_t>, agg> m;
   for (const auto& r : recs) {
@@ -199,7 +203,7 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     a.sum += r.value;
     a.n += 1;
     a.min_samples = std::min(a.min_samples, r.samples);
-    a.att += r.attended_frac, a.kvf += r.kv_read_frac;
+    a.att += r.attended_frac, a.kvf += r.kv_read_frac, a.tot += r.total_read_frac;
   }
   std::vector<eval_record> out = recs;
   for (auto& [k, a] : m) {
@@ -210,6 +214,7 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     r.samples = a.min_samples;
     r.attended_frac = a.att / a.n;
     r.kv_read_frac = a.kvf / a.n;
+    r.total_read_frac = a.tot / a.n;
     r.seconds = 0;
     r.decode_tok_s = 0;
     r.topk_recall = r.mass_recall = -1;
@@ -266,14 +271,18 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
     o << "\n";
   }
   // KV rows read per decode step relative to dense, over the retrieval tasks of each context.
-  std::map<std::tuple<int64_t, std::string, std::string, double>, std::pair<double, double>> kv;
+  struct kv_acc {
+    double att = 0, rows = 0, total = 0;
+  };
+  std::map<std::tuple<int64_t, std::string, std::string, double>, kv_acc> kv;
   std::map<std::tuple<int64_t, std::string, std::string, double>, int> kvn;
   std::set<int64_t> ctxs;
   for (const auto& r : recs) {
     if (r.metric != "score" || r.task == "average" || r.method == "dense") continue;
     auto k = std::make_tuple(r.context, r.method, r.gqa, r.density);
-    kv[k].first += r.attended_frac;
-    kv[k].second += r.kv_read_frac;
+    kv[k].att += r.attended_frac;
+    kv[k].rows += r.kv_read_frac;
+    kv[k].total += r.total_read_frac;
     kvn[k] += 1;
     ctxs.insert(r.context);
   }
@@ -291,7 +300,8 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
       return ra != rb ? ra < rb : a < b;
     });
     o << "### KV read per decode step, context " << ctx
-      << ": attended tokens per head / KV rows read (union over a GQA group), % of dense\n\n| policy |";
+      << ": attended tokens per head / KV rows read (union over a GQA group) / all bytes read (rows + the "
+         "selector's codes, bounds, channels or keys), % of dense\n\n| policy |";
     for (double d : dens) o << " " << density_name(d) << " |";
     o << "\n|---|";
     for (size_t i = 0; i < dens.size(); ++i) o << "---:|";
@@ -305,7 +315,8 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
           continue;
         }
         const int n = kvn[{ctx, m, gq, d}];
-        o << " " << num(100 * it->second.first / n, 2) << " / " << num(100 * it->second.second / n, 2) << " |";
+        o << " " << num(100 * it->second.att / n, 2) << " / " << num(100 * it->second.rows / n, 2) << " / "
+          << num(100 * it->second.total / n, 2) << " |";
       }
       o << "\n";
     }

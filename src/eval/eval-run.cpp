@@ -25,7 +25,7 @@ double since(clock_type::time_point t0) { return std::chrono::duration<double>(c
 struct acc {
   std::vector<double> vals;  // per-sample values
   double nll = 0, ntok = 0;  // ppl
-  double att = 0, kvf = 0, kvb = 0, steps = 0;
+  double att = 0, kvf = 0, kvb = 0, selb = 0, denseb = 0, steps = 0;
   double prompt = 0, secs = 0, dec_steps = 0, dec_secs = 0;
   std::vector<double> topk, mass;  // per layer x head sums
   double recall_steps = 0;
@@ -172,6 +172,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
                 a.vals.push_back(kl / (double)n_eval);
               }
               a.att += st.attended_frac, a.kvf += st.kv_read_frac, a.kvb += st.kv_read_bytes, a.steps += st.steps;
+              a.selb += st.select_read_bytes, a.denseb += st.dense_bytes;
               a.prompt += (double)L;
               a.secs += secs, a.dec_steps += (double)n_eval, a.dec_secs += secs;
             }
@@ -231,6 +232,8 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
               a.att += c == 0 ? (double)step : st.attended_frac;
               a.kvf += c == 0 ? (double)step : st.kv_read_frac;
               a.kvb += c == 0 ? 0 : st.kv_read_bytes;
+              a.selb += c == 0 ? 0 : st.select_read_bytes;
+              a.denseb += c == 0 ? 0 : st.dense_bytes;
               a.steps += c == 0 ? (double)step : (double)st.steps;
               a.prompt += (double)n;
               a.secs += secs, a.dec_steps += dec_steps, a.dec_secs += dec_secs;
@@ -321,6 +324,8 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
       r.attended_frac = a.att / a.steps;
       r.kv_read_frac = a.kvf / a.steps;
       r.kv_read_bytes = cfg.method == "dense" ? 0 : a.kvb / a.steps * hp.n_layer;
+      r.select_read_bytes = cfg.method == "dense" ? 0 : a.selb / a.steps * hp.n_layer;
+      r.total_read_frac = a.denseb > 0 ? (a.kvb + a.selb) / a.denseb : 1;
     }
     r.prompt_tokens = a.prompt / nv;
     r.seconds = a.secs;
@@ -348,7 +353,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
   // Dense KV bytes: every row of every KV head of every layer, per step, at the mean prompt length.
   for (auto& r : recs)
     if (r.method == "dense") {
-      r.attended_frac = 1, r.kv_read_frac = 1;
+      r.attended_frac = 1, r.kv_read_frac = 1, r.total_read_frac = 1;
       r.kv_read_bytes = r.prompt_tokens * hp.n_head_kv * hp.head_dim * 2.0 * 2.0 * hp.n_layer;
     }
   return recs;

@@ -4,11 +4,17 @@
 // per query head (weights.key_per_group = false, the paper: key k of KV head h hashed by each of its G
 // query heads' key encoders) or per KV head (key_per_group = true; SimHash always). select() encodes
 // the n_head queries, then hash_select_cpu picks per query head or per KV group (summed group scores).
+// Optional re-rank (policy_config.rerank = C >= 2): the codes pick C x the middle budget as candidates,
+// exact q.k over the candidates' keys keeps the best (the group's summed query per KV group), so the
+// attended count is unchanged and the candidates' keys are the extra read (select_extra_read_bytes).
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 
+#include "cpu/model-ops.h"
 #include "hashattn/hash.h"
 #include "policy/policy-util.h"
 
@@ -21,8 +27,11 @@ class hash_policy : public attention_policy {
   hash_policy(std::string name, const policy_config& cfg, std::shared_ptr<const hash_weights> w)
       : name_(std::move(name)), cfg_(cfg), w_(std::move(w)) {
     budget_validate(cfg.budget);
+    if (cfg.rerank < 0 || cfg.rerank > 64)
+      fail(name_ + " policy: rerank", std::to_string(cfg.rerank), "0 (off) or a candidate factor 2 .. 64");
   }
   std::string name() const override { return name_; }
+  double select_extra_read_bytes() const override { return extra_read_; }
   double aux_bits_per_token_head() const override { return w_ ? w_->bits : cfg_.bits; }
   double aux_bits_per_token_kv_head() const override {
     if (!w_) return cfg_.bits;
@@ -95,15 +104,100 @@ class hash_policy : public attention_policy {
     s.n_head_kv = shape_.n_head_kv;
     s.mode = cfg_.gqa;
     s.budget = cfg_.budget;
-    const int64_t total = budget_tokens(cfg_.budget, kv.n_tok);
-    lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(total, 1), cfg_.gqa == gqa_mode::per_group);
+    s.n_threads = cfg_.n_threads;
+    const bool pg = cfg_.gqa == gqa_mode::per_group;
+    const select_split sp = select_split_for(cfg_.budget, kv.n_tok);
+    extra_read_ = 0;
+    if (cfg_.rerank >= 2 && sp.k_mid > 0 && sp.k_mid < sp.hi - sp.lo) {
+      s.budget.density = 0;
+      s.budget.count = sp.n_sinks + sp.n_window + std::min<int64_t>(sp.k_mid * cfg_.rerank, sp.hi - sp.lo);
+      lists_reset(cand_, hash_select_n_lists(s), std::max<int64_t>(s.budget.count, 1), pg);
+      s.idx = cand_.idx.data();
+      s.count = cand_.count.data();
+      s.idx_stride = cand_.stride;
+      hash_select_cpu(s);
+      lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
+      rerank(q, kv, sp, out);
+      return;
+    }
+    lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
     s.idx = out.idx.data();
     s.count = out.count.data();
     s.idx_stride = out.stride;
-    s.n_threads = cfg_.n_threads;
     hash_select_cpu(s);
   }
   const hash_code_store& store() const { return store_; }
+
+ private:
+  // cand_ holds each list's candidates (ascending: sinks, middle candidates, window); keeps the sinks,
+  // the window and the k_mid middle candidates of highest exact score (ties to the most recent).
+  void rerank(const float* q, const kv_view& kv, const select_split& sp, index_lists& out) {
+    const int H = shape_.n_head, Hk = shape_.n_head_kv, G = H / Hk, d = shape_.head_dim;
+    const bool pg = cfg_.gqa == gqa_mode::per_group;
+    const int n_lists = cand_.n_lists();
+    const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(nt, n_lists)))
+    for (int r = 0; r < n_lists; r++) {
+      thread_local std::vector<float> qr, krow, score;
+      thread_local std::vector<int32_t> mid;
+      qr.assign(d, 0.f);
+      krow.resize(d);
+      for (int h = pg ? r * G : r; h < (pg ? (r + 1) * G : r + 1); h++)
+        for (int j = 0; j < d; j++) qr[j] += q[(int64_t)h * d + j];
+      const int hk = pg ? r : r / G;
+      const int32_t* c = cand_.idx.data() + (size_t)r * cand_.stride;
+      const int32_t nc = cand_.count[r];
+      mid.clear();
+      score.clear();
+      for (int32_t i = 0; i < nc; i++) {
+        const int32_t t = c[i];
+        if (t < sp.lo || t >= sp.hi) continue;
+        const int64_t off = (int64_t)t * kv.stride_tok + (int64_t)hk * kv.stride_head;
+        if (kv.type == dtype::f16)
+          cpu::f16_to_f32_row((const uint16_t*)kv.k + off, krow.data(), d);
+        else
+          for (int j = 0; j < d; j++) krow[j] = kv_k(kv, t, hk, j);
+        float a = 0;
+        for (int j = 0; j < d; j++) a += qr[j] * krow[j];
+        mid.push_back(t);
+        score.push_back(a);
+      }
+      const int64_t keep = std::min<int64_t>(sp.k_mid, (int64_t)mid.size());
+      std::vector<int32_t> ord(mid.size());
+      std::iota(ord.begin(), ord.end(), 0);
+      std::nth_element(ord.begin(), ord.begin() + std::max<int64_t>(keep - 1, 0), ord.end(), [&](int32_t a, int32_t b) {
+        return score[a] != score[b] ? score[a] > score[b] : mid[a] > mid[b];
+      });
+      int32_t* o = out.idx.data() + (size_t)r * out.stride;
+      int64_t k = 0;
+      for (int64_t t = 0; t < sp.lo; t++) o[k++] = (int32_t)t;
+      for (int64_t i = 0; i < keep; i++) o[k + i] = mid[ord[i]];
+      std::sort(o + k, o + k + keep);
+      k += keep;
+      for (int64_t t = sp.hi; t < kv.n_tok; t++) o[k++] = (int32_t)t;
+      out.count[r] = (int32_t)k;
+    }
+    // Extra read: keys of candidates that were not kept (the kept ones are read by attention anyway),
+    // counted once per KV head over the union of its lists.
+    if ((int64_t)mark_.size() < kv.n_tok) mark_.assign((size_t)kv.n_tok, 0);
+    int64_t rows = 0;
+    const int per_kv = pg ? 1 : G;
+    for (int hk = 0; hk < Hk; hk++) {
+      for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++)
+        for (int32_t i = 0; i < cand_.count[r]; i++) {
+          uint8_t& m = mark_[cand_.idx[(size_t)r * cand_.stride + i]];
+          if (!m) m = 1, rows++;
+        }
+      for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++)
+        for (int32_t i = 0; i < out.count[r]; i++) {
+          uint8_t& m = mark_[out.idx[(size_t)r * out.stride + i]];
+          if (m == 1) m = 2, rows--;
+        }
+      for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++)
+        for (int32_t i = 0; i < cand_.count[r]; i++) mark_[cand_.idx[(size_t)r * cand_.stride + i]] = 0;
+    }
+    extra_read_ = (double)rows * d * (double)dtype_size(kv.type);
+  }
 
  protected:
   // SimHash builds its weights here (it needs the shape); the learned policy has them already.
@@ -115,6 +209,9 @@ class hash_policy : public attention_policy {
   int n_layer_ = 0;
   hash_code_store store_;
   std::vector<uint64_t> qcodes_;
+  index_lists cand_;
+  std::vector<uint8_t> mark_;
+  double extra_read_ = 0;
 };
 
 class simhash_policy final : public hash_policy {

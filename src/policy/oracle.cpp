@@ -17,6 +17,7 @@ class oracle_policy final : public attention_policy {
   explicit oracle_policy(const policy_config& cfg) : cfg_(cfg) { budget_validate(cfg.budget); }
   std::string name() const override { return "oracle"; }
   double aux_bits_per_token_head() const override { return 0; }
+  double select_extra_read_bytes() const override { return last_read_; }
   void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) override {
     check_begin("oracle", n_layer, shape, max_ctx);
     shape_ = shape;
@@ -31,6 +32,7 @@ class oracle_policy final : public attention_policy {
     const bool pg = cfg_.gqa == gqa_mode::per_group;
     const int n_lists = pg ? shape_.n_head_kv : shape_.n_head;
     const int64_t n = kv.n_tok;
+    last_read_ = (double)n * shape_.n_head_kv * d * (double)dtype_size(kv.type);  // all of K
     lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
     // Per list the query vector: q_h (per head) or sum_h q_h over the group (per group: the sum of the
@@ -73,6 +75,7 @@ class oracle_policy final : public attention_policy {
   policy_config cfg_;
   layer_shape shape_;
   int n_layer_ = 0;
+  double last_read_ = 0;
   std::vector<float> qsum_, sc_;  // [n_lists, d] list queries, [n_lists, n] scores
 };
 

@@ -323,6 +323,9 @@ TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
     EXPECT_NEAR(st.kv_read_frac, want_rows / ((double)n * Hk), 1e-12);
     EXPECT_NEAR(st.attended_frac, want_att, 1e-12);
     EXPECT_NEAR(st.kv_read_bytes, want_rows * d * 2 * 2, 1e-9);
+    // Selector reads: the oracle has no auxiliary state and scans all of K (fp16) every step.
+    EXPECT_NEAR(st.select_read_bytes, (double)n_layer * n * Hk * d * 2, 1e-9);
+    EXPECT_NEAR(st.dense_bytes, (double)n_layer * n * Hk * d * 2 * 2, 1e-9);
     // Truncation drops state: after truncate + re-append the selections are unchanged.
     probe.truncate(n - 5);
     for (int l = 0; l < n_layer; ++l)

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "common/test-util.h"
 #include "core/half.h"
@@ -123,6 +124,7 @@ TEST(Policy, OracleExactAndTieAware) {
           p->begin(1, s.shape, n);
           index_lists l;
           p->select(0, s.q.data(), s.kv.view, l);
+          EXPECT_EQ(p->select_extra_read_bytes(), (double)n * 2 * 64 * 2);  // all of K (fp16)
           for (int r = 0; r < l.n_lists(); r++) {
             const auto sc = list_scores(s, m, r, [&](int h, int64_t t) { return qk(s, h, t); });
             if (integer) {
@@ -223,6 +225,72 @@ TEST(Policy, HashMatchesReference) {
           EXPECT_EQ(l2.idx, l.idx);
           EXPECT_EQ(l2.count, l.count);
         }
+}
+
+// Re-rank: the candidates are the plain hash policy's lists at C x the middle budget (tested against the
+// reference above); the reference keeps sinks, window and the k_mid candidates of highest exact q.k
+// (per head, or the group's summed query), ties to the most recent. Integer inputs: exact comparison.
+TEST(Policy, HashRerankKeepsBestCandidates) {
+  uint64_t seed = 22500;
+  for (gqa_mode m : {gqa_mode::per_head, gqa_mode::per_group})
+    for (int G : {1, 3})
+      for (int C : {2, 4, 64})
+        for (int64_t n : {40, 333}) {
+          HASHATTN_SEED(seed);
+          const setup s = make_setup(seed, 2 * G, 2, 64, n, true);
+          auto w = std::make_shared<hash_weights>(hash_weights_alloc(1, 2 * G, 2, 64, 32, 2, 16, false));
+          hash_weights_init_random(*w, seed + 1, 0.1f);
+          seed++;
+          policy_config c;
+          c.name = "hash";
+          c.gqa = m;
+          c.weights = w;
+          c.budget = {1.0 / 16, 0, 2, 3};
+          c.rerank = C;
+          const select_split sp = select_split_for(c.budget, n);
+          policy_config cc = c;  // the candidates
+          cc.rerank = 0;
+          cc.budget = {0, sp.n_sinks + sp.n_window + std::min<int64_t>(sp.k_mid * C, sp.hi - sp.lo), 2, 3};
+          auto p = make_policy(c), pc = make_policy(cc);
+          for (auto* q : {p.get(), pc.get()}) {
+            q->begin(1, s.shape, n);
+            feed(*q, s, 0);
+          }
+          index_lists l, lc;
+          p->select(0, s.q.data(), s.kv.view, l);
+          pc->select(0, s.q.data(), s.kv.view, lc);
+          ASSERT_EQ(l.n_lists(), lc.n_lists());
+          for (int r = 0; r < l.n_lists(); r++) {
+            auto sc = list_scores(s, m, r, [&](int h, int64_t t) { return qk(s, h, t); });
+            std::vector<double> masked(n, -1e300);
+            for (int32_t t : list_of(lc, r)) masked[t] = sc[t];
+            EXPECT_TRUE(test::same_selection(list_of(l, r), ref::select_rule_ref(masked.data(), n, c.budget)))
+                << "list " << r;
+            EXPECT_EQ(l.count[r], sp.total);
+            if (sp.k_mid * C >= sp.hi - sp.lo)  // every middle token is a candidate: the oracle's rule
+              EXPECT_TRUE(test::same_selection(list_of(l, r), ref::select_rule_ref(sc.data(), n, c.budget)));
+          }
+          // Extra read: keys of candidates not kept, once per KV head over the union of its lists.
+          double rows = 0;
+          const int per_kv = m == gqa_mode::per_group ? 1 : G;
+          for (int hk = 0; hk < 2; hk++) {
+            std::set<int32_t> cu, ku;
+            for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++) {
+              for (int32_t t : list_of(lc, r)) cu.insert(t);
+              for (int32_t t : list_of(l, r)) ku.insert(t);
+            }
+            rows += (double)cu.size() - (double)ku.size();
+          }
+          const bool active = sp.k_mid > 0 && sp.k_mid < sp.hi - sp.lo;
+          EXPECT_EQ(p->select_extra_read_bytes(), active ? rows * 64 * 2 : 0.0);
+        }
+  policy_config c;
+  c.name = "hash";
+  c.weights = std::make_shared<hash_weights>(hash_weights_alloc(1, 2, 2, 64, 32, 1, 0, false));
+  c.rerank = 65;
+  EXPECT_THROW(make_policy(c), error);
+  c.rerank = -1;
+  EXPECT_THROW(make_policy(c), error);
 }
 
 // SimHash tests: query head h becomes (a positive multiple of) a key of its KV head, so their codes are

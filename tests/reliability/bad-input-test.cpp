@@ -196,6 +196,17 @@ TEST_F(bad_input, generate_works_on_the_tiny_model) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
+TEST_F(bad_input, unknown_or_incomplete_attention_policy) {
+  write("tiny.gguf", tiny_model(64, 2));
+  for (const char* bad : {"hash-rr1", "hash-rr65", "hash-rrx", "nope"})
+    EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", bad}), 1, "--attn",
+                          "expected one of", "hash-rrC");
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "hash-rr4", "--budget", "4", "--sinks", "1",
+                                 "--window", "1"}),
+                        1,
+                        "needs --hash FILE");
+}
+
 TEST_F(bad_input, generate_missing_default_model) {
   const std::string env = "HASHATTN_MODEL=" + path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
   EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-p", "hello"}, {env}), 1, "model file not found",

@@ -45,6 +45,14 @@ std::string canonical_method(const std::string& m0) {
   if (m == "dense" || m == "hash" || m == "oracle" || m == "streaming" || m == "quest") return m;
   if (m == "dsparse" || m == "double_sparsity" || m == "double-sparsity" || m == "ds") return "dsparse";
   if (m == "simhash") return "simhash-32";
+  if (m == "hash-rerank") return "hash-rr4";
+  if (m.rfind("hash-rr", 0) == 0) {
+    std::string c = m.substr(7);
+    if (!c.empty() && c.size() <= 2 && std::all_of(c.begin(), c.end(), ::isdigit)) {
+      int f = std::stoi(c);
+      if (f >= 2 && f <= 64) return "hash-rr" + std::to_string(f);
+    }
+  }
   if (m.rfind("simhash-", 0) == 0) {
     std::string b = m.substr(8);
     if (!b.empty() && std::all_of(b.begin(), b.end(), ::isdigit)) {
@@ -52,15 +60,19 @@ std::string canonical_method(const std::string& m0) {
       if (bits >= 1 && bits <= 4096) return "simhash-" + std::to_string(bits);
     }
   }
-  fail("--attn", "'" + m0 + "'", "one of dense, hash, simhash, simhash-BITS, oracle, streaming, quest, dsparse");
+  fail("--attn", "'" + m0 + "'", "one of dense, hash, hash-rrC (C = 2..64), simhash, simhash-BITS, oracle, streaming, quest, dsparse");
 }
+
+bool is_hash_method(const std::string& method) { return method == "hash" || method.rfind("hash-rr", 0) == 0; }
 
 bool method_has_gqa_mode(const std::string& method) { return method != "dense" && method != "streaming"; }
 
 void policy_options::add_to(CLI::App& app, bool lists) {
   app.add_option("--attn", attn,
-                 lists ? "Policies, comma separated: dense,hash,oracle,streaming,quest,dsparse,simhash-32,simhash-256"
-                       : "Attention policy for decode: dense|hash|simhash[-BITS]|oracle|streaming|quest|dsparse")
+                 lists ? "Policies, comma separated: dense,hash,hash-rr4,oracle,streaming,quest,dsparse,simhash-32,simhash-256 "
+                         "(hash-rrC: hash codes pick C x the budget, exact q.k keeps the best)"
+                       : "Attention policy for decode: dense|hash|hash-rrC|simhash[-BITS]|oracle|streaming|quest|dsparse "
+                         "(hash-rrC: hash codes pick C x the budget as candidates, exact q.k over their keys keeps the best)")
       ->capture_default_str();
   app.add_option("--density", density,
                  lists ? "Densities (attended / context), comma separated, e.g. 1/4,1/8,1/16,1/32,1/64"
@@ -176,9 +188,10 @@ std::unique_ptr<attention_policy> policy_builder::make(const std::string& method
   c.page_size = o_.quest_page;
   c.channels = o_.ds_channels;
   c.n_threads = o_.n_threads;
-  if (method == "hash") {
+  if (is_hash_method(method)) {
     c.name = "hash";
     c.weights = need_hash(c.gqa == gqa_mode::per_group);
+    if (method != "hash") c.rerank = std::stoi(method.substr(7));
   } else if (method.rfind("simhash-", 0) == 0) {
     c.name = "simhash";
     c.bits = std::stoi(method.substr(8));
@@ -196,7 +209,7 @@ void policy_builder::prepare(const std::vector<std::string>& methods, const std:
                              const std::vector<int64_t>& contexts) {
   for (const auto& m0 : methods) {
     const std::string m = canonical_method(m0);
-    if (m == "hash")
+    if (is_hash_method(m))
       for (const std::string& g : split_list(o_.gqa_mode)) need_hash(g == "group");
     if (m == "dsparse") need_ds();
     if (m == "dense") continue;

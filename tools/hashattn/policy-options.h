@@ -43,6 +43,8 @@ using hashattn::split_list;
 // Canonical method name (dsparse, double_sparsity -> dsparse; simhash -> simhash-32); throws if unknown.
 std::string canonical_method(const std::string& m);
 bool method_has_gqa_mode(const std::string& method);
+// "hash" or "hash-rrC" (learned encoders, optionally with exact re-ranking of C x the budget).
+bool is_hash_method(const std::string& method);
 
 // Builds policies for one model; loads the hash file and calibrates Double Sparsity lazily.
 class policy_builder {
