@@ -51,6 +51,16 @@ struct step_work {
 
 namespace {
 
+// Standardization of one layer's inputs (nullptr: none): x -> (x - mu) * is, per head and dimension.
+struct input_norm_view {
+  const float *mu_q = nullptr, *is_q = nullptr;  // [n_head, d]
+  const float *mu_k = nullptr, *is_k = nullptr;  // [n_head_kv, d]
+};
+
+void standardize(float* x, const float* mu, const float* is, int d) {
+  for (int j = 0; j < d; j++) x[j] = (x[j] - mu[j]) * is[j];
+}
+
 struct unit_data {
   std::vector<std::vector<int32_t>> labels;  // per query
   std::vector<uint8_t> is_label;             // [n_q, n_tok]
@@ -94,12 +104,14 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
 std::string train_settings_string(const train_params& p) {
   return fmt::format(
       "bits={} mlp_layers={} hidden={} gqa={} label_k={} density={} sinks={} window={} rank={} loss={} pos_weight={} "
-      "score_scale={} lr={} ctx={} windows={} queries={} steps={} batch_q={} batch_pos={} batch_neg={} seed={}",
+      "score_scale={} lr={} ctx={} windows={} queries={} steps={} batch_q={} batch_pos={} batch_neg={} seed={} "
+      "input_norm={}",
       p.bits, p.mlp_layers, p.mlp_layers > 1 ? p.hidden : 0, p.gqa == gqa_mode::per_head ? "head" : "group",
       p.labels.k_fixed > 0 ? s(p.labels.k_fixed) : std::string("budget"), p.labels.density, p.labels.sinks,
       p.labels.window, p.labels.rank == label_rank::logit ? "logit" : "value_norm",
       p.loss == train_loss::bce ? "bce" : "listwise", p.pos_weight, p.score_scale, p.lr, p.ctx, p.n_windows,
-      p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos, p.batch_neg, p.seed);
+      p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos, p.batch_neg, p.seed,
+      p.input_norm ? "on" : "off");
 }
 
 namespace {
@@ -118,7 +130,7 @@ unit_data make_unit_data(const layer_capture& c, const label_params& lp, gqa_mod
 // One Adam step of one unit; returns the loss (NaN if the unit has no usable query).
 double unit_step(const train_params& p, hash_weights& W, std::vector<float>& grad, std::vector<float>& m1,
                  std::vector<float>& m2, int layer, int unit, int64_t t_step, const layer_capture& c,
-                 const unit_data& ud, std::mt19937_64& rng, step_work& sw) {
+                 const unit_data& ud, std::mt19937_64& rng, step_work& sw, const input_norm_view& nv) {
   if (ud.usable.empty()) return NAN;
   const int G = c.n_head / c.n_head_kv, d = c.head_dim, B = W.bits;
   const bool grp = p.gqa == gqa_mode::per_group;
@@ -208,6 +220,7 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
   for (int64_t j = 0; j < nk; j++) {
     const float* src = c.k.data() + ((size_t)sw.keys[j] * c.n_head_kv + hk) * d;
     std::copy(src, src + d, sw.xk.data() + j * d);
+    if (nv.mu_k) standardize(sw.xk.data() + j * d, nv.mu_k + (size_t)hk * d, nv.is_k + (size_t)hk * d, d);
   }
   const enc_tensors<float> kw = kslice(kbase);
   mlp_forward(kw, sw.xk.data(), nk, sw.wk);
@@ -218,6 +231,7 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
     for (int i = 0; i < bq; i++) {
       const float* src = c.q.data() + ((size_t)sw.qsel[i] * c.n_head + q0 + g) * d;
       std::copy(src, src + d, xg + (size_t)i * d);
+      if (nv.mu_q) standardize(xg + (size_t)i * d, nv.mu_q + (size_t)(q0 + g) * d, nv.is_q + (size_t)(q0 + g) * d, d);
     }
     mlp_forward(qslice(qbase, q0 + g), xg, bq, sw.wq[g]);
     const std::vector<float>& y = sw.wq[g].pre[W.mlp_layers - 1];
@@ -264,6 +278,8 @@ hash_trainer::hash_trainer(int n_layer, int n_head, int n_head_kv, int head_dim,
   const bool grp = p.gqa == gqa_mode::per_group;
   w_ = hash_weights_alloc(n_layer, n_head, n_head_kv, head_dim, p.bits, p.mlp_layers, p.hidden, grp);
   hash_weights_init_random(w_, mix(p.seed, 1));
+  folded_ = w_;
+  mu_q_.assign(n_layer, {}), is_q_.assign(n_layer, {}), mu_k_.assign(n_layer, {}), is_k_.assign(n_layer, {});
   m1_.assign(w_.data.size(), 0.f);
   m2_.assign(w_.data.size(), 0.f);
   grad_.assign(w_.data.size(), 0.f);
@@ -285,6 +301,11 @@ double hash_trainer::train_layer(int l, const layer_capture& c, uint64_t stream)
   std::vector<double> loss_sum(units_.size(), 0.0);
   std::vector<int64_t> loss_n(units_.size(), 0);
   std::vector<step_work>& work = *work_;
+  input_norm_view nv;
+  if (p.input_norm) {
+    if (mu_q_[l].empty()) input_stats(l, c);
+    nv = {mu_q_[l].data(), is_q_[l].data(), mu_k_[l].data(), is_k_[l].data()};
+  }
   {
     cpu::blas_single_thread guard;
 #pragma omp parallel for num_threads(nt_) schedule(dynamic, 1)
@@ -295,7 +316,7 @@ double hash_trainer::train_layer(int l, const layer_capture& c, uint64_t stream)
       step_work& sw = work[omp_get_thread_num()];
       int64_t& t = steps_[(size_t)l * n_units_all + u];
       for (int st = 0; st < p.steps_per_window; st++) {
-        const double lv = unit_step(p, w_, grad_, m1_, m2_, l, u, t + 1, c, ud, rng, sw);
+        const double lv = unit_step(p, w_, grad_, m1_, m2_, l, u, t + 1, c, ud, rng, sw, nv);
         if (std::isfinite(lv)) {
           t++;
           loss_sum[ui] += lv, loss_n[ui]++;
@@ -303,10 +324,68 @@ double hash_trainer::train_layer(int l, const layer_capture& c, uint64_t stream)
       }
     }
   }
+  if (p.input_norm) fold_layer(l);
   double ls = 0;
   int64_t ln = 0;
   for (size_t ui = 0; ui < units_.size(); ui++) ls += loss_sum[ui], ln += loss_n[ui];
   return ln ? ls / ln : NAN;
+}
+
+// Mean and spread per dimension of the layer's keys (tokens past the first 4: the first tokens' keys are
+// outliers in many heads) and captured queries; the spread is floored at a tenth of its RMS over the
+// dimensions so that near-constant dimensions are not blown up.
+void hash_trainer::input_stats(int l, const layer_capture& c) {
+  const int d = c.head_dim;
+  auto stats = [d](const float* x, int64_t rows, int64_t stride, std::vector<float>& mu, std::vector<float>& is,
+                   size_t at) {
+    std::vector<double> m(d, 0.0), v(d, 0.0);
+    for (int64_t r = 0; r < rows; r++)
+      for (int j = 0; j < d; j++) m[j] += x[r * stride + j];
+    for (int j = 0; j < d; j++) m[j] /= (double)std::max<int64_t>(rows, 1);
+    for (int64_t r = 0; r < rows; r++)
+      for (int j = 0; j < d; j++) v[j] += ((double)x[r * stride + j] - m[j]) * ((double)x[r * stride + j] - m[j]);
+    double ms = 0;
+    for (int j = 0; j < d; j++) v[j] = std::sqrt(v[j] / (double)std::max<int64_t>(rows, 1)), ms += v[j] * v[j];
+    const double floor = std::max(0.1 * std::sqrt(ms / d), 1e-6);
+    for (int j = 0; j < d; j++) {
+      mu[at + j] = (float)m[j];
+      is[at + j] = (float)(1.0 / std::max(v[j], floor));
+    }
+  };
+  mu_q_[l].assign((size_t)c.n_head * d, 0.f), is_q_[l].assign((size_t)c.n_head * d, 1.f);
+  mu_k_[l].assign((size_t)c.n_head_kv * d, 0.f), is_k_[l].assign((size_t)c.n_head_kv * d, 1.f);
+  const int64_t t0 = std::min<int64_t>(4, std::max<int64_t>(c.n_tok - 1, 0));
+  for (int hk = 0; hk < c.n_head_kv; hk++)
+    stats(c.k.data() + ((size_t)t0 * c.n_head_kv + hk) * d, c.n_tok - t0, (int64_t)c.n_head_kv * d, mu_k_[l], is_k_[l],
+          (size_t)hk * d);
+  for (int h = 0; h < c.n_head; h++)
+    stats(c.q.data() + (size_t)h * d, c.n_q(), (int64_t)c.n_head * d, mu_q_[l], is_q_[l], (size_t)h * d);
+}
+
+// folded_ layer l = w_ layer l with x -> (x - mu) * is folded into the first linear layer of every encoder:
+// W0' = diag(is) W0, b0' = b0 - (mu * is) W0.
+void hash_trainer::fold_layer(int l) {
+  const int d = w_.head_dim, B = w_.bits, L = w_.mlp_layers, hid = w_.hidden;
+  const int H = w_.n_head, Hk = w_.n_head_kv, G = H / Hk, nke = w_.n_key_enc();
+  std::copy(w_.query_data(l), w_.query_data(l) + w_.layer_floats(), folded_.query_data(l));
+  auto fold = [&](float* src_base, float* dst_base, int n_enc, int e, const float* mu, const float* is) {
+    const enc_tensors<float> a = enc_slice<float>(src_base, n_enc, e, L, d, hid, B);
+    const enc_tensors<float> o = enc_slice<float>(dst_base, n_enc, e, L, d, hid, B);
+    const int out = a.dims[1];
+    for (int j = 0; j < out; j++) {
+      double b = a.b[0][j];
+      for (int i = 0; i < d; i++) b -= (double)a.w[0][(size_t)i * out + j] * is[i] * mu[i];
+      o.b[0][j] = (float)b;
+    }
+    for (int i = 0; i < d; i++)
+      for (int j = 0; j < out; j++) o.w[0][(size_t)i * out + j] = a.w[0][(size_t)i * out + j] * is[i];
+  };
+  for (int h = 0; h < H; h++)
+    fold(w_.query_data(l), folded_.query_data(l), H, h, mu_q_[l].data() + (size_t)h * d, is_q_[l].data() + (size_t)h * d);
+  for (int e = 0; e < nke; e++) {
+    const int hk = w_.key_per_group ? e : e / G;
+    fold(w_.key_data(l), folded_.key_data(l), nke, e, mu_k_[l].data() + (size_t)hk * d, is_k_[l].data() + (size_t)hk * d);
+  }
 }
 
 int64_t train_default_ctx(const model& m) { return std::min<int64_t>(m.hparams().n_ctx_train, 8192); }
@@ -426,7 +505,7 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       }
     }
   }
-  res.weights = std::move(tr.weights());
+  res.weights = tr.weights();
   res.seconds_total = secs(t_start);
   return res;
 }
