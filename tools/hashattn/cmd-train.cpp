@@ -260,9 +260,9 @@ HASHATTN_COMMAND(
           ->capture_default_str();
       sub.add_option("--pos-weight", tp.pos_weight, "BCE positive class weight")->capture_default_str();
       sub.add_option("--score-scale", tp.score_scale, "logit scale of the soft score")->capture_default_str();
-      sub.add_flag("--no-input-norm{false}", tp.input_norm,
-                   "train on raw queries and keys (default: standardized per head and dimension, folded into the "
-                   "first layer of the saved encoders)");
+      sub.add_flag("--input-norm", tp.input_norm,
+                   "standardize queries and keys per head and dimension while training (folded into the first "
+                   "layer of the saved encoders; an ablation, off by default)");
       sub.add_option("--val-queries", tp.val_queries, "held-out queries (0: no held-out recall)")->capture_default_str();
       sub.add_option("--threads", tp.n_threads, "threads (0: all)")->capture_default_str();
       sub.add_flag("--eval", o->eval_only, "only evaluate (--hash H.gguf, or baselines without it) on --text");
