@@ -73,6 +73,18 @@ double qk(const setup& s, int h, int64_t t) {
   return a;
 }
 
+// A hash policy config over weights w initialised from seed + 1 (biases N(0, 0.1^2)).
+policy_config random_hash_config(uint64_t seed, hash_weights w, gqa_mode m, budget_params b) {
+  auto sw = std::make_shared<hash_weights>(std::move(w));
+  hash_weights_init_random(*sw, seed + 1, 0.1f);
+  policy_config c;
+  c.name = "hash";
+  c.gqa = m;
+  c.weights = sw;
+  c.budget = b;
+  return c;
+}
+
 TEST(Policy, FactoryAndNames) {
   policy_config c;
   c.budget = {1.0 / 8, 0, 4, 4};
@@ -146,14 +158,9 @@ TEST(Policy, HashMatchesReference) {
           HASHATTN_SEED(seed);
           const int64_t n = 200 + bits;
           const setup s = make_setup(seed, 2 * G, 2, 64, n, false);
-          auto w = std::make_shared<hash_weights>(hash_weights_alloc(2, 2 * G, 2, 64, bits, 3, 32, kpg));
-          hash_weights_init_random(*w, seed + 1, 0.1f);
-          seed++;
-          policy_config c;
-          c.name = "hash";
-          c.gqa = m;
-          c.weights = w;
-          c.budget = {1.0 / 8, 0, 4, 4};
+          policy_config c = random_hash_config(seed++, hash_weights_alloc(2, 2 * G, 2, 64, bits, 3, 32, kpg), m,
+                                               {1.0 / 8, 0, 4, 4});
+          auto w = c.weights;
           auto p = make_policy(c);
           EXPECT_EQ(p->aux_bits_per_token_head(), bits);
           EXPECT_EQ(p->aux_bits_per_token_kv_head(), kpg ? bits : bits * G);
@@ -238,14 +245,8 @@ TEST(Policy, HashRerankKeepsBestCandidates) {
         for (int64_t n : {40, 333}) {
           HASHATTN_SEED(seed);
           const setup s = make_setup(seed, 2 * G, 2, 64, n, true);
-          auto w = std::make_shared<hash_weights>(hash_weights_alloc(1, 2 * G, 2, 64, 32, 2, 16, false));
-          hash_weights_init_random(*w, seed + 1, 0.1f);
-          seed++;
-          policy_config c;
-          c.name = "hash";
-          c.gqa = m;
-          c.weights = w;
-          c.budget = {1.0 / 16, 0, 2, 3};
+          policy_config c = random_hash_config(seed++, hash_weights_alloc(1, 2 * G, 2, 64, 32, 2, 16, false), m,
+                                               {1.0 / 16, 0, 2, 3});
           c.rerank = C;
           const select_split sp = select_split_for(c.budget, n);
           policy_config cc = c;  // the candidates
