@@ -160,7 +160,8 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of the cases: prefill512,prefill4096,decode512,decode8000")
     ap.add_argument("--hash", help="hash file (per query head): adds hash 1/32 decode at 8000")
     ap.add_argument("--hash-group", help="hash file (per KV group): adds hash 1/32 group-mode decode at 8000")
-    ap.add_argument("--rerank", help="with --hash: candidate factors C, comma separated (adds hash-rrC 1/32 per head)")
+    ap.add_argument("--rerank", help="candidate factors C, comma separated: adds hash-rrC 1/32 decode at 8000 for "
+                    "each of --hash (per head) and --hash-group (per group)")
     args = ap.parse_args()
     import llama_cpp
 
@@ -181,9 +182,13 @@ def main():
     if args.hash:
         variants.append(("hashattn hash 1/32 head", ("--attn", "hash", "--density", "1/32", "--gqa-mode", "head",
                                                       "--hash", args.hash)))
-    for f in (args.rerank.split(",") if args.rerank and args.hash else []):
-        variants.append((f"hashattn hash-rr{f} 1/32 head", ("--attn", f"hash-rr{f}", "--density", "1/32",
-                                                             "--gqa-mode", "head", "--hash", args.hash)))
+    for f in (args.rerank.split(",") if args.rerank else []):
+        if args.hash:
+            variants.append((f"hashattn hash-rr{f} 1/32 head", ("--attn", f"hash-rr{f}", "--density", "1/32",
+                                                                 "--gqa-mode", "head", "--hash", args.hash)))
+        if args.hash_group:
+            variants.append((f"hashattn hash-rr{f} 1/32 group", ("--attn", f"hash-rr{f}", "--density", "1/32",
+                                                                  "--gqa-mode", "group", "--hash", args.hash_group)))
     if args.hash_group:
         variants.append(("hashattn hash 1/32 group", ("--attn", "hash", "--density", "1/32", "--gqa-mode", "group",
                                                        "--hash", args.hash_group)))
@@ -217,7 +222,7 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     extra = (f" --hash {os.path.relpath(args.hash, ROOT)}" if args.hash else "") + \
         (f" --hash-group {os.path.relpath(args.hash_group, ROOT)}" if args.hash_group else "")
-    extra += f" --rerank {args.rerank}" if args.rerank and args.hash else ""
+    extra += f" --rerank {args.rerank}" if args.rerank else ""
     extra += f" --only {args.only}" if args.only else ""
     print(f"- command: `python3 scripts/bench-llamacpp.py --runs {args.runs} --threads {args.threads}{extra}`")
     print(f"- machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; context {args.ctx}")
