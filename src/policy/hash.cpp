@@ -130,73 +130,91 @@ class hash_policy : public attention_policy {
 
  private:
   // cand_ holds each list's candidates (ascending: sinks, middle candidates, window); keeps the sinks,
-  // the window and the k_mid middle candidates of highest exact score (ties to the most recent).
+  // the window and the k_mid middle candidates of highest exact score (ties to the most recent). Per KV
+  // head: the union of its lists' middle candidates is converted to fp32 once and scored against the
+  // head's list queries (q_h, or the group's summed query).
   void rerank(const float* q, const kv_view& kv, const select_split& sp, index_lists& out) {
     const int H = shape_.n_head, Hk = shape_.n_head_kv, G = H / Hk, d = shape_.head_dim;
     const bool pg = cfg_.gqa == gqa_mode::per_group;
-    const int n_lists = cand_.n_lists();
-    const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(nt, n_lists)))
-    for (int r = 0; r < n_lists; r++) {
-      thread_local std::vector<float> qr, krow, score;
-      thread_local std::vector<int32_t> mid;
-      qr.assign(d, 0.f);
-      krow.resize(d);
-      for (int h = pg ? r * G : r; h < (pg ? (r + 1) * G : r + 1); h++)
-        for (int j = 0; j < d; j++) qr[j] += q[(int64_t)h * d + j];
-      const int hk = pg ? r : r / G;
-      const int32_t* c = cand_.idx.data() + (size_t)r * cand_.stride;
-      const int32_t nc = cand_.count[r];
-      mid.clear();
-      score.clear();
-      for (int32_t i = 0; i < nc; i++) {
-        const int32_t t = c[i];
-        if (t < sp.lo || t >= sp.hi) continue;
-        const int64_t off = (int64_t)t * kv.stride_tok + (int64_t)hk * kv.stride_head;
-        if (kv.type == dtype::f16)
-          cpu::f16_to_f32_row((const uint16_t*)kv.k + off, krow.data(), d);
-        else
-          for (int j = 0; j < d; j++) krow[j] = kv_k(kv, t, hk, j);
-        float a = 0;
-        for (int j = 0; j < d; j++) a += qr[j] * krow[j];
-        mid.push_back(t);
-        score.push_back(a);
-      }
-      const int64_t keep = std::min<int64_t>(sp.k_mid, (int64_t)mid.size());
-      std::vector<int32_t> ord(mid.size());
-      std::iota(ord.begin(), ord.end(), 0);
-      std::nth_element(ord.begin(), ord.begin() + std::max<int64_t>(keep - 1, 0), ord.end(), [&](int32_t a, int32_t b) {
-        return score[a] != score[b] ? score[a] > score[b] : mid[a] > mid[b];
-      });
-      int32_t* o = out.idx.data() + (size_t)r * out.stride;
-      int64_t k = 0;
-      for (int64_t t = 0; t < sp.lo; t++) o[k++] = (int32_t)t;
-      for (int64_t i = 0; i < keep; i++) o[k + i] = mid[ord[i]];
-      std::sort(o + k, o + k + keep);
-      k += keep;
-      for (int64_t t = sp.hi; t < kv.n_tok; t++) o[k++] = (int32_t)t;
-      out.count[r] = (int32_t)k;
-    }
-    // Extra read: keys of candidates that were not kept (the kept ones are read by attention anyway),
-    // counted once per KV head over the union of its lists.
-    if ((int64_t)mark_.size() < kv.n_tok) mark_.assign((size_t)kv.n_tok, 0);
-    int64_t rows = 0;
     const int per_kv = pg ? 1 : G;
+    const int64_t n = kv.n_tok;
+    if ((int64_t)col_.size() < (int64_t)Hk * n) col_.assign((size_t)Hk * n, -1);
+    const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
+    double extra_rows = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(nt, Hk))) reduction(+ : extra_rows)
     for (int hk = 0; hk < Hk; hk++) {
+      thread_local std::vector<float> qb, kb, sc;
+      thread_local std::vector<int32_t> uni, mid, ord;
+      thread_local std::vector<uint8_t> kept_col;
+      thread_local std::vector<float> score;
+      int32_t* col = col_.data() + (size_t)hk * n;  // position -> column of the union (-1: absent)
+      uni.clear();
       for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++)
         for (int32_t i = 0; i < cand_.count[r]; i++) {
-          uint8_t& m = mark_[cand_.idx[(size_t)r * cand_.stride + i]];
-          if (!m) m = 1, rows++;
+          const int32_t t = cand_.idx[(size_t)r * cand_.stride + i];
+          if (t >= sp.lo && t < sp.hi && col[t] < 0) col[t] = (int32_t)uni.size(), uni.push_back(t);
         }
-      for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++)
-        for (int32_t i = 0; i < out.count[r]; i++) {
-          uint8_t& m = mark_[out.idx[(size_t)r * out.stride + i]];
-          if (m == 1) m = 2, rows--;
+      const int64_t m = (int64_t)uni.size();
+      kb.resize((size_t)m * d);
+      for (int64_t u = 0; u < m; u++) {
+        const int64_t off = (int64_t)uni[u] * kv.stride_tok + (int64_t)hk * kv.stride_head;
+        if (kv.type == dtype::f16)
+          cpu::f16_to_f32_row((const uint16_t*)kv.k + off, kb.data() + u * d, d);
+        else
+          for (int j = 0; j < d; j++) kb[(size_t)u * d + j] = kv_k(kv, uni[u], hk, j);
+      }
+      qb.assign((size_t)per_kv * d, 0.f);
+      for (int rl = 0; rl < per_kv; rl++)
+        for (int h = pg ? hk * G : hk * G + rl; h < (pg ? (hk + 1) * G : hk * G + rl + 1); h++)
+          for (int j = 0; j < d; j++) qb[(size_t)rl * d + j] += q[(int64_t)h * d + j];
+      sc.resize((size_t)per_kv * m);
+      for (int rl = 0; rl < per_kv; rl++)
+        for (int64_t u = 0; u < m; u++) sc[(size_t)rl * m + u] = dot(qb.data() + (size_t)rl * d, kb.data() + u * d, d);
+      int64_t kept = 0;
+      kept_col.assign((size_t)m, 0);
+      for (int rl = 0; rl < per_kv; rl++) {
+        const int r = hk * per_kv + rl;
+        mid.clear();
+        score.clear();
+        for (int32_t i = 0; i < cand_.count[r]; i++) {
+          const int32_t t = cand_.idx[(size_t)r * cand_.stride + i];
+          if (t < sp.lo || t >= sp.hi) continue;
+          mid.push_back(t);
+          score.push_back(sc[(size_t)rl * m + col[t]]);
         }
-      for (int r = hk * per_kv; r < (hk + 1) * per_kv; r++)
-        for (int32_t i = 0; i < cand_.count[r]; i++) mark_[cand_.idx[(size_t)r * cand_.stride + i]] = 0;
+        const int64_t keep = std::min<int64_t>(sp.k_mid, (int64_t)mid.size());
+        ord.resize(mid.size());
+        std::iota(ord.begin(), ord.end(), 0);
+        std::nth_element(ord.begin(), ord.begin() + std::max<int64_t>(keep - 1, 0), ord.end(),
+                         [&](int32_t a, int32_t b) { return score[a] != score[b] ? score[a] > score[b] : mid[a] > mid[b]; });
+        int32_t* o = out.idx.data() + (size_t)r * out.stride;
+        int64_t k = 0;
+        for (int64_t t = 0; t < sp.lo; t++) o[k++] = (int32_t)t;
+        for (int64_t i = 0; i < keep; i++) {
+          const int32_t t = mid[ord[i]];
+          o[k + i] = t;
+          if (!kept_col[col[t]]) kept_col[col[t]] = 1, kept++;  // kept by some list of this KV head
+        }
+        std::sort(o + k, o + k + keep);
+        k += keep;
+        for (int64_t t = sp.hi; t < n; t++) o[k++] = (int32_t)t;
+        out.count[r] = (int32_t)k;
+      }
+      for (int32_t t : uni) col[t] = -1;
+      // Extra read: keys of candidates no list kept (the kept ones are read by attention anyway).
+      extra_rows += (double)(m - kept);
     }
-    extra_read_ = (double)rows * d * (double)dtype_size(kv.type);
+    extra_read_ = extra_rows * d * (double)dtype_size(kv.type);
+  }
+  // Dot product with independent partial sums (vectorizable without reassociation flags).
+  static float dot(const float* a, const float* b, int d) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+      for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < d; j++) s += a[j] * b[j];
+    return s;
   }
 
  protected:
@@ -210,7 +228,7 @@ class hash_policy : public attention_policy {
   hash_code_store store_;
   std::vector<uint64_t> qcodes_;
   index_lists cand_;
-  std::vector<uint8_t> mark_;
+  std::vector<int32_t> col_;  // rerank: [n_head_kv, max tokens] position -> union column, -1 between calls
   double extra_read_ = 0;
 };
 
