@@ -278,7 +278,7 @@ hash_trainer::hash_trainer(int n_layer, int n_head, int n_head_kv, int head_dim,
   const bool grp = p.gqa == gqa_mode::per_group;
   w_ = hash_weights_alloc(n_layer, n_head, n_head_kv, head_dim, p.bits, p.mlp_layers, p.hidden, grp);
   hash_weights_init_random(w_, mix(p.seed, 1));
-  folded_ = w_;
+  if (p.input_norm) folded_ = w_;  // only the standardized run needs a folded copy
   mu_q_.assign(n_layer, {}), is_q_.assign(n_layer, {}), mu_k_.assign(n_layer, {}), is_k_.assign(n_layer, {});
   m1_.assign(w_.data.size(), 0.f);
   m2_.assign(w_.data.size(), 0.f);
