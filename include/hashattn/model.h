@@ -108,6 +108,43 @@ class session {
   kv_view kv(int layer) const;
   const model& get_model() const;
 
+  struct impl;
+
+ private:
+  friend class branch_decoder;
+  std::unique_ptr<impl> p_;
+};
+
+// Several continuations of one prompt decoded side by side (the evaluation runs every policy under
+// test this way). The branches fork from the session at its current length P = n_past(): they share
+// its KV cache rows 0 .. P-1, and each keeps its own K/V for the positions it appends and its own
+// attention policy. All active branches advance together: step() appends one token to each, at
+// position P + steps(). The linear layers run batched over the active branches (fp32 activations,
+// dequantized weight tiles, sgemm: the prefill path's numerics); attention runs per branch through
+// its policy (dense when is_dense(), else select() + the sparse kernel), with the branch's own rows
+// placed after the shared prefix in the session's cache, so policies and kernels see one contiguous
+// cache of P + steps() + 1 tokens.
+// While a branch_decoder lives, the session must not be used: its cache rows from P on are scratch
+// (n_past() stays P; the session's own policy sees nothing).
+class branch_decoder {
+ public:
+  // policies[b] (not owned; one per branch, distinct objects) must already hold the prefix: begin()
+  // and on_append() of positions 0 .. P-1, as a policy of a session that prefilled them would.
+  // max_steps: tokens each branch may append (P + max_steps <= the session's context).
+  branch_decoder(session& s, std::vector<attention_policy*> policies, int64_t max_steps);
+  ~branch_decoder();
+  branch_decoder(const branch_decoder&) = delete;
+  branch_decoder& operator=(const branch_decoder&) = delete;
+
+  int n_branches() const;
+  int64_t fork_pos() const;  // P
+  int64_t steps() const;     // tokens appended so far (the same for every branch that took part)
+  // Appends tokens[b] to every branch b with active[b] != 0 (active == nullptr: all). A branch left
+  // out of a step cannot take part in later ones (its cache would have a hole). Returns the logits
+  // of the stepped branches: logits(b).
+  void step(const int32_t* tokens, const uint8_t* active = nullptr);
+  const float* logits(int b) const;  // [n_vocab] of branch b's last step
+
  private:
   struct impl;
   std::unique_ptr<impl> p_;

@@ -20,40 +20,9 @@
 #include "cpu/model-ops.h"
 #include "hashattn/error.h"
 #include "model/model-impl.h"
+#include "model/session-impl.h"
 
 namespace hashattn {
-
-struct session::impl {
-  const model* m = nullptr;
-  const model::impl* w = nullptr;
-  model_hparams hp;
-  int64_t n_ctx = 0;
-  int nt = 1;
-  int64_t n_batch = 512;
-  int q_dim = 0, kv_dim = 0;
-  std::unique_ptr<attention_policy> policy;
-  forward_observer observer;
-  std::vector<std::vector<uint16_t>> kc, vc;  // per layer [n_ctx, kv_dim] fp16
-  int64_t n_past = 0;
-
-  // decode scratch
-  std::vector<float> x, xn, q, k, v, att, tmp, g, u, cos_t, sin_t;
-  cpu::act_i16 xq;
-  index_lists lists;
-  // prefill scratch
-  std::vector<float> X, XN, Q, K, V, A, T, G, U, kf, vf, CS, SN, wtile;
-  std::vector<std::vector<float>> S;  // per thread
-  // logits: [n_rows, n_vocab]
-  std::vector<float> logits;
-  int64_t n_logit_rows = 0;
-
-  void mv(const weight* const* ws, float* const* ys, int n, const float* xin);
-  void gemm(const weight& wt, const float* xin, int64_t n, float* yout);
-  kv_view view(int l, int64_t n_tok) const;
-  void decode(int32_t tok);
-  void prefill(const int32_t* toks, int64_t n, bool all_logits, int64_t out_row0);
-  void attn_prefill(int l, int64_t pos0, int64_t n);
-};
 
 void session::impl::mv(const weight* const* ws, float* const* ys, int n, const float* xin) {
   cpu::matvec_params ps[4];
@@ -102,7 +71,7 @@ kv_view session::impl::view(int l, int64_t n_tok) const {
   return kv;
 }
 
-static void add_bias(float* y, const std::vector<float>& b) {
+void add_bias(float* y, const std::vector<float>& b) {
   if (!b.empty()) cpu::add_inplace(y, b.data(), (int64_t)b.size());
 }
 

@@ -4,7 +4,9 @@
 //   q/k/v biases, separate output, Q8_0 / Q4_1 weights: integer paths), GQA 4:2, head dim 16.
 // Prefill (all logits), decode (token by token) and chunked prefill agree with the reference;
 // the policy seam is exercised (on_append sees every key once, post-RoPE; a non-dense policy that
-// selects everything gives the dense result); the loader refuses broken files with clear errors.
+// selects everything gives the dense result); branches decoded side by side after a shared prefix
+// (branch_decoder) agree with the reference (dense) and with sequential decoding (sparse policies);
+// the loader refuses broken files with clear errors.
 // The reference rounds K and V to fp16 like the cache (the cache format is part of the spec).
 #include <gtest/gtest.h>
 
@@ -421,6 +423,116 @@ TEST(tiny_model, policy_seam_sees_every_key_and_select_all_equals_dense) {
   sparse.truncate(5);
   EXPECT_EQ(p->next_pos[0], 5);
   EXPECT_EQ(sparse.n_past(), 5);
+}
+
+// Branches forked after a prefix: every branch gets its own tokens (so its K/V history differs from
+// the others'). Dense branches must equal the float64 forward of prefix + their tokens; sparse branches
+// (streaming, oracle: selections that depend on the branch's own keys) must equal a session that
+// prefills the prefix and decodes the same tokens one by one with a fresh policy of the same kind.
+void check_branches(const tiny_cfg& c, uint64_t seed, double tol) {
+  HASHATTN_SEED(seed);
+  const tiny_model tm = build(c, seed);
+  auto m = load(tm);
+  std::mt19937_64 rng(seed + 1);
+  const int P = 11, T = 8, B = 5;
+  const auto prefix = random_tokens(P, c.n_vocab, rng);
+  std::vector<std::vector<int32_t>> toks(B);
+  for (auto& t : toks) t = random_tokens(T, c.n_vocab, rng);
+  const layer_shape shape{c.n_head, c.n_head_kv, c.head_dim};
+  auto sparse_cfg = [&](const std::string& name) {
+    policy_config pc;
+    pc.name = name;
+    pc.budget.count = 6;
+    pc.budget.sinks = 2;
+    pc.budget.window = 2;
+    return pc;
+  };
+  // Branch kinds: 0, 1 dense; 2 streaming; 3, 4 oracle (4 drops out after step 3).
+  const std::vector<std::string> kind = {"dense", "dense", "streaming", "oracle", "oracle"};
+  for (int nt : {1, 2}) {
+    SCOPED_TRACE("threads=" + std::to_string(nt));
+    auto rec = std::make_unique<recording_policy>(true);
+    recording_policy* prefix_keys = rec.get();
+    session s(*m, session_params{48, nt, 512}, std::move(rec));
+    s.eval(prefix.data(), P);
+    std::vector<std::unique_ptr<attention_policy>> own;
+    std::vector<attention_policy*> pols;
+    for (int b = 0; b < B; ++b) {
+      own.push_back(kind[b] == "dense" ? make_dense_policy() : make_policy(sparse_cfg(kind[b])));
+      own.back()->begin(c.n_layer, shape, 48);
+      for (int l = 0; l < c.n_layer; ++l) own.back()->on_append(l, prefix_keys->keys[l].data(), 0, P);
+      pols.push_back(own.back().get());
+    }
+    branch_decoder bd(s, pols, T);
+    EXPECT_EQ(bd.fork_pos(), P);
+    std::vector<int32_t> step_toks(B);
+    std::vector<uint8_t> active(B, 1);
+    std::vector<std::vector<std::vector<float>>> got(B);  // [branch][step][vocab]
+    for (int t = 0; t < T; ++t) {
+      if (t == 4) active[4] = 0;
+      for (int b = 0; b < B; ++b) step_toks[b] = toks[b][t];
+      bd.step(step_toks.data(), active.data());
+      for (int b = 0; b < B; ++b)
+        if (active[b]) got[b].emplace_back(bd.logits(b), bd.logits(b) + c.n_vocab);
+    }
+    EXPECT_EQ(s.n_past(), P) << "branches must not move the session";
+    EXPECT_THROW(bd.step(step_toks.data()), error) << "every step is used";
+    for (int b = 0; b < B; ++b) {
+      SCOPED_TRACE("branch " + std::to_string(b) + " (" + kind[b] + ")");
+      ASSERT_EQ((int)got[b].size(), b == 4 ? 4 : T);
+      std::vector<int32_t> all = prefix;
+      all.insert(all.end(), toks[b].begin(), toks[b].end());
+      if (kind[b] == "dense") {
+        const auto ref = ref_forward(tm, all);
+        for (size_t t = 0; t < got[b].size(); ++t)
+          expect_row_close(got[b][t].data(), &ref[(P + t) * (size_t)c.n_vocab], c.n_vocab, tol,
+                           "step " + std::to_string(t));
+      } else {
+        session q(*m, session_params{48, nt, 512}, make_policy(sparse_cfg(kind[b])));
+        q.eval(prefix.data(), P);
+        for (size_t t = 0; t < got[b].size(); ++t) {
+          const float* lg = q.eval(&all[P + t], 1);
+          std::vector<double> r(lg, lg + c.n_vocab);
+          expect_row_close(got[b][t].data(), r.data(), c.n_vocab, 2 * tol, "step " + std::to_string(t));
+        }
+      }
+    }
+  }
+}
+
+TEST(tiny_model, branches_match_float64_dense_and_sequential_sparse_decoding) {
+  tiny_cfg c;
+  check_branches(c, 2001, kTol);
+  tiny_cfg q;
+  q.arch = "qwen2";
+  q.bias = true;
+  q.tied = false;
+  q.wtype = gguf::type::Q8_0;
+  q.otype = gguf::type::Q4_1;
+  check_branches(q, 2002, kTolQuant);
+}
+
+TEST(tiny_model, branches_refuse_bad_use) {
+  tiny_cfg c;
+  const tiny_model tm = build(c, 2003);
+  auto m = load(tm);
+  session s(*m, session_params{16, 1, 512});
+  auto p0 = make_dense_policy(), p1 = make_dense_policy();
+  EXPECT_THROW(branch_decoder(s, {p0.get()}, 1), error) << "empty session";
+  const std::vector<int32_t> pre = {1, 2, 3, 4};
+  s.eval(pre.data(), 4);
+  p0->begin(c.n_layer, layer_shape{c.n_head, c.n_head_kv, c.head_dim}, 16);
+  p1->begin(c.n_layer, layer_shape{c.n_head, c.n_head_kv, c.head_dim}, 16);
+  EXPECT_THROW(branch_decoder(s, {}, 1), error);
+  EXPECT_THROW(branch_decoder(s, {p0.get(), p0.get()}, 1), error) << "one policy object per branch";
+  EXPECT_THROW(branch_decoder(s, {p0.get()}, 13), error) << "past the context";
+  branch_decoder bd(s, {p0.get(), p1.get()}, 3);
+  EXPECT_THROW(bd.logits(0), error) << "no step yet";
+  const int32_t bad[2] = {1, (int32_t)c.n_vocab};
+  EXPECT_THROW(bd.step(bad), error);
+  const int32_t ok[2] = {1, 2};
+  const uint8_t none[2] = {0, 0};
+  EXPECT_THROW(bd.step(ok, none), error);
 }
 
 void expect_load_error(const tiny_model& tm, const std::string& needle) {
