@@ -130,6 +130,11 @@ class probe_policy : public attention_policy {
 
   // Installs a new inner policy (nullptr: dense) over the keys seen so far.
   void install(std::unique_ptr<attention_policy> p);
+  // A probe for one branch of a branch_decoder forked at base's current length F: it reads base's kept
+  // keys for positions < F (base must outlive it and stay unchanged) and keeps its own for up to
+  // max_tail positions from F on; `inner` is installed over the prefix (nullptr: dense).
+  static std::unique_ptr<probe_policy> fork(const probe_policy& base, std::unique_ptr<attention_policy> inner,
+                                            int64_t max_tail);
   void set_measure_recall(bool on) { recall_on_ = on; }
   void reset_stats();
   const probe_stats& stats() const { return stats_; }
@@ -139,11 +144,16 @@ class probe_policy : public attention_policy {
 
  private:
   void measure(int layer, const float* q, const kv_view& kv, const index_lists& l);
+  const float* key_row(int layer, int64_t t) const;  // [n_head_kv, head_dim] of position t
   std::unique_ptr<attention_policy> inner_;
   int n_layer_ = 0;
   layer_shape shape_;
   int64_t max_ctx_ = 0;
-  std::vector<std::vector<float>> keys_;  // per layer [max_ctx, n_head_kv, head_dim]
+  // Per layer [max_ctx - fork_, n_head_kv, head_dim]: the keys of positions fork_ .. (all of them when
+  // not forked); positions < fork_ are base_'s.
+  std::vector<std::vector<float>> keys_;
+  const probe_policy* base_ = nullptr;
+  int64_t fork_ = 0;
   std::vector<int64_t> n_tok_;
   bool recall_on_ = false;
   probe_stats stats_;
@@ -165,6 +175,10 @@ struct eval_run_params {
   bool recall_all = false;          // also measure recall on the retrieval tasks (slower steps)
   int recall_stride = 4;            // measure recall on every recall_stride-th sparse step
   double time_limit_s = 0;          // > 0: stop starting samples after this many seconds
+  // false (default): all settings of a sample decode side by side as branches of one branch_decoder
+  // (linear layers batched over the settings; no per-setting speed). true: one setting at a time
+  // through the session's decode path, with decode tokens/s per setting.
+  bool sequential = false;
   // Progress lines (stderr in the tool); may be empty.
   std::function<void(const std::string&)> log;
   // One line per generated answer (debugging); may be empty.
@@ -185,8 +199,8 @@ struct eval_record {
   double select_read_bytes = 0;     // mean bytes the selector read per decode step (aux state, extra keys)
   double total_read_frac = 0;       // (KV rows + selector bytes) / dense KV bytes, per decode step
   double prompt_tokens = 0;         // mean prompt length
-  double seconds = 0;               // wall time spent in this setting's sparse tail + decode
-  double decode_tok_s = 0;          // decode steps per second (steps that measured recall excluded)
+  double seconds = 0;               // wall time spent in this setting's sparse tail + decode (batched: shared evenly)
+  double decode_tok_s = 0;          // decode steps per second, recall steps excluded (sequential runs only; else 0)
   double topk_recall = -1;          // mean over layers, heads and measured steps (-1: not measured)
   double mass_recall = -1;
   std::string detail;               // JSON text: per-layer/head recall (recall task), else ""

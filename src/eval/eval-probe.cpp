@@ -4,7 +4,8 @@
 // each decode step reads: attended tokens per query head, KV rows read (the union of a group's
 // lists in per-head mode), what the selector read (its auxiliary state, extra keys), and optionally top-k / attention-mass recall against exact attention
 // (softmax(q.k * scale) over every cached token, fp32 keys).
-// Kept keys: per layer [max_ctx, n_head_kv, head_dim] fp32.
+// Kept keys: per layer [max_ctx, n_head_kv, head_dim] fp32; a forked probe (one branch of a
+// branch_decoder) reads its base's keys before the fork and keeps only its own after.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,6 +26,8 @@ void probe_policy::begin(int n_layer, const layer_shape& shape, int64_t max_ctx)
   n_layer_ = n_layer;
   shape_ = shape;
   max_ctx_ = max_ctx;
+  base_ = nullptr;
+  fork_ = 0;
   keys_.assign(n_layer, {});
   for (auto& k : keys_) k.assign((size_t)max_ctx * shape.n_head_kv * shape.head_dim, 0.f);
   n_tok_.assign(n_layer, 0);
@@ -32,16 +35,41 @@ void probe_policy::begin(int n_layer, const layer_shape& shape, int64_t max_ctx)
   reset_stats();
 }
 
+std::unique_ptr<probe_policy> probe_policy::fork(const probe_policy& base, std::unique_ptr<attention_policy> inner,
+                                                 int64_t max_tail) {
+  if (base.base_) fail("eval probe: fork of a forked probe");
+  HASHATTN_ASSERT(max_tail >= 0);
+  auto p = std::make_unique<probe_policy>();
+  p->n_layer_ = base.n_layer_;
+  p->shape_ = base.shape_;
+  p->base_ = &base;
+  p->fork_ = base.n_layer_ > 0 ? base.n_tok_[0] : 0;
+  for (int l = 0; l < base.n_layer_; ++l)
+    if (base.n_tok_[l] != p->fork_) fail("eval probe: fork while the layers hold different lengths");
+  p->max_ctx_ = p->fork_ + max_tail;
+  p->keys_.assign(p->n_layer_, {});
+  for (auto& k : p->keys_) k.assign((size_t)max_tail * p->shape_.n_head_kv * p->shape_.head_dim, 0.f);
+  p->n_tok_.assign(p->n_layer_, p->fork_);
+  p->install(std::move(inner));
+  return p;
+}
+
+const float* probe_policy::key_row(int layer, int64_t t) const {
+  const size_t row = (size_t)shape_.n_head_kv * shape_.head_dim;
+  return t < fork_ ? base_->keys_[layer].data() + (size_t)t * row : keys_[layer].data() + (size_t)(t - fork_) * row;
+}
+
 void probe_policy::on_append(int layer, const float* k, int64_t pos0, int64_t n_new) {
   HASHATTN_ASSERT(layer >= 0 && layer < n_layer_);
-  HASHATTN_ASSERT(pos0 >= 0 && pos0 <= n_tok_[layer] && pos0 + n_new <= max_ctx_);
+  HASHATTN_ASSERT(pos0 >= fork_ && pos0 <= n_tok_[layer] && pos0 + n_new <= max_ctx_);
   const size_t row = (size_t)shape_.n_head_kv * shape_.head_dim;
-  std::memcpy(keys_[layer].data() + (size_t)pos0 * row, k, (size_t)n_new * row * sizeof(float));
+  std::memcpy(keys_[layer].data() + (size_t)(pos0 - fork_) * row, k, (size_t)n_new * row * sizeof(float));
   n_tok_[layer] = pos0 + n_new;
   if (inner_) inner_->on_append(layer, k, pos0, n_new);
 }
 
 void probe_policy::truncate(int64_t n) {
+  if (n < fork_) fail("eval probe: truncate a forked probe to " + std::to_string(n) + " tokens, before its fork");
   for (auto& t : n_tok_) t = std::min(t, n);
   if (inner_) inner_->truncate(n);
 }
@@ -52,8 +80,11 @@ void probe_policy::install(std::unique_ptr<attention_policy> p) {
   inner_ = std::move(p);
   if (!inner_ || n_layer_ == 0) return;
   inner_->begin(n_layer_, shape_, max_ctx_);
-  for (int l = 0; l < n_layer_; ++l)
-    if (n_tok_[l] > 0) inner_->on_append(l, keys_[l].data(), 0, n_tok_[l]);
+  for (int l = 0; l < n_layer_; ++l) {
+    const int64_t shared = std::min(n_tok_[l], fork_);
+    if (shared > 0) inner_->on_append(l, base_->keys_[l].data(), 0, shared);
+    if (n_tok_[l] > shared) inner_->on_append(l, keys_[l].data(), shared, n_tok_[l] - shared);
+  }
 }
 
 void probe_policy::reset_stats() {
@@ -112,14 +143,13 @@ void probe_policy::measure(int layer, const float* q, const kv_view& kv, const i
   }
   if (layer == 0) stats_.recall_steps += 1;
   const float scale = 1.f / std::sqrt((float)d);
-  const float* keys = keys_[layer].data();
   sc_.resize((size_t)n);
   for (int h = 0; h < H; ++h) {
     const int hk = h / G;
     const float* qh = q + (size_t)h * d;
     double mx = -1e300;
     for (int64_t t = 0; t < n; ++t) {
-      const float* kt = keys + ((size_t)t * Hk + hk) * d;
+      const float* kt = key_row(layer, t) + (size_t)hk * d;
       double s = 0;
       for (int j = 0; j < d; ++j) s += (double)qh[j] * kt[j];
       s *= scale;

@@ -1,10 +1,16 @@
 // The evaluation runner. Per (sample, context, task): one dense prefill of the prompt minus its
-// sparse tail, then for every policy (dense reference first): install the policy over the cached
-// keys (probe_policy), push the tail through the decode path token by token, generate greedily
-// (stopping at end-of-generation, at max_new_tokens, or once every reference string is in the
-// output: the score cannot change after that), score, and truncate back to the prefix.
+// sparse tail, then every setting (dense reference first) continues from it: the tail is pushed
+// through the decode path token by token under the setting's policy, then the answer is generated
+// greedily (stopping at end-of-generation, at max_new_tokens, or once every reference string is in
+// the output: the score cannot change after that), and scored.
+// Two drivers, same results up to float rounding:
+//   batched (default): every setting is a branch of one branch_decoder (model.h) over the prefill,
+//     its policy a probe forked from the session's; all branches advance together, the linear layers
+//     run once per step for all of them (sgemm); no per-setting decode speed.
+//   sequential: one setting at a time on the session (probe_policy::install over the cached keys,
+//     decode path, truncate back to the prefix); measures each setting's decode tokens/s.
 // ppl: windows of context+1 tokens of held-out text; the last n_eval inputs are decoded through
-// the policy; NLL of the next token and KL(dense || policy) from the dense run's log-probs.
+// the policy; NLL of the next token and KL(dense || policy) from the dense setting's log-probs.
 // recall: passkey prompts, tail only (no generation), recall measured every recall_stride steps.
 #include <algorithm>
 #include <chrono>
@@ -49,6 +55,159 @@ void log_softmax(const float* x, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) z += std::exp((double)x[i] - mx);
   const double lz = mx + std::log(z);
   for (int64_t i = 0; i < n; ++i) out[i] = (double)x[i] - lz;
+}
+
+// KL(p || q) from log-probabilities, clamped at 0 (rounding).
+double kl_div(const std::vector<double>& lp, const std::vector<double>& lq) {
+  double k = 0;
+  for (size_t v = 0; v < lp.size(); ++v) k += std::exp(lp[v]) * (lp[v] - lq[v]);
+  return std::max(0.0, k);
+}
+
+// What one sample asks of every setting, after the prefix has been prefilled.
+struct sample_job {
+  std::vector<int32_t> forced;    // tokens decoded through the policy (sparse tail, ppl positions)
+  std::vector<int32_t> targets;   // ppl: the next token of each forced position; else empty
+  int max_new = 0;                // greedy answer tokens (0: none)
+  std::vector<std::string> refs;  // generation stops once every one is in the output
+  bool recall = false;            // measure recall (non-dense settings, every recall_stride-th step)
+  int recall_stride = 4;
+  bool recall_at(size_t c, int64_t step) const { return recall && c > 0 && step % std::max(1, recall_stride) == 0; }
+  int64_t max_steps() const { return (int64_t)forced.size() + std::max(0, max_new - 1); }
+};
+
+// What one setting did on one sample.
+struct setting_out {
+  double nll = 0, kl = 0;       // ppl: sums over the forced positions
+  std::string text;             // the generated answer
+  probe_stats st;
+  int64_t steps = 0;            // decode steps
+  double secs = 0;              // wall time of the tail + answer (batched: the batch's, shared evenly)
+  double dec_secs = 0, dec_steps = 0;  // per-step decode timing (sequential driver only)
+};
+
+// Greedy answer state of one setting; returns false once the answer is final (no further step).
+struct answer_state {
+  std::vector<int32_t> out;
+  std::string text;
+  bool next(const float* lg, int64_t n_vocab, int k, const sample_job& job, const tokenizer& tok, sampler& greedy,
+            int32_t& id) {
+    id = greedy.sample(lg, n_vocab);
+    if (tok.is_eog(id)) return false;
+    out.push_back(id);
+    text = tok.decode(out, false);
+    if (string_match_all(text, job.refs) >= 1.0) return false;
+    return k + 1 < job.max_new;
+  }
+};
+
+std::vector<setting_out> run_sequential(session& s, probe_policy& pr, const sample_job& job,
+                                        const std::vector<eval_policy_spec>& cfgs, int64_t ctx,
+                                        const std::vector<float>& prefill_logits, const tokenizer& tok) {
+  const int64_t n_vocab = s.get_model().hparams().n_vocab;
+  const int64_t prefix = s.n_past();
+  sampler greedy(sampler_params{});
+  std::vector<setting_out> res(cfgs.size());
+  std::vector<std::vector<double>> dense_lp(job.targets.size());
+  std::vector<double> lp;
+  for (size_t c = 0; c < cfgs.size(); ++c) {
+    setting_out& o = res[c];
+    pr.install(cfgs[c].make ? cfgs[c].make(ctx) : nullptr);
+    pr.reset_stats();
+    const auto t0 = clock_type::now();
+    auto step_eval = [&](int32_t t) {
+      const bool rec = job.recall_at(c, o.steps);
+      pr.set_measure_recall(rec);
+      const auto ts = clock_type::now();
+      const float* r = s.eval(&t, 1);
+      if (!rec) o.dec_secs += since(ts), o.dec_steps += 1;
+      ++o.steps;
+      return r;
+    };
+    const float* lg = prefill_logits.data();
+    for (size_t j = 0; j < job.forced.size(); ++j) {
+      lg = step_eval(job.forced[j]);
+      if (job.targets.empty()) continue;
+      log_softmax(lg, n_vocab, lp);
+      o.nll -= lp[(size_t)job.targets[j]];
+      if (c == 0) dense_lp[j] = lp;
+      else o.kl += kl_div(dense_lp[j], lp);
+    }
+    answer_state a;
+    int32_t id = 0;
+    for (int k = 0; k < job.max_new; ++k) {
+      const bool more = a.next(lg, n_vocab, k, job, tok, greedy, id);
+      if (!more) break;
+      lg = step_eval(id);
+    }
+    o.text = a.text;
+    pr.set_measure_recall(false);
+    o.secs = since(t0);
+    o.st = pr.stats();
+    pr.install(nullptr);  // (some policies, e.g. quest, cannot truncate mid-page)
+    s.truncate(prefix);
+  }
+  return res;
+}
+
+std::vector<setting_out> run_batched(session& s, probe_policy& pr, const sample_job& job,
+                                     const std::vector<eval_policy_spec>& cfgs, int64_t ctx,
+                                     const std::vector<float>& prefill_logits, const tokenizer& tok) {
+  const int64_t n_vocab = s.get_model().hparams().n_vocab;
+  const size_t B = cfgs.size();
+  std::vector<setting_out> res(B);
+  const int64_t max_steps = job.max_steps();
+  if (max_steps == 0) return res;
+  const auto t0 = clock_type::now();
+  std::vector<std::unique_ptr<probe_policy>> probes;
+  std::vector<attention_policy*> pols;
+  for (size_t c = 0; c < B; ++c) {
+    probes.push_back(probe_policy::fork(pr, cfgs[c].make ? cfgs[c].make(ctx) : nullptr, max_steps));
+    pols.push_back(probes.back().get());
+  }
+  branch_decoder bd(s, pols, max_steps);
+  std::vector<int32_t> toks(B);
+  std::vector<uint8_t> active(B, 1);
+  auto step = [&]() {
+    for (size_t c = 0; c < B; ++c) probes[c]->set_measure_recall(active[c] && job.recall_at(c, res[c].steps));
+    bd.step(toks.data(), active.data());
+    for (size_t c = 0; c < B; ++c) res[c].steps += active[c] ? 1 : 0;
+  };
+  std::vector<double> dense_lp, lp;
+  for (size_t j = 0; j < job.forced.size(); ++j) {
+    std::fill(toks.begin(), toks.end(), job.forced[j]);
+    step();
+    if (job.targets.empty()) continue;
+    for (size_t c = 0; c < B; ++c) {
+      log_softmax(bd.logits((int)c), n_vocab, c == 0 ? dense_lp : lp);
+      res[c].nll -= (c == 0 ? dense_lp : lp)[(size_t)job.targets[j]];
+      if (c > 0) res[c].kl += kl_div(dense_lp, lp);
+    }
+  }
+  if (job.max_new > 0) {
+    sampler greedy(sampler_params{});
+    std::vector<answer_state> ans(B);
+    for (int k = 0; k < job.max_new; ++k) {
+      bool any = false;
+      for (size_t c = 0; c < B; ++c) {
+        if (!active[c]) continue;
+        const float* lg = job.forced.empty() ? prefill_logits.data() : bd.logits((int)c);
+        if (k > 0) lg = bd.logits((int)c);
+        active[c] = ans[c].next(lg, n_vocab, k, job, tok, greedy, toks[c]) ? 1 : 0;
+        any |= active[c] != 0;
+      }
+      if (!any) break;
+      step();
+    }
+    for (size_t c = 0; c < B; ++c) res[c].text = ans[c].text;
+  }
+  const double secs = since(t0) / (double)B;
+  for (size_t c = 0; c < B; ++c) {
+    probes[c]->set_measure_recall(false);
+    res[c].st = probes[c]->stats();
+    res[c].secs = secs;
+  }
+  return res;
 }
 
 }  // namespace
@@ -98,11 +257,8 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
   }
 
   const auto t_start = clock_type::now();
-  sampler greedy(sampler_params{});
   const int64_t n_vocab = hp.n_vocab;
   std::vector<float> prefill_logits((size_t)n_vocab);
-  std::vector<std::vector<double>> dense_lp;  // ppl: dense log-probs per eval position
-  std::vector<double> lp;
   const size_t n_units = (size_t)p.n_samples * p.contexts.size() * p.tasks.size();
   size_t done_units = 0;
 
@@ -119,7 +275,13 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
         const auto t_unit = clock_type::now();
         std::ostringstream line;
         line << "[" << ctx << "] " << task << " " << (i - p.first_sample + 1) << "/" << p.n_samples << ":";
-        if (task == "ppl") {
+        // The prompt (prefix + forced tokens) and what every setting does after the prefix.
+        std::vector<int32_t> prompt;
+        int64_t prefix = 0;
+        sample_job job;
+        eval_sample smp;
+        const bool ppl_task = task == "ppl", recall_task = task == "recall";
+        if (ppl_task) {
           if (corpus.texts.empty()) fail("eval: task ppl needs held-out texts (--text)");
           const size_t ti = (size_t)i % corpus.texts.size();
           const auto& tt = tokens_of_text(ti);
@@ -134,156 +296,100 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
           h *= 0xBF58476D1CE4E5B9ull;
           h ^= h >> 29;
           const int64_t off = (int64_t)(h % (uint64_t)(tt.size() - (size_t)L - 1));
-          const int32_t* w = tt.data() + off;
-          const int64_t W = L - n_eval;
-          pr.install(nullptr);
-          s.truncate(0);
-          pr.install(nullptr);
-          pr.set_measure_recall(false);
-          s.eval(w, W);
-          dense_lp.assign((size_t)n_eval, {});
-          for (size_t c = 0; c < cfgs.size(); ++c) {
-            pr.install(cfgs[c].make ? cfgs[c].make(ctx) : nullptr);
-            pr.reset_stats();
-            const auto t0 = clock_type::now();
-            double nll = 0, kl = 0;
-            for (int64_t j = 0; j < n_eval; ++j) {
-              const float* lg = s.eval(&w[W + j], 1);
-              log_softmax(lg, n_vocab, lp);
-              nll -= lp[(size_t)w[W + j + 1]];
-              if (c == 0) {
-                dense_lp[(size_t)j] = lp;
-              } else {
-                const auto& d = dense_lp[(size_t)j];
-                double k = 0;
-                for (int64_t v = 0; v < n_vocab; ++v) k += std::exp(d[v]) * (d[v] - lp[v]);
-                kl += std::max(0.0, k);
-              }
-            }
-            const double secs = since(t0);
-            const auto& st = pr.stats();
-            for (const char* metric : {"ppl", "kl"}) {
-              acc& a = accs[{task, c, ctx, metric}];
-              if (std::string(metric) == "ppl") {
-                a.nll += nll;
-                a.ntok += (double)n_eval;
-                a.vals.push_back(nll / (double)n_eval);
-              } else {
-                a.vals.push_back(kl / (double)n_eval);
-              }
-              a.att += st.attended_frac, a.kvf += st.kv_read_frac, a.kvb += st.kv_read_bytes, a.steps += st.steps;
-              a.selb += st.select_read_bytes, a.denseb += st.dense_bytes;
-              a.prompt += (double)L;
-              a.secs += secs, a.dec_steps += (double)n_eval, a.dec_secs += secs;
-            }
-            line << " " << cfgs[c].label() << " " << std::exp(nll / (double)n_eval);
-            pr.install(nullptr);  // the next setting installs its own policy over the kept keys
-            s.truncate(W);
-          }
+          prompt.assign(tt.begin() + off, tt.begin() + off + L);
+          prefix = L - n_eval;
+          job.targets.assign(tt.begin() + off + prefix + 1, tt.begin() + off + L + 1);
         } else {
-          const bool recall_task = task == "recall";
           task_params tp;
           tp.task = recall_task ? "passkey" : task;
           tp.context = ctx;
           tp.seed = p.seed;
           tp.chat = p.chat;
-          eval_sample smp = eval_make_sample(tp, i, corpus, tok, p.chat ? chat : nullptr);
-          const int64_t n = (int64_t)smp.prompt.size();
-          const int64_t tail = std::min<int64_t>(p.sparse_tail, n - 1);
-          const int64_t prefix = n - tail;
-          const int max_new = recall_task ? 0 : smp.max_new_tokens;
-          s.truncate(0);
-          pr.install(nullptr);
-          pr.set_measure_recall(false);
-          const float* lg0 = s.eval(smp.prompt.data(), prefix);
-          std::copy(lg0, lg0 + n_vocab, prefill_logits.begin());
-          for (size_t c = 0; c < cfgs.size(); ++c) {
-            pr.install(cfgs[c].make ? cfgs[c].make(ctx) : nullptr);
-            pr.reset_stats();
-            const bool measure = (recall_task || p.recall_all) && c > 0;
-            const auto t0 = clock_type::now();
-            double dec_secs = 0, dec_steps = 0;
-            int64_t step = 0;
-            auto step_eval = [&](int32_t t) {
-              const bool rec = measure && step % std::max(1, p.recall_stride) == 0;
-              pr.set_measure_recall(rec);
-              const auto ts = clock_type::now();
-              const float* r = s.eval(&t, 1);
-              if (!rec) dec_secs += since(ts), dec_steps += 1;
-              ++step;
-              return r;
-            };
-            const float* lg = prefill_logits.data();
-            for (int64_t j = 0; j < tail; ++j) lg = step_eval(smp.prompt[prefix + j]);
-            std::vector<int32_t> out;
-            std::string text;
-            for (int k = 0; k < max_new; ++k) {
-              int32_t id = greedy.sample(lg, n_vocab);
-              if (tok.is_eog(id)) break;
-              out.push_back(id);
-              text = tok.decode(out, false);
-              if (string_match_all(text, smp.refs) >= 1.0) break;
-              if (k + 1 < max_new) lg = step_eval(id);
+          smp = eval_make_sample(tp, i, corpus, tok, p.chat ? chat : nullptr);
+          prompt = smp.prompt;
+          const int64_t n = (int64_t)prompt.size();
+          prefix = n - std::min<int64_t>(p.sparse_tail, n - 1);
+          job.max_new = recall_task ? 0 : smp.max_new_tokens;
+          job.refs = smp.refs;
+          job.recall = recall_task || p.recall_all;
+          job.recall_stride = p.recall_stride;
+        }
+        job.forced.assign(prompt.begin() + prefix, prompt.end());
+        s.truncate(0);
+        pr.install(nullptr);
+        pr.set_measure_recall(false);
+        const float* lg0 = s.eval(prompt.data(), prefix);
+        std::copy(lg0, lg0 + n_vocab, prefill_logits.begin());
+        const std::vector<setting_out> res = p.sequential
+                                                 ? run_sequential(s, pr, job, cfgs, ctx, prefill_logits, tok)
+                                                 : run_batched(s, pr, job, cfgs, ctx, prefill_logits, tok);
+        s.truncate(prefix);
+        const double n_prompt = (double)prompt.size();
+        for (size_t c = 0; c < cfgs.size(); ++c) {
+          const setting_out& o = res[c];
+          const probe_stats& st = o.st;
+          const bool dense_ref = c == 0;  // the dense reference: nothing measured, every row read
+          auto fill = [&](acc& a) {
+            a.att += dense_ref ? (double)o.steps : st.attended_frac;
+            a.kvf += dense_ref ? (double)o.steps : st.kv_read_frac;
+            if (!dense_ref) a.kvb += st.kv_read_bytes, a.selb += st.select_read_bytes, a.denseb += st.dense_bytes;
+            a.steps += dense_ref ? (double)o.steps : (double)st.steps;
+            a.prompt += n_prompt;
+            a.secs += o.secs, a.dec_steps += o.dec_steps, a.dec_secs += o.dec_secs;
+            if (!st.topk_recall.empty()) {
+              if (a.topk.empty()) a.topk.assign(st.topk_recall.size(), 0), a.mass.assign(st.mass_recall.size(), 0);
+              for (size_t k = 0; k < st.topk_recall.size(); ++k)
+                a.topk[k] += st.topk_recall[k], a.mass[k] += st.mass_recall[k];
+              a.recall_steps += (double)st.recall_steps;
             }
-            pr.set_measure_recall(false);
-            const double secs = since(t0);
-            const auto& st = pr.stats();
-            auto fill = [&](acc& a) {
-              a.att += c == 0 ? (double)step : st.attended_frac;
-              a.kvf += c == 0 ? (double)step : st.kv_read_frac;
-              a.kvb += c == 0 ? 0 : st.kv_read_bytes;
-              a.selb += c == 0 ? 0 : st.select_read_bytes;
-              a.denseb += c == 0 ? 0 : st.dense_bytes;
-              a.steps += c == 0 ? (double)step : (double)st.steps;
-              a.prompt += (double)n;
-              a.secs += secs, a.dec_steps += dec_steps, a.dec_secs += dec_secs;
-              if (!st.topk_recall.empty()) {
-                if (a.topk.empty()) a.topk.assign(st.topk_recall.size(), 0), a.mass.assign(st.mass_recall.size(), 0);
-                for (size_t k = 0; k < st.topk_recall.size(); ++k)
-                  a.topk[k] += st.topk_recall[k], a.mass[k] += st.mass_recall[k];
-                a.recall_steps += (double)st.recall_steps;
-              }
-            };
-            if (recall_task) {
-              if (c > 0) {
-                for (const char* metric : {"topk_recall", "mass_recall"}) {
-                  acc& a = accs[{task, c, ctx, metric}];
-                  double sum = 0;
-                  const auto& v = std::string(metric) == "topk_recall" ? st.topk_recall : st.mass_recall;
-                  for (double x : v) sum += x;
-                  a.vals.push_back(v.empty() || st.recall_steps == 0 ? 0 : sum / (double)v.size() / st.recall_steps);
-                  fill(a);
-                }
-              }
-            } else {
-              const double score = string_match_all(text, smp.refs);
-              acc& a = accs[{task, c, ctx, "score"}];
-              a.vals.push_back(score);
+          };
+          if (ppl_task) {
+            const double n_eval = (double)job.forced.size();
+            acc& ap = accs[{task, c, ctx, "ppl"}];
+            ap.nll += o.nll;
+            ap.ntok += n_eval;
+            ap.vals.push_back(o.nll / n_eval);
+            fill(ap);
+            acc& ak = accs[{task, c, ctx, "kl"}];
+            ak.vals.push_back(o.kl / n_eval);
+            fill(ak);
+            line << " " << cfgs[c].label() << " " << std::exp(o.nll / n_eval);
+          } else if (recall_task) {
+            if (c == 0) continue;
+            for (const char* metric : {"topk_recall", "mass_recall"}) {
+              acc& a = accs[{task, c, ctx, metric}];
+              const auto& v = std::string(metric) == "topk_recall" ? st.topk_recall : st.mass_recall;
+              double sum = 0;
+              for (double x : v) sum += x;
+              a.vals.push_back(v.empty() || st.recall_steps == 0 ? 0 : sum / (double)v.size() / st.recall_steps);
               fill(a);
-              line << " " << cfgs[c].label() << " " << score;
-              if (p.trace) {
-                std::ostringstream tr;
-                tr << "ctx=" << ctx << " " << task << " #" << i << " prompt=" << n << " tok";
-                if (smp.depth >= 0) tr << " depth=" << smp.depth;
-                tr << " | " << cfgs[c].label() << " @" << density_name(cfgs[c].density) << " | score " << score
-                   << " | refs";
-                for (const auto& r : smp.refs) tr << " " << r;
-                std::string shown = text;
-                for (char& ch : shown)
-                  if (ch == '\n') ch = ' ';
-                tr << " | answer \"" << shown << "\"";
-                if (dec_secs > 0) tr << " | " << dec_steps / dec_secs << " tok/s";
-                if (!st.topk_recall.empty() && st.recall_steps > 0) {
-                  double tk = 0, ms = 0;
-                  for (size_t k = 0; k < st.topk_recall.size(); ++k) tk += st.topk_recall[k], ms += st.mass_recall[k];
-                  tr << " | top-k recall " << tk / st.topk_recall.size() / st.recall_steps << " mass recall "
-                     << ms / st.mass_recall.size() / st.recall_steps;
-                }
-                p.trace(tr.str());
-              }
             }
-            pr.install(nullptr);  // (some policies, e.g. quest, cannot truncate mid-page)
-            s.truncate(prefix);
+          } else {
+            const double score = string_match_all(o.text, smp.refs);
+            acc& a = accs[{task, c, ctx, "score"}];
+            a.vals.push_back(score);
+            fill(a);
+            line << " " << cfgs[c].label() << " " << score;
+            if (p.trace) {
+              std::ostringstream tr;
+              tr << "ctx=" << ctx << " " << task << " #" << i << " prompt=" << prompt.size() << " tok";
+              if (smp.depth >= 0) tr << " depth=" << smp.depth;
+              tr << " | " << cfgs[c].label() << " @" << density_name(cfgs[c].density) << " | score " << score
+                 << " | refs";
+              for (const auto& r : smp.refs) tr << " " << r;
+              std::string shown = o.text;
+              for (char& ch : shown)
+                if (ch == '\n') ch = ' ';
+              tr << " | answer \"" << shown << "\"";
+              if (o.dec_secs > 0) tr << " | " << o.dec_steps / o.dec_secs << " tok/s";
+              if (!st.topk_recall.empty() && st.recall_steps > 0) {
+                double tk = 0, ms = 0;
+                for (size_t k = 0; k < st.topk_recall.size(); ++k) tk += st.topk_recall[k], ms += st.mass_recall[k];
+                tr << " | top-k recall " << tk / st.topk_recall.size() / st.recall_steps << " mass recall "
+                   << ms / st.mass_recall.size() / st.recall_steps;
+              }
+              p.trace(tr.str());
+            }
           }
         }
         ++done_units;

@@ -4,6 +4,7 @@
 //   own store, policy.on_append, its rows 0 .. steps() copied after the prefix in the session's cache
 //   (K and V of this layer), attention (dense, or select + sparse kernel); output sgemm, residual,
 //   RMSNorm, gate/up sgemm, SwiGLU, down sgemm, residual] -> RMSNorm -> logits sgemm [B, n_vocab].
+// The sgemms read fp32 copies of the weights that the session makes on first use (session-impl.h).
 // Branch stores: per branch and layer, K and V [max_steps, kv_dim] fp16.
 #include <algorithm>
 #include <cmath>
@@ -112,9 +113,9 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
                    b.cos_t.data(), b.sin_t.data());
   auto gemm = [&](const weight& wt, const float* x, float* y) {
     cpu::gemm_params p;
-    p.type = wt.type;
-    p.w = wt.data;
-    p.row_bytes = wt.row_bytes;
+    p.type = gguf::type::F32;
+    p.w = S.weight_f32(wt);
+    p.row_bytes = (size_t)wt.cols * sizeof(float);
     p.n_rows = wt.rows;
     p.n_cols = wt.cols;
     p.x = x;

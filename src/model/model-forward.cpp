@@ -58,6 +58,18 @@ void session::impl::gemm(const weight& wt, const float* xin, int64_t n, float* y
   cpu::gemm_wt(p, wtile, nt);
 }
 
+const float* session::impl::weight_f32(const weight& wt) {
+  std::vector<float>& f = w32[&wt];
+  if (f.empty()) {
+    f.resize((size_t)wt.rows * wt.cols);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < wt.rows; r += 64)
+      cpu::dequantize_rows(wt.type, wt.data, wt.row_bytes, wt.cols, r, std::min(wt.rows, r + 64),
+                           f.data() + (size_t)r * wt.cols);
+  }
+  return f.data();
+}
+
 kv_view session::impl::view(int l, int64_t n_tok) const {
   kv_view kv;
   kv.k = kc[l].data();

@@ -2,6 +2,7 @@
 // Shared by the forward pass (model-forward.cpp) and the branch decoder (model-branches.cpp).
 #pragma once
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "cpu/matvec.h"
@@ -33,6 +34,10 @@ struct session::impl {
   // logits: [n_rows, n_vocab]
   std::vector<float> logits;
   int64_t n_logit_rows = 0;
+  // fp32 copies of the weights, made on first use by the branch decoder (its steps multiply a few
+  // rows at a time: dequantizing the tiles at every step would cost more than the products).
+  std::unordered_map<const weight*, std::vector<float>> w32;
+  const float* weight_f32(const weight& wt);
 
   void mv(const weight* const* ws, float* const* ys, int n, const float* xin);
   void gemm(const weight& wt, const float* xin, int64_t n, float* yout);

@@ -338,6 +338,54 @@ TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
   }
 }
 
+// A probe forked at the prefix (one branch of a branch decoder) behaves like a probe that saw every
+// key: same selections, same reads, same recall; and it refuses to truncate before its fork.
+TEST(EvalProbe, ForkSharesThePrefixAndMatchesAWholeProbe) {
+  const uint64_t seed = 4343;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int n_layer = 2, H = 6, Hk = 2, d = 16;
+  const int64_t n = 200, fork_at = 180;
+  const layer_shape shape{H, Hk, d};
+  auto kv = test::make_test_kv(rng, dtype::f16, n, Hk, d, 0, test::dist::normal, test::dist::normal);
+  auto keys = test::keys_f32(kv);
+  policy_config cfg;
+  cfg.name = "oracle";
+  cfg.budget.density = 0.2;
+  cfg.budget.sinks = 4;
+  cfg.budget.window = 4;
+  probe_policy base, whole;
+  base.begin(n_layer, shape, n);
+  whole.begin(n_layer, shape, n);
+  for (int l = 0; l < n_layer; ++l) {
+    base.on_append(l, keys.data(), 0, fork_at);
+    whole.on_append(l, keys.data(), 0, fork_at);
+  }
+  auto br = probe_policy::fork(base, make_policy(cfg), n - fork_at);
+  whole.install(make_policy(cfg));
+  br->set_measure_recall(true);
+  whole.set_measure_recall(true);
+  for (int l = 0; l < n_layer; ++l)
+    for (int64_t t = fork_at; t < n; ++t) {
+      br->on_append(l, keys.data() + t * Hk * d, t, 1);
+      whole.on_append(l, keys.data() + t * Hk * d, t, 1);
+    }
+  auto q = test::random_vec(rng, test::dist::normal, H * d, 2.f);
+  for (int l = 0; l < n_layer; ++l) {
+    index_lists a, b;
+    whole.select(l, q.data(), kv.view, a);
+    br->select(l, q.data(), kv.view, b);
+    EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(a.idx, b.idx);
+  }
+  EXPECT_EQ(br->stats().kv_read_bytes, whole.stats().kv_read_bytes);
+  EXPECT_EQ(br->stats().topk_recall, whole.stats().topk_recall);
+  EXPECT_EQ(br->stats().mass_recall, whole.stats().mass_recall);
+  EXPECT_EQ(base.n_tok(0), fork_at) << "the base is not touched by its branches";
+  EXPECT_THROW(br->truncate(fork_at - 1), error);
+  EXPECT_THROW(probe_policy::fork(*br, nullptr, 4), error) << "no fork of a fork";
+}
+
 // ---- reports ----
 TEST(EvalReport, JsonRoundTripMarkdownAndAverage) {
   std::vector<eval_record> recs;

@@ -37,6 +37,7 @@ struct eval_options {
   bool recall = false;
   int recall_stride = 4;
   bool answers = false;
+  bool sequential = false;
   bool quiet = false;
   std::vector<std::string> report;
   policy_options pol;
@@ -122,6 +123,7 @@ int run_eval(const eval_options& o) {
   p.chat = !o.no_chat;
   p.n_threads = o.threads;
   p.time_limit_s = o.time_limit;
+  p.sequential = o.sequential;
   p.recall_all = o.recall;
   p.recall_stride = o.recall_stride;
   if (!o.quiet) p.log = [](const std::string& s) { std::fprintf(stderr, "eval: %s\n", s.c_str()); };
@@ -214,6 +216,9 @@ HASHATTN_COMMAND(command{
       sub.add_option("--recall-stride", o->recall_stride, "Measure recall on every N-th sparse step")
           ->capture_default_str();
       sub.add_flag("--answers", o->answers, "Print every answer (one line per sample and setting)");
+      sub.add_flag("--sequential", o->sequential,
+                   "Decode one setting at a time (measures each setting's decode tokens/s); default: all settings "
+                   "of a sample side by side, linear layers batched over them (several times faster)");
       sub.add_flag("-q,--quiet", o->quiet, "No progress lines on stderr");
       sub.add_option("--report", o->report, "Merge JSON result files and print the tables (no model run)");
       o->pol.attn = "dense,hash";
