@@ -156,17 +156,9 @@ class hash_policy : public attention_policy {
         }
       const int64_t m = (int64_t)uni.size();
       kb.resize((size_t)m * d);
-      for (int64_t u = 0; u < m; u++) {
-        const int64_t off = (int64_t)uni[u] * kv.stride_tok + (int64_t)hk * kv.stride_head;
-        if (kv.type == dtype::f16)
-          cpu::f16_to_f32_row((const uint16_t*)kv.k + off, kb.data() + u * d, d);
-        else
-          for (int j = 0; j < d; j++) kb[(size_t)u * d + j] = kv_k(kv, uni[u], hk, j);
-      }
-      qb.assign((size_t)per_kv * d, 0.f);
-      for (int rl = 0; rl < per_kv; rl++)
-        for (int h = pg ? hk * G : hk * G + rl; h < (pg ? (hk + 1) * G : hk * G + rl + 1); h++)
-          for (int j = 0; j < d; j++) qb[(size_t)rl * d + j] += q[(int64_t)h * d + j];
+      for (int64_t u = 0; u < m; u++) kv_key_row_f32(kv, uni[u], hk, kb.data() + u * d);
+      qb.resize((size_t)per_kv * d);
+      kv_head_list_queries(q, hk, G, d, pg, qb.data());
       sc.resize((size_t)per_kv * m);
       for (int rl = 0; rl < per_kv; rl++)
         for (int64_t u = 0; u < m; u++) sc[(size_t)rl * m + u] = dot(qb.data() + (size_t)rl * d, kb.data() + u * d, d);

@@ -39,10 +39,9 @@ class oracle_policy final : public attention_policy {
     // group's scores is the score of the summed query). One pass per KV head converts each key row to
     // fp32 once and scores it against all lists of that head.
     const int lists_per_kv = pg ? 1 : G;
-    qsum_.assign((size_t)n_lists * d, 0.f);
-    for (int r = 0; r < n_lists; r++)
-      for (int h = pg ? r * G : r; h < (pg ? (r + 1) * G : r + 1); h++)
-        for (int j = 0; j < d; j++) qsum_[(size_t)r * d + j] += q[(int64_t)h * d + j];
+    qsum_.resize((size_t)n_lists * d);
+    for (int hk = 0; hk < shape_.n_head_kv; hk++)
+      kv_head_list_queries(q, hk, G, d, pg, qsum_.data() + (size_t)hk * lists_per_kv * d);
     sc_.resize((size_t)n_lists * n);
     const int hkv = shape_.n_head_kv;
 #pragma omp parallel num_threads((int)std::max<int64_t>(1, std::min<int64_t>(nt, (int64_t)hkv * ((n + 255) / 256))))
@@ -52,11 +51,7 @@ class oracle_policy final : public attention_policy {
       for (int hk = 0; hk < hkv; hk++)
         for (int64_t t0 = 0; t0 < n; t0 += 256)
           for (int64_t t = t0; t < std::min<int64_t>(n, t0 + 256); t++) {
-            const int64_t off = t * kv.stride_tok + (int64_t)hk * kv.stride_head;
-            if (kv.type == dtype::f16)
-              cpu::f16_to_f32_row((const uint16_t*)kv.k + off, krow.data(), d);
-            else
-              for (int j = 0; j < d; j++) krow[j] = kv_k(kv, t, hk, j);
+            kv_key_row_f32(kv, t, hk, krow.data());
             for (int r = hk * lists_per_kv; r < (hk + 1) * lists_per_kv; r++) {
               const float* qr = qsum_.data() + (size_t)r * d;
               float a = 0;

@@ -1,10 +1,11 @@
-// Helpers shared by the policies in src/policy: list allocation, shape checks, K element access.
+// Helpers shared by the policies in src/policy: list allocation, shape checks, K access, list queries.
 // Policies only produce index lists; attention itself is attn_decode_* (attention.h).
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "core/half.h"
+#include "cpu/model-ops.h"
 #include "hashattn/error.h"
 #include "hashattn/policy.h"
 
@@ -48,6 +49,28 @@ inline float kv_k(const kv_view& kv, int64_t t, int h, int j) {
     case dtype::bf16: return bf16_to_fp32(((const uint16_t*)kv.k)[off]);
   }
   return 0;
+}
+
+// Key row t of KV head hk as fp32 [head_dim] (fp16 rows through the vector converter).
+inline void kv_key_row_f32(const kv_view& kv, int64_t t, int hk, float* out) {
+  const int64_t off = t * kv.stride_tok + (int64_t)hk * kv.stride_head;
+  if (kv.type == dtype::f16) {
+    cpu::f16_to_f32_row((const uint16_t*)kv.k + off, out, kv.head_dim);
+    return;
+  }
+  for (int j = 0; j < kv.head_dim; j++) out[j] = kv_k(kv, t, hk, j);
+}
+
+// The query of each list of KV head hk, out [per_group ? 1 : G, d]: per head the G query heads of the
+// group (q_h), per group their sum (the sum of the group's scores is the score of the summed query).
+inline void kv_head_list_queries(const float* q, int hk, int G, int d, bool per_group, float* out) {
+  const int n_lists = per_group ? 1 : G;
+  for (int r = 0; r < n_lists; r++) {
+    float* o = out + (size_t)r * d;
+    for (int j = 0; j < d; j++) o[j] = 0.f;
+    for (int h = per_group ? hk * G : hk * G + r; h < (per_group ? (hk + 1) * G : hk * G + r + 1); h++)
+      for (int j = 0; j < d; j++) o[j] += q[(int64_t)h * d + j];
+  }
 }
 
 }  // namespace hashattn::policy_detail
