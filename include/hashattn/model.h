@@ -126,7 +126,7 @@ class session {
 // placed after the shared prefix in the session's cache, so policies and kernels see one contiguous
 // cache of P + steps() + 1 tokens.
 // While a branch_decoder lives, the session must not be used: its cache rows from P on are scratch
-// (n_past() stays P; the session's own policy sees nothing).
+// (n_past() stays P; the session's own policy and observer see nothing of the branches).
 class branch_decoder {
  public:
   // policies[b] (not owned; one per branch, distinct objects) must already hold the prefix: begin()
