@@ -190,6 +190,7 @@ struct eval_record {
   double density = 1;
   int64_t context = 0;
   int samples = 0;
+  int first_sample = 0;             // sample indices first_sample .. first_sample + samples - 1 (one shard)
   std::string metric;               // score, ppl, kl, topk_recall, mass_recall
   double value = 0;
   double stderr_ = 0;               // standard error of the mean over samples (0 when n/a)
@@ -218,6 +219,12 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
 std::vector<eval_record> eval_records_from_json(const std::string& json_text);
 // One table per (task, context, metric): rows = method/gqa, columns = densities.
 std::string eval_records_markdown(const std::vector<eval_record>& recs);
+// Merges result files (in order) per (task, method, gqa, density, context, metric): records of disjoint
+// sample ranges (shards of one grid, --first-sample) are pooled -- sample-weighted means, exact pooled
+// standard error, perplexity as the exp of the sample-weighted mean log-perplexity (equal positions per
+// window), seconds summed; a record whose samples overlap those already merged replaces them (a re-run
+// wins). "average" records are dropped (eval_add_average recomputes them).
+std::vector<eval_record> eval_records_merge(const std::vector<std::vector<eval_record>>& files);
 // Average over the RULER/passkey tasks of each (method, gqa, density, context): task "average".
 std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs);
 

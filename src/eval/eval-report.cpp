@@ -126,6 +126,7 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
     o["density_name"] = density_name(r.density);
     o["context"] = r.context;
     o["samples"] = r.samples;
+    o["first_sample"] = r.first_sample;
     o["metric"] = r.metric;
     o["value"] = r.value;
     o["stderr"] = r.stderr_;
@@ -164,6 +165,7 @@ std::vector<eval_record> eval_records_from_json(const std::string& text) {
       r.density = o.at("density").get<double>();
       r.context = o.at("context").get<int64_t>();
       r.samples = o.at("samples").get<int>();
+      r.first_sample = o.value("first_sample", 0);
       r.metric = o.at("metric").get<std::string>();
       r.value = o.at("value").get<double>();
       r.stderr_ = o.value("stderr", 0.0);
@@ -184,6 +186,91 @@ std::vector<eval_record> eval_records_from_json(const std::string& text) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+namespace {
+
+// b pooled into a (disjoint samples); see eval_records_merge.
+void pool_into(eval_record& a, const eval_record& b) {
+  const double na = a.samples, nb = b.samples, n = na + nb;
+  if (nb <= 0) return;
+  if (na <= 0) {
+    a = b;
+    return;
+  }
+  auto wmean = [&](double x, double y) { return (na * x + nb * y) / n; };
+  // Mean of the values that were measured (< 0 or 0 mark "not measured" for these fields).
+  auto wmean_valid = [&](double x, double y, double invalid_below) {
+    const bool vx = x > invalid_below, vy = y > invalid_below;
+    return vx && vy ? wmean(x, y) : vx ? x : y;
+  };
+  if (a.metric == "ppl") {
+    a.value = std::exp(wmean(std::log(a.value), std::log(b.value)));
+    a.stderr_ = 0;
+  } else {
+    const double m = wmean(a.value, b.value);
+    const double ss = a.stderr_ * a.stderr_ * na * (na - 1) + b.stderr_ * b.stderr_ * nb * (nb - 1) +
+                      na * (a.value - m) * (a.value - m) + nb * (b.value - m) * (b.value - m);
+    a.value = m;
+    a.stderr_ = n > 1 ? std::sqrt(ss / (n - 1) / n) : 0;
+  }
+  a.attended_frac = wmean(a.attended_frac, b.attended_frac);
+  a.kv_read_frac = wmean(a.kv_read_frac, b.kv_read_frac);
+  a.kv_read_bytes = wmean(a.kv_read_bytes, b.kv_read_bytes);
+  a.select_read_bytes = wmean(a.select_read_bytes, b.select_read_bytes);
+  a.total_read_frac = wmean(a.total_read_frac, b.total_read_frac);
+  a.prompt_tokens = wmean(a.prompt_tokens, b.prompt_tokens);
+  a.decode_tok_s = wmean_valid(a.decode_tok_s, b.decode_tok_s, 0);
+  a.topk_recall = wmean_valid(a.topk_recall, b.topk_recall, -0.5);
+  a.mass_recall = wmean_valid(a.mass_recall, b.mass_recall, -0.5);
+  a.seconds += b.seconds;
+  if (!a.detail.empty() && !b.detail.empty()) {  // per-layer/head recall arrays
+    nlohmann::json ja = nlohmann::json::parse(a.detail), jb = nlohmann::json::parse(b.detail);
+    for (const char* key : {"topk_recall", "mass_recall"})
+      if (ja.contains(key) && jb.contains(key) && ja[key].size() == jb[key].size())
+        for (size_t i = 0; i < ja[key].size(); ++i)
+          ja[key][i] = wmean(ja[key][i].get<double>(), jb[key][i].get<double>());
+    a.detail = ja.dump();
+  } else if (a.detail.empty()) {
+    a.detail = b.detail;
+  }
+  a.first_sample = std::min(a.first_sample, b.first_sample);
+  a.samples = (int)n;
+}
+
+}  // namespace
+
+std::vector<eval_record> eval_records_merge(const std::vector<std::vector<eval_record>>& files) {
+  struct merged {
+    eval_record r;
+    std::vector<std::pair<int, int>> ranges;  // sample ranges [first, first + samples) pooled so far
+  };
+  std::map<std::tuple<std::string, std::string, std::string, double, int64_t, std::string>, size_t> index;
+  std::vector<merged> out;
+  for (const auto& file : files)
+    for (const auto& r : file) {
+      if (r.task == "average") continue;
+      const auto key = std::make_tuple(r.task, r.method, r.gqa, r.density, r.context, r.metric);
+      const std::pair<int, int> range{r.first_sample, r.first_sample + r.samples};
+      auto it = index.find(key);
+      if (it == index.end()) {
+        index[key] = out.size();
+        out.push_back({r, {range}});
+        continue;
+      }
+      merged& m = out[it->second];
+      bool overlap = false;
+      for (const auto& q : m.ranges) overlap |= range.first < q.second && q.first < range.second;
+      if (overlap) {
+        m = {r, {range}};
+      } else {
+        pool_into(m.r, r);
+        m.ranges.push_back(range);
+      }
+    }
+  std::vector<eval_record> recs;
+  for (auto& m : out) recs.push_back(std::move(m.r));
+  return recs;
 }
 
 std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) {

@@ -416,6 +416,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
     r.density = cfg.method == "dense" ? 1.0 : cfg.density;
     r.context = k.context;
     r.samples = (int)a.vals.size();
+    r.first_sample = p.first_sample;
     r.metric = k.metric;
     double mean = 0;
     for (double v : a.vals) mean += v;

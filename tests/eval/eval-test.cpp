@@ -387,6 +387,56 @@ TEST(EvalProbe, ForkSharesThePrefixAndMatchesAWholeProbe) {
 }
 
 // ---- reports ----
+// Shards of one grid pool into what one run over all samples reports; overlapping samples: the later wins.
+TEST(EvalReport, MergePoolsDisjointShardsAndReplacesOverlaps) {
+  const std::vector<double> scores = {1, 0, 1, 0.5, 0, 0, 1};  // samples 0..6 of one setting
+  const std::vector<double> logppl = {3.0, 3.2, 2.9, 3.1, 3.3, 3.0, 2.8};
+  auto shard = [&](int first, int n, const std::string& metric) {
+    eval_record r;
+    r.task = metric == "ppl" ? "ppl" : "passkey";
+    r.method = "hash";
+    r.gqa = "head";
+    r.density = 1.0 / 16;
+    r.context = 4096;
+    r.metric = metric;
+    r.first_sample = first;
+    r.samples = n;
+    const auto& v = metric == "ppl" ? logppl : scores;
+    double m = 0, ss = 0;
+    for (int i = first; i < first + n; ++i) m += v[i] / n;
+    for (int i = first; i < first + n; ++i) ss += (v[i] - m) * (v[i] - m);
+    r.value = metric == "ppl" ? std::exp(m) : m;
+    r.stderr_ = metric == "ppl" || n < 2 ? 0 : std::sqrt(ss / (n - 1) / n);
+    r.attended_frac = 0.0625 + 0.001 * first;
+    r.seconds = 10.0 * n;
+    return r;
+  };
+  for (const char* metric : {"score", "ppl"}) {
+    SCOPED_TRACE(metric);
+    const eval_record whole = shard(0, 7, metric);
+    // Three shards, out of order, one of a single sample.
+    auto merged = eval_records_merge({{shard(3, 3, metric)}, {shard(0, 3, metric)}, {shard(6, 1, metric)}});
+    ASSERT_EQ(merged.size(), 1u);
+    const eval_record& m = merged[0];
+    EXPECT_EQ(m.samples, 7);
+    EXPECT_EQ(m.first_sample, 0);
+    EXPECT_NEAR(m.value, whole.value, 1e-12);
+    EXPECT_NEAR(m.stderr_, whole.stderr_, 1e-12);
+    EXPECT_NEAR(m.seconds, 70.0, 1e-12);
+    EXPECT_NEAR(m.attended_frac, (3 * 0.0655 + 3 * 0.0625 + 1 * 0.0685) / 7, 1e-12);
+    // A re-run of samples 0..2 replaces what was merged before it.
+    auto rerun = eval_records_merge({{shard(0, 3, metric), shard(3, 3, metric)}, {shard(0, 3, metric)}});
+    ASSERT_EQ(rerun.size(), 1u);
+    EXPECT_EQ(rerun[0].samples, 3);
+    EXPECT_NEAR(rerun[0].value, shard(0, 3, metric).value, 1e-12);
+  }
+  // Different settings stay apart; averages are dropped.
+  eval_record a = shard(0, 3, "score"), b = a, avg = a;
+  b.density = 1.0 / 32;
+  avg.task = "average";
+  EXPECT_EQ(eval_records_merge({{a, b, avg}}).size(), 2u);
+}
+
 TEST(EvalReport, JsonRoundTripMarkdownAndAverage) {
   std::vector<eval_record> recs;
   for (const char* task : {"passkey", "vt"})

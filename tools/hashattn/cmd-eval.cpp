@@ -66,23 +66,10 @@ std::string read_all(const std::string& path) {
 }
 
 int run_report(const eval_options& o) {
-  std::vector<eval_record> all;
-  for (const auto& p : o.report) {
-    auto r = eval_records_from_json(read_all(p));
-    all.insert(all.end(), r.begin(), r.end());
-  }
-  // Later files win for the same (task, policy, gqa, density, context, metric).
-  std::vector<eval_record> merged;
-  for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    bool dup = false;
-    for (const auto& m : merged)
-      dup |= m.task == it->task && m.method == it->method && m.gqa == it->gqa && m.density == it->density &&
-             m.context == it->context && m.metric == it->metric;
-    if (!dup) merged.push_back(*it);
-  }
-  std::vector<eval_record> base;
-  for (auto& r : merged)
-    if (r.task != "average") base.push_back(r);
+  std::vector<std::vector<eval_record>> files;
+  for (const auto& p : o.report) files.push_back(eval_records_from_json(read_all(p)));
+  // Shards of disjoint samples are pooled; a later file wins where samples overlap.
+  const std::vector<eval_record> base = eval_records_merge(files);
   auto with_avg = eval_add_average(base);
   std::cout << eval_records_markdown(with_avg);
   if (!o.json_out.empty()) {
@@ -220,7 +207,8 @@ HASHATTN_COMMAND(command{
                    "Decode one setting at a time (measures each setting's decode tokens/s); default: all settings "
                    "of a sample side by side, linear layers batched over them (several times faster)");
       sub.add_flag("-q,--quiet", o->quiet, "No progress lines on stderr");
-      sub.add_option("--report", o->report, "Merge JSON result files and print the tables (no model run)");
+      sub.add_option("--report", o->report, "Merge JSON result files and print the tables (no model run); shards of disjoint samples "
+                     "(--first-sample) are pooled, a later file wins where samples overlap");
       o->pol.attn = "dense,hash";
       o->pol.gqa_mode = "head";
       o->pol.add_to(sub, true);
