@@ -1,10 +1,11 @@
 // Selection over float scores (oracle top-k, Quest pages, Double Sparsity), hash.h:
 // sinks [0, S'), window [n - W', n) and the top k_mid middle positions by score, ties to the most
-// recent positions (order: score desc, position desc; NaN scores rank lowest). O(n) expected
-// (nth_element on positions), then the chosen k_mid positions sorted ascending.
+// recent positions (order: score desc, position desc; NaN scores rank lowest). O(n) expected:
+// nth_element over a copy of the middle scores finds the k_mid-th largest, one pass in position order
+// writes the chosen positions (already ascending).
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <functional>
 #include <vector>
 
 #include "hashattn/error.h"
@@ -20,22 +21,28 @@ int64_t select_topk_float(const float* score, int64_t n, const budget_params& b,
   if (sp.k_mid >= n_mid) {
     for (int64_t t = sp.lo; t < sp.hi; t++) idx[k++] = (int32_t)t;
   } else if (sp.k_mid > 0) {
-    thread_local std::vector<int32_t> cand;
-    cand.resize(n_mid);
-    std::iota(cand.begin(), cand.end(), (int32_t)sp.lo);
-    auto key = [&](int32_t t) {
-      const float v = score[t];
-      return std::isnan(v) ? -INFINITY : v;
-    };
-    auto before = [&](int32_t a, int32_t c) {
-      const float x = key(a), y = key(c);
-      if (x != y) return x > y;
-      return a > c;
-    };
-    std::nth_element(cand.begin(), cand.begin() + (sp.k_mid - 1), cand.end(), before);
-    std::sort(cand.begin(), cand.begin() + sp.k_mid);
-    std::copy(cand.begin(), cand.begin() + sp.k_mid, idx + k);
-    k += sp.k_mid;
+    // The k_mid-th largest value (NaN as -inf) by nth_element over a copy of the values, then one
+    // pass in position order: every value above it, and of the values equal to it the most recent ones.
+    thread_local std::vector<float> vals;
+    vals.resize(n_mid);
+    for (int64_t i = 0; i < n_mid; i++) {
+      const float v = score[sp.lo + i];
+      vals[i] = std::isnan(v) ? -INFINITY : v;
+    }
+    std::nth_element(vals.begin(), vals.begin() + (sp.k_mid - 1), vals.end(), std::greater<float>());
+    const float kth = vals[sp.k_mid - 1];
+    int64_t n_above = 0, n_equal = 0;
+    for (int64_t t = sp.lo; t < sp.hi; t++) {
+      const float v = std::isnan(score[t]) ? -INFINITY : score[t];
+      n_above += v > kth;
+      n_equal += v == kth;
+    }
+    const int64_t skip_equal = n_equal - (sp.k_mid - n_above);  // the oldest ties are left out
+    int64_t seen_equal = 0;
+    for (int64_t t = sp.lo; t < sp.hi; t++) {
+      const float v = std::isnan(score[t]) ? -INFINITY : score[t];
+      if (v > kth || (v == kth && seen_equal++ >= skip_equal)) idx[k++] = (int32_t)t;
+    }
   }
   for (int64_t t = sp.hi; t < n; t++) idx[k++] = (int32_t)t;
   return k;

@@ -105,6 +105,10 @@ class ds_policy final : public attention_policy {
     const int n_lists = pg ? shape_.n_head_kv : shape_.n_head;
     lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
+    // The layer's labels [n, n_head_kv, r] as fp32, converted once for all lists.
+    const int64_t row = (int64_t)shape_.n_head_kv * r;
+    labels_f32_.resize((size_t)(n * row));
+    cpu::f16_to_f32_row(label(layer, 0, 0), labels_f32_.data(), n * row);
 #pragma omp parallel num_threads(std::max(1, std::min(nt, n_lists)))
     {
       std::vector<float> sc(n), qs(r);
@@ -117,10 +121,11 @@ class ds_policy final : public attention_policy {
         std::fill(qs.begin(), qs.end(), 0.f);
         for (int h = h0; h < h0 + nh; h++)
           for (int c = 0; c < r; c++) qs[c] += q[(int64_t)h * d + ch[c]];
+        const float* lf = labels_f32_.data() + (size_t)hk * r;
         for (int64_t t = 0; t < n; t++) {
-          const uint16_t* lb = label(layer, t, hk);
+          const float* lb = lf + t * row;
           float s = 0;
-          for (int c = 0; c < r; c++) s += qs[c] * fp16_to_fp32(lb[c]);
+          for (int c = 0; c < r; c++) s += qs[c] * lb[c];
           sc[t] = s;
         }
         out.count[li] = (int32_t)select_topk_float(sc.data(), n, cfg_.budget, out.idx.data() + li * out.stride);
@@ -137,6 +142,7 @@ class ds_policy final : public attention_policy {
   int n_layer_ = 0;
   int64_t max_ctx_ = 0;
   std::vector<uint16_t> label_;
+  std::vector<float> labels_f32_;  // select scratch: one layer's labels as fp32
   std::vector<int64_t> n_tok_;
 };
 

@@ -9,6 +9,8 @@
 
 #include <random>
 
+#include <hwy/base.h>
+
 #include "hashattn/hash.h"
 #include "policy/policy-util.h"
 
@@ -87,7 +89,7 @@ class simhash_wide_policy final : public attention_policy {
           int match = 0;
           for (int h = h0; h < h0 + nh; h++) {
             const uint64_t* qc = qcodes_.data() + (size_t)h * words_;
-            for (int w = 0; w < words_; w++) match += 64 - __builtin_popcountll(qc[w] ^ kc[w]);
+            for (int w = 0; w < words_; w++) match += 64 - (int)hwy::PopCount(qc[w] ^ kc[w]);
           }
           sc[t] = (float)match;
         }
