@@ -161,7 +161,7 @@ class hash_policy : public attention_policy {
       kv_head_list_queries(q, hk, G, d, pg, qb.data());
       sc.resize((size_t)per_kv * m);
       for (int rl = 0; rl < per_kv; rl++)
-        for (int64_t u = 0; u < m; u++) sc[(size_t)rl * m + u] = dot(qb.data() + (size_t)rl * d, kb.data() + u * d, d);
+        for (int64_t u = 0; u < m; u++) sc[(size_t)rl * m + u] = dot_f32(qb.data() + (size_t)rl * d, kb.data() + u * d, d);
       int64_t kept = 0;
       kept_col.assign((size_t)m, 0);
       for (int rl = 0; rl < per_kv; rl++) {
@@ -197,16 +197,6 @@ class hash_policy : public attention_policy {
       extra_rows += (double)(m - kept);
     }
     extra_read_ = extra_rows * d * (double)dtype_size(kv.type);
-  }
-  // Dot product with independent partial sums (vectorizable without reassociation flags).
-  static float dot(const float* a, const float* b, int d) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int j = 0;
-    for (; j + 8 <= d; j += 8)
-      for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; j < d; j++) s += a[j] * b[j];
-    return s;
   }
 
  protected:

@@ -53,10 +53,7 @@ class oracle_policy final : public attention_policy {
           for (int64_t t = t0; t < std::min<int64_t>(n, t0 + 256); t++) {
             kv_key_row_f32(kv, t, hk, krow.data());
             for (int r = hk * lists_per_kv; r < (hk + 1) * lists_per_kv; r++) {
-              const float* qr = qsum_.data() + (size_t)r * d;
-              float a = 0;
-              for (int j = 0; j < d; j++) a += qr[j] * krow[j];
-              sc_[(size_t)r * n + t] = a;
+              sc_[(size_t)r * n + t] = dot_f32(qsum_.data() + (size_t)r * d, krow.data(), d);
             }
           }
 #pragma omp for schedule(dynamic, 1)

@@ -51,6 +51,18 @@ inline float kv_k(const kv_view& kv, int64_t t, int h, int j) {
   return 0;
 }
 
+// Dot product with 8 independent partial sums: vectorizable without reassociation flags (a plain
+// `a += x[j] * y[j]` loop is one serial chain of d dependent adds).
+inline float dot_f32(const float* a, const float* b, int d) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+  for (; j + 8 <= d; j += 8)
+    for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; j < d; j++) s += a[j] * b[j];
+  return s;
+}
+
 // Key row t of KV head hk as fp32 [head_dim] (fp16 rows through the vector converter).
 inline void kv_key_row_f32(const kv_view& kv, int64_t t, int hk, float* out) {
   const int64_t off = t * kv.stride_tok + (int64_t)hk * kv.stride_head;
