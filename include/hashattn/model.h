@@ -120,8 +120,8 @@ class session {
 // its KV cache rows 0 .. P-1, and each keeps its own K/V for the positions it appends and its own
 // attention policy. All active branches advance together: step() appends one token to each, at
 // position P + steps(). The linear layers run batched over the active branches (fp32 activations,
-// dequantized weights, sgemm: the prefill path's numerics; the session keeps fp32 copies of the
-// weights from the first branch decoder on, 4 bytes per parameter); attention runs per branch through
+// dequantized weights, sgemm: the prefill path's code; the model keeps fp32 copies of the weights from
+// the first branch decoder on, 4 bytes per parameter, shared by its sessions); attention runs per branch through
 // its policy (dense when is_dense(), else select() + the sparse kernel), with the branch's own rows
 // placed after the shared prefix in the session's cache, so policies and kernels see one contiguous
 // cache of P + steps() + 1 tokens.

@@ -1,10 +1,10 @@
 // branch_decoder (model.h): several continuations of one prefix, decoded side by side.
-// Per step, over the B active branches (all at position pos = P + steps()):
-//   embed B rows -> per layer [RMSNorm, q/k/v sgemm (+bias), RoPE; per branch: K/V row to the branch's
-//   own store, policy.on_append, its rows 0 .. steps() copied after the prefix in the session's cache
-//   (K and V of this layer), attention (dense, or select + sparse kernel); output sgemm, residual,
-//   RMSNorm, gate/up sgemm, SwiGLU, down sgemm, residual] -> RMSNorm -> logits sgemm [B, n_vocab].
-// The sgemms read fp32 copies of the weights that the session makes on first use (session-impl.h).
+// Per step, over the B active branches (all at position pos = P + steps()), in the session's prefill
+// scratch (the session is idle while branches live) and through its batched layer halves
+// (session-impl.h, the prefill's code, with the model's fp32 weight copies):
+//   embed B rows -> per layer [layer_qkv; per branch: K/V row to the branch's own store,
+//   policy.on_append, its rows 0 .. steps() copied after the prefix in the session's cache (K and V of
+//   this layer), attention (dense, or select + sparse kernel); layer_out_ffn] -> logits [B, n_vocab].
 // Branch stores: per branch and layer, K and V [max_steps, kv_dim] fp16.
 #include <algorithm>
 #include <cmath>
@@ -23,7 +23,8 @@ struct branch_decoder::impl {
   std::vector<uint8_t> alive;                        // [B]: took part in every step so far
   std::vector<std::vector<uint16_t>> kb, vb;         // [B * n_layer] each [max_steps, kv_dim]
   std::vector<int> rows;                             // active branch of each batch row
-  std::vector<float> X, XN, Q, K, V, A, T, G, U, wtile, cos_t, sin_t;
+  std::vector<int32_t> row_toks;                     // their tokens
+  std::vector<float> cos_t, sin_t, row_logits;       // RoPE angles of the step; logits of the active rows
   std::vector<float> logits;                         // [B, n_vocab]
   index_lists lists;
 };
@@ -80,8 +81,7 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
   session::impl& S = *b.s;
   const model::impl& W = *S.w;
   const model_hparams& hp = S.hp;
-  const int E = hp.n_embd, hd = hp.head_dim, F = hp.n_ff, qd = S.q_dim, kvd = S.kv_dim;
-  const bool neox = hp.rope == rope_layout::neox;
+  const int qd = S.q_dim, kvd = S.kv_dim;
   if (!tokens) fail("branch decoder: step without tokens");
   if (b.steps >= b.max_steps)
     fail("branch decoder: steps", std::to_string(b.steps + 1), "at most " + std::to_string(b.max_steps));
@@ -100,55 +100,26 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
     for (int i = 0; i < n_branches(); ++i)
       if (!active[i]) b.alive[i] = 0;
   const int64_t t = b.steps, pos = b.fork + t;
-  for (auto* v : {&b.X, &b.XN, &b.T}) v->resize((size_t)n * E);
-  for (auto* v : {&b.Q, &b.A}) v->resize((size_t)n * qd);
-  for (auto* v : {&b.K, &b.V}) v->resize((size_t)n * kvd);
-  for (auto* v : {&b.G, &b.U}) v->resize((size_t)n * F);
-  for (int64_t r = 0; r < n; ++r) {
-    const int32_t tok = tokens[b.rows[r]];
-    cpu::dequantize_rows(W.tok_embd.type, W.tok_embd.data, W.tok_embd.row_bytes, E, tok, tok + 1,
-                         b.X.data() + r * E);
-  }
+  b.row_toks.clear();
+  for (int br : b.rows) b.row_toks.push_back(tokens[br]);
+  S.rows_resize(n);
+  S.rows_embed(b.row_toks.data(), n);
   cpu::rope_angles(pos, hp.rope_dims, hp.rope_base, W.rope_freqs.empty() ? nullptr : W.rope_freqs.data(),
                    b.cos_t.data(), b.sin_t.data());
-  auto gemm = [&](const weight& wt, const float* x, float* y) {
-    cpu::gemm_params p;
-    p.type = gguf::type::F32;
-    p.w = S.weight_f32(wt);
-    p.row_bytes = (size_t)wt.cols * sizeof(float);
-    p.n_rows = wt.rows;
-    p.n_cols = wt.cols;
-    p.x = x;
-    p.ldx = wt.cols;
-    p.n_tok = n;
-    p.y = y;
-    p.ldy = wt.rows;
-    cpu::gemm_wt(p, b.wtile, S.nt);
-  };
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = 1.0f / std::sqrt((float)hp.head_dim);
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
-    for (int64_t r = 0; r < n; ++r)
-      cpu::rms_norm(b.X.data() + r * E, L.attn_norm.data(), b.XN.data() + r * E, E, hp.rms_eps);
-    gemm(L.wq, b.XN.data(), b.Q.data());
-    gemm(L.wk, b.XN.data(), b.K.data());
-    gemm(L.wv, b.XN.data(), b.V.data());
+    S.layer_qkv(L, n, b.cos_t.data(), b.sin_t.data(), 0, true);
     uint16_t* kc = S.kc[l].data();
     uint16_t* vc = S.vc[l].data();
     for (int64_t r = 0; r < n; ++r) {
       const int br = b.rows[r];
-      float* q = b.Q.data() + r * qd;
-      float* k = b.K.data() + r * kvd;
-      float* v = b.V.data() + r * kvd;
-      add_bias(q, L.bq);
-      add_bias(k, L.bk);
-      add_bias(v, L.bv);
-      cpu::rope_apply(q, hp.n_head, hd, hp.rope_dims, neox, b.cos_t.data(), b.sin_t.data());
-      cpu::rope_apply(k, hp.n_head_kv, hd, hp.rope_dims, neox, b.cos_t.data(), b.sin_t.data());
+      const float* q = S.Q.data() + r * qd;
+      const float* k = S.K.data() + r * kvd;
       std::vector<uint16_t>& kst = b.kb[(size_t)br * hp.n_layer + l];
       std::vector<uint16_t>& vst = b.vb[(size_t)br * hp.n_layer + l];
       cpu::f32_to_f16_row(k, kst.data() + t * kvd, kvd);
-      cpu::f32_to_f16_row(v, vst.data() + t * kvd, kvd);
+      cpu::f32_to_f16_row(S.V.data() + r * kvd, vst.data() + t * kvd, kvd);
       attention_policy& pol = *b.pol[br];
       pol.on_append(l, k, pos, 1);
       // This branch's rows after the shared prefix: the cache now reads as its own history.
@@ -159,7 +130,7 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
       ap.kv = S.view(l, pos + 1);
       ap.n_head = hp.n_head;
       ap.scale = scale;
-      ap.out = b.A.data() + r * qd;
+      ap.out = S.A.data() + r * qd;
       ap.n_threads = S.nt;
       if (!pol.is_dense()) {
         pol.select(l, q, ap.kv, b.lists);
@@ -167,25 +138,12 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
       }
       attn_decode_cpu(ap);
     }
-    gemm(L.wo, b.A.data(), b.T.data());
-    for (int64_t r = 0; r < n; ++r) {
-      cpu::add_inplace(b.X.data() + r * E, b.T.data() + r * E, E);
-      cpu::rms_norm(b.X.data() + r * E, L.ffn_norm.data(), b.XN.data() + r * E, E, hp.rms_eps);
-    }
-    gemm(L.gate, b.XN.data(), b.G.data());
-    gemm(L.up, b.XN.data(), b.U.data());
-    for (int64_t r = 0; r < n; ++r) cpu::swiglu(b.G.data() + r * F, b.U.data() + r * F, b.G.data() + r * F, F);
-    gemm(L.down, b.G.data(), b.T.data());
-    for (int64_t r = 0; r < n; ++r) cpu::add_inplace(b.X.data() + r * E, b.T.data() + r * E, E);
+    S.layer_out_ffn(L, n, true);
   }
+  b.row_logits.resize((size_t)n * hp.n_vocab);
+  S.rows_logits(n, b.row_logits.data(), true);
   for (int64_t r = 0; r < n; ++r)
-    cpu::rms_norm(b.X.data() + r * E, W.output_norm.data(), b.XN.data() + r * E, E, hp.rms_eps);
-  // Logits of the active rows (in T), then to each branch's row.
-  std::vector<float>& lg = b.T;
-  lg.resize((size_t)n * hp.n_vocab);
-  gemm(W.output, b.XN.data(), lg.data());
-  for (int64_t r = 0; r < n; ++r)
-    std::memcpy(b.logits.data() + (size_t)b.rows[r] * hp.n_vocab, lg.data() + (size_t)r * hp.n_vocab,
+    std::memcpy(b.logits.data() + (size_t)b.rows[r] * hp.n_vocab, b.row_logits.data() + (size_t)r * hp.n_vocab,
                 (size_t)hp.n_vocab * sizeof(float));
   ++b.steps;
 }

@@ -43,11 +43,11 @@ void session::impl::mv(const weight* const* ws, float* const* ys, int n, const f
   cpu::matvec_multi(ps, n, nt);
 }
 
-void session::impl::gemm(const weight& wt, const float* xin, int64_t n, float* yout) {
+void session::impl::gemm(const weight& wt, const float* xin, int64_t n, float* yout, bool f32_weights) {
   cpu::gemm_params p;
-  p.type = wt.type;
-  p.w = wt.data;
-  p.row_bytes = wt.row_bytes;
+  p.type = f32_weights ? gguf::type::F32 : wt.type;
+  p.w = f32_weights ? (const void*)w->weight_f32(wt, nt) : wt.data;
+  p.row_bytes = f32_weights ? (size_t)wt.cols * sizeof(float) : wt.row_bytes;
   p.n_rows = wt.rows;
   p.n_cols = wt.cols;
   p.x = xin;
@@ -58,11 +58,12 @@ void session::impl::gemm(const weight& wt, const float* xin, int64_t n, float* y
   cpu::gemm_wt(p, wtile, nt);
 }
 
-const float* session::impl::weight_f32(const weight& wt) {
-  std::vector<float>& f = w32[&wt];
+const float* model::impl::weight_f32(const weight& wt, int n_threads) const {
+  std::lock_guard<std::mutex> lock(w32_mu_);
+  std::vector<float>& f = w32_[&wt];
   if (f.empty()) {
     f.resize((size_t)wt.rows * wt.cols);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t r = 0; r < wt.rows; r += 64)
       cpu::dequantize_rows(wt.type, wt.data, wt.row_bytes, wt.cols, r, std::min(wt.rows, r + 64),
                            f.data() + (size_t)r * wt.cols);
@@ -83,7 +84,7 @@ kv_view session::impl::view(int l, int64_t n_tok) const {
   return kv;
 }
 
-void add_bias(float* y, const std::vector<float>& b) {
+static void add_bias(float* y, const std::vector<float>& b) {
   if (!b.empty()) cpu::add_inplace(y, b.data(), (int64_t)b.size());
 }
 
@@ -200,78 +201,101 @@ void session::impl::attn_prefill(int l, int64_t pos0, int64_t n) {
   }
 }
 
+void session::impl::rows_resize(int64_t n) {
+  const int E = hp.n_embd, F = hp.n_ff;
+  for (auto* b : {&X, &XN, &T}) b->resize((size_t)n * E);
+  for (auto* b : {&Q, &A}) b->resize((size_t)n * q_dim);
+  for (auto* b : {&K, &V}) b->resize((size_t)n * kv_dim);
+  for (auto* b : {&G, &U}) b->resize((size_t)n * F);
+}
+
+void session::impl::rows_embed(const int32_t* toks, int64_t n) {
+  const weight& te = w->tok_embd;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    cpu::dequantize_rows(te.type, te.data, te.row_bytes, hp.n_embd, toks[i], toks[i] + 1, X.data() + i * hp.n_embd);
+}
+
+void session::impl::layer_qkv(const layer_weights& L, int64_t n, const float* cs, const float* sn,
+                              int64_t angle_stride, bool f32_weights) {
+  const int E = hp.n_embd, hd = hp.head_dim;
+  const bool neox = hp.rope == rope_layout::neox;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    cpu::rms_norm(X.data() + i * E, L.attn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
+  gemm(L.wq, XN.data(), n, Q.data(), f32_weights);
+  gemm(L.wk, XN.data(), n, K.data(), f32_weights);
+  gemm(L.wv, XN.data(), n, V.data(), f32_weights);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    float* qi = Q.data() + i * q_dim;
+    float* ki = K.data() + i * kv_dim;
+    add_bias(qi, L.bq);
+    add_bias(ki, L.bk);
+    add_bias(V.data() + i * kv_dim, L.bv);
+    const float* c = cs + i * angle_stride;
+    const float* s = sn + i * angle_stride;
+    cpu::rope_apply(qi, hp.n_head, hd, hp.rope_dims, neox, c, s);
+    cpu::rope_apply(ki, hp.n_head_kv, hd, hp.rope_dims, neox, c, s);
+  }
+}
+
+void session::impl::layer_out_ffn(const layer_weights& L, int64_t n, bool f32_weights) {
+  const int E = hp.n_embd, F = hp.n_ff;
+  gemm(L.wo, A.data(), n, T.data(), f32_weights);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+    cpu::rms_norm(X.data() + i * E, L.ffn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
+  }
+  gemm(L.gate, XN.data(), n, G.data(), f32_weights);
+  gemm(L.up, XN.data(), n, U.data(), f32_weights);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) cpu::swiglu(G.data() + i * F, U.data() + i * F, G.data() + i * F, F);
+  gemm(L.down, G.data(), n, T.data(), f32_weights);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+}
+
+void session::impl::rows_logits(int64_t n, float* out, bool f32_weights) {
+  const int E = hp.n_embd;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    cpu::rms_norm(X.data() + i * E, w->output_norm.data(), XN.data() + i * E, E, hp.rms_eps);
+  gemm(w->output, XN.data(), n, out, f32_weights);
+}
+
 void session::impl::prefill(const int32_t* toks, int64_t n, bool all_logits, int64_t out_row0) {
   const model::impl& W = *w;
   const int64_t pos0 = n_past;
   const int E = hp.n_embd;
-  const int hd = hp.head_dim;
-  const int F = hp.n_ff;
   const int half = hp.rope_dims / 2;
-  const bool neox = hp.rope == rope_layout::neox;
-  X.resize((size_t)n * E);
-  XN.resize((size_t)n * E);
-  Q.resize((size_t)n * q_dim);
-  K.resize((size_t)n * kv_dim);
-  V.resize((size_t)n * kv_dim);
-  A.resize((size_t)n * q_dim);
-  T.resize((size_t)n * E);
-  G.resize((size_t)n * F);
-  U.resize((size_t)n * F);
+  rows_resize(n);
   CS.resize((size_t)n * half);
   SN.resize((size_t)n * half);
+  rows_embed(toks, n);
   const float* ff = W.rope_freqs.empty() ? nullptr : W.rope_freqs.data();
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    cpu::dequantize_rows(W.tok_embd.type, W.tok_embd.data, W.tok_embd.row_bytes, E, toks[i],
-                         toks[i] + 1, X.data() + i * E);
+  for (int64_t i = 0; i < n; ++i)
     cpu::rope_angles(pos0 + i, hp.rope_dims, hp.rope_base, ff, CS.data() + i * half, SN.data() + i * half);
-  }
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; ++i)
-      cpu::rms_norm(X.data() + i * E, L.attn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
-    gemm(L.wq, XN.data(), n, Q.data());
-    gemm(L.wk, XN.data(), n, K.data());
-    gemm(L.wv, XN.data(), n, V.data());
+    layer_qkv(L, n, CS.data(), SN.data(), half, false);
     uint16_t* kcw = kc[l].data();
     uint16_t* vcw = vc[l].data();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      float* qi = Q.data() + i * q_dim;
-      float* ki = K.data() + i * kv_dim;
-      float* vi = V.data() + i * kv_dim;
-      add_bias(qi, L.bq);
-      add_bias(ki, L.bk);
-      add_bias(vi, L.bv);
-      cpu::rope_apply(qi, hp.n_head, hd, hp.rope_dims, neox, CS.data() + i * half, SN.data() + i * half);
-      cpu::rope_apply(ki, hp.n_head_kv, hd, hp.rope_dims, neox, CS.data() + i * half, SN.data() + i * half);
-      cpu::f32_to_f16_row(ki, kcw + (pos0 + i) * kv_dim, kv_dim);
-      cpu::f32_to_f16_row(vi, vcw + (pos0 + i) * kv_dim, kv_dim);
+      cpu::f32_to_f16_row(K.data() + i * kv_dim, kcw + (pos0 + i) * kv_dim, kv_dim);
+      cpu::f32_to_f16_row(V.data() + i * kv_dim, vcw + (pos0 + i) * kv_dim, kv_dim);
     }
     if (observer) observer(l, Q.data(), K.data(), V.data(), pos0, n);
     policy->on_append(l, K.data(), pos0, n);
     attn_prefill(l, pos0, n);
-    gemm(L.wo, A.data(), n, T.data());
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
-      cpu::rms_norm(X.data() + i * E, L.ffn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
-    }
-    gemm(L.gate, XN.data(), n, G.data());
-    gemm(L.up, XN.data(), n, U.data());
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; ++i) cpu::swiglu(G.data() + i * F, U.data() + i * F, G.data() + i * F, F);
-    gemm(L.down, G.data(), n, T.data());
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; ++i) cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+    layer_out_ffn(L, n, false);
   }
   n_past += n;
   if (all_logits) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; ++i)
-      cpu::rms_norm(X.data() + i * E, W.output_norm.data(), XN.data() + i * E, E, hp.rms_eps);
-    gemm(W.output, XN.data(), n, logits.data() + out_row0 * hp.n_vocab);
+    rows_logits(n, logits.data() + out_row0 * hp.n_vocab, false);
   } else {
     cpu::rms_norm(X.data() + (n - 1) * E, W.output_norm.data(), xn.data(), E, hp.rms_eps);
     const weight* ws[1] = {&W.output};

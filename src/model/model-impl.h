@@ -3,7 +3,9 @@
 // weight: [rows, cols] in GGUF block format, row r at data + r * row_bytes (cols = ne[0]).
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "hashattn/gguf.h"
@@ -36,6 +38,15 @@ struct model::impl {
   std::vector<float> output_norm;  // [n_embd]
   std::vector<float> rope_freqs;   // [rope_dims / 2] or empty
   std::vector<layer_weights> layers;
+
+  // fp32 copies of weights, made on first use and shared by every session of the model (the branch
+  // decoder multiplies a few rows at a time: dequantizing tiles at every step would cost more than the
+  // products). 4 bytes per parameter once asked for.
+  const float* weight_f32(const weight& wt, int n_threads) const;
+
+ private:
+  mutable std::mutex w32_mu_;
+  mutable std::unordered_map<const weight*, std::vector<float>> w32_;
 };
 
 }  // namespace hashattn

@@ -2,7 +2,6 @@
 // Shared by the forward pass (model-forward.cpp) and the branch decoder (model-branches.cpp).
 #pragma once
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "cpu/matvec.h"
@@ -34,20 +33,26 @@ struct session::impl {
   // logits: [n_rows, n_vocab]
   std::vector<float> logits;
   int64_t n_logit_rows = 0;
-  // fp32 copies of the weights, made on first use by the branch decoder (its steps multiply a few
-  // rows at a time: dequantizing the tiles at every step would cost more than the products).
-  std::unordered_map<const weight*, std::vector<float>> w32;
-  const float* weight_f32(const weight& wt);
 
   void mv(const weight* const* ws, float* const* ys, int n, const float* xin);
-  void gemm(const weight& wt, const float* xin, int64_t n, float* yout);
+  // Y = X W^T over n rows; f32_weights: through the model's fp32 copy of the weight (branch steps),
+  // else dequantized tiles (prefill).
+  void gemm(const weight& wt, const float* xin, int64_t n, float* yout, bool f32_weights = false);
+  // Batched layer halves over n rows of the prefill scratch, shared by prefill and the branch decoder:
+  // rows_resize sizes X .. U for n rows; layer_qkv: X -> RMSNorm -> Q, K, V (+bias, RoPE with the
+  // angles of row i at cs/sn + i * angle_stride; 0: one position for all rows); layer_out_ffn: A ->
+  // output projection -> residual into X -> RMSNorm -> SwiGLU FFN -> residual into X.
+  // rows_embed: token rows into X; rows_logits: final RMSNorm of n rows of X and their logits into out.
+  void rows_resize(int64_t n);
+  void rows_embed(const int32_t* toks, int64_t n);
+  void rows_logits(int64_t n, float* out, bool f32_weights);
+  void layer_qkv(const layer_weights& L, int64_t n, const float* cs, const float* sn, int64_t angle_stride,
+                 bool f32_weights);
+  void layer_out_ffn(const layer_weights& L, int64_t n, bool f32_weights);
   kv_view view(int l, int64_t n_tok) const;
   void decode(int32_t tok);
   void prefill(const int32_t* toks, int64_t n, bool all_logits, int64_t out_row0);
   void attn_prefill(int l, int64_t pos0, int64_t n);
 };
-
-// Adds a bias vector in place (no-op when the model has none).
-void add_bias(float* y, const std::vector<float>& b);
 
 }  // namespace hashattn
