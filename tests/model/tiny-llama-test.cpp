@@ -330,13 +330,19 @@ TEST(tiny_model, llama_q8_0_and_q4_1_against_float64) {
   check_model(c, 1003, kTolQuant);
 }
 
-TEST(tiny_model, qwen2_neox_bias_untied_against_float64) {
+// qwen2: NEOX RoPE, q/k/v biases, untied output; Q8_0 layers, Q4_1 output.
+tiny_cfg qwen2_cfg() {
   tiny_cfg c;
   c.arch = "qwen2";
   c.bias = true;
   c.tied = false;
   c.wtype = gguf::type::Q8_0;
   c.otype = gguf::type::Q4_1;
+  return c;
+}
+
+TEST(tiny_model, qwen2_neox_bias_untied_against_float64) {
+  tiny_cfg c = qwen2_cfg();
   check_model(c, 1004, kTolQuant);
   c.n_head_kv = 4;  // no GQA
   c.wtype = gguf::type::F32;
@@ -503,13 +509,7 @@ void check_branches(const tiny_cfg& c, uint64_t seed, double tol) {
 TEST(tiny_model, branches_match_float64_dense_and_sequential_sparse_decoding) {
   tiny_cfg c;
   check_branches(c, 2001, kTol);
-  tiny_cfg q;
-  q.arch = "qwen2";
-  q.bias = true;
-  q.tied = false;
-  q.wtype = gguf::type::Q8_0;
-  q.otype = gguf::type::Q4_1;
-  check_branches(q, 2002, kTolQuant);
+  check_branches(qwen2_cfg(), 2002, kTolQuant);
 }
 
 TEST(tiny_model, branches_refuse_bad_use) {
