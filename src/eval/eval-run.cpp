@@ -57,10 +57,21 @@ void log_softmax(const float* x, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[i] = (double)x[i] - lz;
 }
 
-// KL(p || q) from log-probabilities, clamped at 0 (rounding).
-double kl_div(const std::vector<double>& lp, const std::vector<double>& lq) {
+// The dense reference's distribution at one position: log-probabilities and probabilities (computed
+// once, used for the KL of every setting).
+struct ref_dist {
+  std::vector<double> lp, p;
+  void set(const float* logits, int64_t n) {
+    log_softmax(logits, n, lp);
+    p.resize(lp.size());
+    for (size_t v = 0; v < lp.size(); ++v) p[v] = std::exp(lp[v]);
+  }
+};
+
+// KL(ref || q) from q's log-probabilities, clamped at 0 (rounding).
+double kl_div(const ref_dist& ref, const std::vector<double>& lq) {
   double k = 0;
-  for (size_t v = 0; v < lp.size(); ++v) k += std::exp(lp[v]) * (lp[v] - lq[v]);
+  for (size_t v = 0; v < lq.size(); ++v) k += ref.p[v] * (ref.lp[v] - lq[v]);
   return std::max(0.0, k);
 }
 
@@ -108,7 +119,7 @@ std::vector<setting_out> run_sequential(session& s, probe_policy& pr, const samp
   const int64_t prefix = s.n_past();
   sampler greedy(sampler_params{});
   std::vector<setting_out> res(cfgs.size());
-  std::vector<std::vector<double>> dense_lp(job.targets.size());
+  std::vector<ref_dist> dense(job.targets.size());
   std::vector<double> lp;
   for (size_t c = 0; c < cfgs.size(); ++c) {
     setting_out& o = res[c];
@@ -128,10 +139,14 @@ std::vector<setting_out> run_sequential(session& s, probe_policy& pr, const samp
     for (size_t j = 0; j < job.forced.size(); ++j) {
       lg = step_eval(job.forced[j]);
       if (job.targets.empty()) continue;
-      log_softmax(lg, n_vocab, lp);
-      o.nll -= lp[(size_t)job.targets[j]];
-      if (c == 0) dense_lp[j] = lp;
-      else o.kl += kl_div(dense_lp[j], lp);
+      if (c == 0) {
+        dense[j].set(lg, n_vocab);
+        o.nll -= dense[j].lp[(size_t)job.targets[j]];
+      } else {
+        log_softmax(lg, n_vocab, lp);
+        o.nll -= lp[(size_t)job.targets[j]];
+        o.kl += kl_div(dense[j], lp);
+      }
     }
     answer_state a;
     int32_t id = 0;
@@ -173,15 +188,19 @@ std::vector<setting_out> run_batched(session& s, probe_policy& pr, const sample_
     bd.step(toks.data(), active.data());
     for (size_t c = 0; c < B; ++c) res[c].steps += active[c] ? 1 : 0;
   };
-  std::vector<double> dense_lp, lp;
+  ref_dist dense;
+  std::vector<double> lp;
   for (size_t j = 0; j < job.forced.size(); ++j) {
     std::fill(toks.begin(), toks.end(), job.forced[j]);
     step();
     if (job.targets.empty()) continue;
-    for (size_t c = 0; c < B; ++c) {
-      log_softmax(bd.logits((int)c), n_vocab, c == 0 ? dense_lp : lp);
-      res[c].nll -= (c == 0 ? dense_lp : lp)[(size_t)job.targets[j]];
-      if (c > 0) res[c].kl += kl_div(dense_lp, lp);
+    const size_t target = (size_t)job.targets[j];
+    dense.set(bd.logits(0), n_vocab);
+    res[0].nll -= dense.lp[target];
+    for (size_t c = 1; c < B; ++c) {
+      log_softmax(bd.logits((int)c), n_vocab, lp);
+      res[c].nll -= lp[target];
+      res[c].kl += kl_div(dense, lp);
     }
   }
   if (job.max_new > 0) {
@@ -191,8 +210,7 @@ std::vector<setting_out> run_batched(session& s, probe_policy& pr, const sample_
       bool any = false;
       for (size_t c = 0; c < B; ++c) {
         if (!active[c]) continue;
-        const float* lg = job.forced.empty() ? prefill_logits.data() : bd.logits((int)c);
-        if (k > 0) lg = bd.logits((int)c);
+        const float* lg = k == 0 && job.forced.empty() ? prefill_logits.data() : bd.logits((int)c);
         active[c] = ans[c].next(lg, n_vocab, k, job, tok, greedy, toks[c]) ? 1 : 0;
         any |= active[c] != 0;
       }
