@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "core/half.h"
-#include "hashattn/attention.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/hash.h"
 #include "hashattn/policy.h"
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "hashattn/attention.h"
+#include "hashattn/backend.h"
 #include "hashattn/policy.h"
 
 namespace hashattn {
@@ -81,6 +81,7 @@ struct session_params {
   int n_threads = 0;      // 0: OpenMP default
   int64_t n_batch = 512;  // prefill chunk (tokens per batched forward)
   forward_observer observer;  // optional
+  std::string backend = "cpu";  // the attention ops' backend (backend.h)
 };
 
 class session {

@@ -2,7 +2,7 @@
 // A policy owns per-layer auxiliary state that lives next to the KV cache (hash codes, page
 // bounds, ...), is told about every appended key ONCE (on_append, post-RoPE), and turns a decode
 // query into index lists (select). Every method -- ours and the baselines -- is a policy over the
-// same KV cache and the same attention kernel (attention.h), so only the selector differs.
+// same KV cache and the same attention op (the backend table, backend.h), so only the selector differs.
 // Budget: total attended tokens = sinks + window + selected; density = attended / context.
 #pragma once
 #include <cstdint>
@@ -10,45 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "hashattn/attention.h"
+#include "hashattn/core.h"
 
 namespace hashattn {
-
-enum class gqa_mode : uint8_t { per_head = 0, per_group = 1 };
-
-struct budget_params {
-  double density = 0;     // attended / context in (0, 1]; used when count == 0
-  int64_t count = 0;      // fixed total attended tokens (sinks and window counted in it)
-  int64_t sinks = 128;    // first tokens always kept
-  int64_t window = 128;   // last positions (including the current token) always kept
-};
-// Total tokens attended for a context of n tokens (clamped to n; never below min(n, sinks+window)).
-// total = count if count > 0, else floor(density * n). Throws on a bad budget (budget_validate).
-int64_t budget_tokens(const budget_params& b, int64_t n);
-void budget_validate(const budget_params& b);
-
-struct layer_shape {
-  int n_head = 0;
-  int n_head_kv = 0;
-  int head_dim = 0;
-};
-
-// Index lists produced by a policy for one layer and one decode query.
-struct index_lists {
-  std::vector<int32_t> idx;    // [n_lists, stride]
-  std::vector<int32_t> count;  // [n_lists]
-  int64_t stride = 0;
-  bool per_group = false;
-  int n_lists() const { return (int)count.size(); }
-};
-
-// Points the sparse fields of attention params at the lists (they must outlive the call).
-inline void attn_params_set_lists(attn_decode_params& p, const index_lists& l) {
-  p.idx = l.idx.data();
-  p.idx_count = l.count.data();
-  p.idx_stride = l.stride;
-  p.per_group = l.per_group;
-}
 
 class attention_policy {
  public:
@@ -76,6 +40,7 @@ class attention_policy {
 std::unique_ptr<attention_policy> make_dense_policy();
 
 struct hash_weights;  // hash.h
+struct backend;       // ops.h
 
 // Everything a policy may need; each policy reads the fields it uses and ignores the others.
 struct policy_config {
@@ -94,6 +59,7 @@ struct policy_config {
   // double sparsity: [n_layer, n_head_kv, channels] channel indices (double_sparsity_calibrate).
   std::vector<int32_t> ds_channels;
   int n_threads = 0;  // kernels' threads, 0 = all
+  const backend* be = nullptr;  // the ops' backend (backend.h); nullptr = backend_default()
 };
 // Names accepted by make_policy, comma separated.
 const char* policy_names();

@@ -1,5 +1,6 @@
-// CPU decode attention (attention.h): dense or over index lists, fp32 / fp16 / bf16 KV, GQA.
-// q: [n_head, d] fp32; K/V element (t, h, j) at base + t*stride_tok + h*stride_head + j; out: [n_head, d].
+// CPU decode attention (ops.h attend): dense or over index lists, fp32 / fp16 / bf16 KV, GQA.
+// q: [n_head, d] fp32; K/V element (t, h, j) at base + kv_offset(kv, t, h) + j (core.h: contiguous or
+// paged); out: [n_head, d].
 // Work is split into jobs (one KV head and up to 8 of its query heads sharing a token set: dense or a
 // per-group list; or one query head and its own list) and jobs into token chunks (split-KV). Each chunk
 // runs an online softmax over blocks of 32 tokens (scores for all the job's queries from one K row read,
@@ -13,7 +14,7 @@
 #include <vector>
 
 #include "core/half.h"
-#include "hashattn/attention.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/error.h"
 #include "hwy/base.h"
 #include "hwy/cache_control.h"
@@ -122,13 +123,13 @@ HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, int dp, co
   // Scores for the G queries, one K row read per token.
   for (int i = 0; i < nb; i++) {
     const int64_t t = idx ? (int64_t)idx[b + i] : b + i;
-    const T* kr = st.kb + t * kv.stride_tok;
-    vrow[i] = st.vb + t * kv.stride_tok;
+    const T* kr = st.kb + kv_tok_offset(kv, t);
+    vrow[i] = st.vb + kv_tok_offset(kv, t);
     // Rows are scattered (index lists) or strided by all KV heads: prefetch K rows ahead and this
     // block's V rows now, so that many cache misses are in flight at once.
     if (b + i + prefetch_dist < e) {
       const int64_t tn = idx ? (int64_t)idx[b + i + prefetch_dist] : b + i + prefetch_dist;
-      prefetch_row(st.kb + tn * kv.stride_tok, row_bytes);
+      prefetch_row(st.kb + kv_tok_offset(kv, tn), row_bytes);
     }
     prefetch_row(vrow[i], row_bytes);
     hn::Vec<DF> a[G];
@@ -210,7 +211,7 @@ void run_item(const ctx& c, int item_index) {
     }
     const int row_bytes = kv.head_dim * (int)sizeof(T);
     for (int64_t i = it.b; i < std::min<int64_t>(it.e, it.b + prefetch_dist); i++)
-      prefetch_row(h.kb + (jb.idx ? (int64_t)jb.idx[i] : i) * kv.stride_tok, row_bytes);
+      prefetch_row(h.kb + kv_tok_offset(kv, jb.idx ? (int64_t)jb.idx[i] : i), row_bytes);
   }
   for (int64_t b = it.b; b < it.e; b += block) {
     const int nb = (int)std::min<int64_t>(block, it.e - b);

@@ -15,7 +15,7 @@
 
 #include "hashattn/error.h"
 #include "cpu/matvec.h"
-#include "hashattn/hash.h"
+#include "cpu/cpu-kernels.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/hash-encode.cpp"
@@ -106,32 +106,6 @@ uint64_t pack_signs(const float* y, int bits) {
   return c;
 }
 }  // namespace
-
-void hash_encode_validate(const hash_encode_params& p) {
-  const hash_mlp_view& m = p.mlp;
-  if (m.n_enc <= 0) fail("hash_encode: n_enc", s(m.n_enc), "> 0");
-  if (m.in_dim <= 0 || m.in_dim > 4096) fail("hash_encode: in_dim", s(m.in_dim), "in [1, 4096]");
-  if (!hash_bits_valid(m.bits)) fail("hash_encode: bits", s(m.bits), "16, 32 or 64");
-  if (m.n_layers < 1 || m.n_layers > 3) fail("hash_encode: MLP layers", s(m.n_layers), "1, 2 or 3");
-  if (m.n_layers > 1 && (m.hidden <= 0 || m.hidden > 8192))
-    fail("hash_encode: hidden", s(m.hidden), "in [1, 8192]");
-  for (int i = 0; i < m.n_layers; i++)
-    if (m.w[i] == nullptr || m.b[i] == nullptr)
-      fail("hash_encode: MLP layer " + s(i) + " weights", "null pointer", "weights and biases of every layer");
-  if (p.n_rows < 0) fail("hash_encode: n_rows", s(p.n_rows), ">= 0");
-  if (p.in_group < 1 || m.n_enc % p.in_group != 0)
-    fail("hash_encode: in_group", s(p.in_group), "a divisor of n_enc = " + s(m.n_enc),
-         "G for per-query-head key encoders over KV-head keys, else 1");
-  if (p.x_stride_row < 0 || p.x_stride_head < 0) fail("hash_encode: x strides", "negative", ">= 0");
-  if (p.n_rows > 0 && p.x == nullptr) fail("hash_encode: x", "null pointer", "[n_rows, heads, in_dim] fp32");
-  if (p.n_rows > 0 && p.codes == nullptr) fail("hash_encode: codes", "null pointer", "output code words");
-  if (p.code_stride_row < 0 || p.code_stride_enc < 0) fail("hash_encode: code strides", "negative", ">= 0");
-  if (p.n_rows > 1 && p.code_stride_row == 0) fail("hash_encode: code_stride_row", "0", "> 0 when n_rows > 1");
-  if (m.n_enc > 1 && p.code_stride_enc == 0) fail("hash_encode: code_stride_enc", "0", "> 0 when n_enc > 1");
-  if (p.n_rows > 1 && p.x_stride_row < m.in_dim)
-    fail("hash_encode: x_stride_row", s(p.x_stride_row), ">= in_dim = " + s(m.in_dim) + " when n_rows > 1");
-  if (p.n_threads < 0) fail("hash_encode: n_threads", s(p.n_threads), ">= 0 (0 = all)");
-}
 
 void hash_encode_cpu(const hash_encode_params& p) {
   hash_encode_validate(p);

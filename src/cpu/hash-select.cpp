@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "hashattn/error.h"
-#include "hashattn/hash.h"
+#include "cpu/cpu-kernels.h"
 
 #ifndef HASHATTN_HASH_SELECT_SHARED
 #define HASHATTN_HASH_SELECT_SHARED
@@ -242,41 +242,6 @@ HWY_AFTER_NAMESPACE();
 namespace hashattn {
 HWY_EXPORT(select_dispatch);
 HWY_EXPORT(score_dispatch);
-
-namespace {
-std::string s(int64_t v) { return std::to_string(v); }
-}  // namespace
-
-int hash_select_max_level(const hash_select_params& p) {
-  const int G = p.n_head_kv > 0 ? p.n_head / p.n_head_kv : 1;
-  return p.keys.bits * (p.mode == gqa_mode::per_group ? G : 1);
-}
-
-void hash_select_validate(const hash_select_params& p) {
-  const code_view& k = p.keys;
-  if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0)
-    fail("hash_select: heads", s(p.n_head) + "/" + s(p.n_head_kv), "n_head a positive multiple of n_head_kv");
-  if (p.n_head / p.n_head_kv > 64) fail("hash_select: GQA group", s(p.n_head / p.n_head_kv), "<= 64");
-  if (p.mode != gqa_mode::per_head && p.mode != gqa_mode::per_group)
-    fail("hash_select: gqa mode", s((int)p.mode), "per_head (0) or per_group (1)");
-  if (!hash_bits_valid(k.bits)) fail("hash_select: bits", s(k.bits), "16, 32 or 64");
-  if (k.n_enc != p.n_head && k.n_enc != p.n_head_kv)
-    fail("hash_select: key code heads", s(k.n_enc),
-         "n_head = " + s(p.n_head) + " (per query head) or n_head_kv = " + s(p.n_head_kv) + " (per KV group)");
-  if (k.n_tok < 0 || k.n_tok > INT32_MAX) fail("hash_select: n_tok", s(k.n_tok), "in [0, 2^31)");
-  if (k.stride_tok < 0 || k.stride_enc < 0) fail("hash_select: code strides", "negative", ">= 0");
-  if (k.n_tok > 1 && k.stride_tok == 0) fail("hash_select: stride_tok", "0", "> 0");
-  if (k.n_enc > 1 && k.stride_enc == 0) fail("hash_select: stride_enc", "0", "> 0");
-  if (k.n_tok > 0 && k.codes == nullptr) fail("hash_select: key codes", "null pointer", "n_tok codes per head");
-  if (p.q_codes == nullptr) fail("hash_select: q_codes", "null pointer", "[n_head] query codes");
-  budget_validate(p.budget);
-  if (p.idx == nullptr || p.count == nullptr)
-    fail("hash_select: idx / count", "null pointer", "output lists (see hash_select_n_lists)");
-  const int64_t need = budget_tokens(p.budget, k.n_tok);
-  if (p.idx_stride < need)
-    fail("hash_select: idx_stride", s(p.idx_stride), ">= " + s(need) + " (the budget at n_tok = " + s(k.n_tok) + ")");
-  if (p.n_threads < 0) fail("hash_select: n_threads", s(p.n_threads), ">= 0 (0 = all)");
-}
 
 void hash_score_cpu(const hash_select_params& p, uint16_t* scores) {
   hash_select_validate(p);

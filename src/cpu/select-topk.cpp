@@ -1,15 +1,17 @@
-// Selection over float scores (oracle top-k, Quest pages, Double Sparsity), hash.h:
+// Selection over float scores (oracle top-k, Quest pages, Double Sparsity; ops.h score_select):
 // sinks [0, S'), window [n - W', n) and the top k_mid middle positions by score, ties to the most
 // recent positions (order: score desc, position desc; NaN scores rank lowest). O(n) expected:
 // nth_element over a copy of the middle scores finds the k_mid-th largest, one pass in position order
 // writes the chosen positions (already ascending).
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <vector>
 
 #include "hashattn/error.h"
-#include "hashattn/hash.h"
+#include "cpu/cpu-kernels.h"
 
 namespace hashattn {
 
@@ -46,6 +48,15 @@ int64_t select_topk_float(const float* score, int64_t n, const budget_params& b,
   }
   for (int64_t t = sp.hi; t < n; t++) idx[k++] = (int32_t)t;
   return k;
+}
+
+void score_select_cpu(const score_select_params& p) {
+  score_select_validate(p);
+  const int nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(nt, p.n_lists)))
+  for (int r = 0; r < p.n_lists; r++)
+    p.count[r] = (int32_t)select_topk_float(p.score + (int64_t)r * p.score_stride, p.n_tok, p.budget,
+                                            p.idx + (int64_t)r * p.idx_stride);
 }
 
 }  // namespace hashattn

@@ -1,5 +1,5 @@
-// Hash encoder weights (allocation, seeded init, per-layer views), the key-code store and the
-// selection split (sinks / middle / window) shared by every selector. See include/hashattn/hash.h.
+// Hash encoder weights (allocation, seeded init, per-layer views) and the key-code store. See
+// include/hashattn/hash.h.
 // Weight layout per layer: query role then key role; each role: w0 [n_enc, in0, out0], b0 [n_enc, out0],
 // w1, b1, w2, b2 (as many as mlp_layers).
 #include <algorithm>
@@ -142,18 +142,6 @@ void hash_code_store::commit(int layer, int64_t pos0, int64_t n) {
 void hash_code_store::truncate(int64_t n) {
   if (n < 0) fail("code store: truncate", s(n), ">= 0");
   for (auto& t : n_tok_) t = std::min(t, n);
-}
-
-// ---- selection split ----
-select_split select_split_for(const budget_params& b, int64_t n) {
-  select_split r;
-  r.total = budget_tokens(b, n);
-  r.n_sinks = std::min<int64_t>(b.sinks, n);
-  r.n_window = std::min<int64_t>(b.window, n - r.n_sinks);
-  r.lo = r.n_sinks;
-  r.hi = n - r.n_window;
-  r.k_mid = std::max<int64_t>(0, std::min(r.total - r.n_sinks - r.n_window, r.hi - r.lo));
-  return r;
 }
 
 }  // namespace hashattn

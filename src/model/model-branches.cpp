@@ -136,7 +136,7 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
         pol.select(l, q, ap.kv, b.lists);
         attn_params_set_lists(ap, b.lists);
       }
-      attn_decode_cpu(ap);
+      S.be->call_attend(ap);
     }
     S.layer_out_ffn(L, n, true);
   }

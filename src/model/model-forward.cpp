@@ -130,7 +130,7 @@ void session::impl::decode(int32_t tok) {
       ap.idx_stride = lists.stride;
       ap.per_group = lists.per_group;
     }
-    attn_decode_cpu(ap);
+    be->call_attend(ap);
 
     {
       const weight* ws[1] = {&L.wo};
@@ -338,6 +338,7 @@ session::session(const model& m, const session_params& p, std::unique_ptr<attent
          "RoPE scaling for longer contexts is not supported");
   if (p.n_threads < 0) fail("session: threads", std::to_string(p.n_threads), ">= 0 (0: all)");
   s.nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
+  s.be = &backend_get(p.backend);
   if (p.n_batch < 1) fail("session: batch size", std::to_string(p.n_batch), ">= 1");
   s.n_batch = p.n_batch;
   s.q_dim = hp.n_head * hp.head_dim;

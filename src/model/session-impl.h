@@ -18,6 +18,7 @@ struct session::impl {
   int nt = 1;
   int64_t n_batch = 512;
   int q_dim = 0, kv_dim = 0;
+  const backend* be = nullptr;  // attention ops
   std::unique_ptr<attention_policy> policy;
   forward_observer observer;
   std::vector<std::vector<uint16_t>> kc, vc;  // per layer [n_ctx, kv_dim] fp16

@@ -128,7 +128,7 @@ class ds_policy final : public attention_policy {
           for (int c = 0; c < r; c++) s += qs[c] * lb[c];
           sc[t] = s;
         }
-        out.count[li] = (int32_t)select_topk_float(sc.data(), n, cfg_.budget, out.idx.data() + li * out.stride);
+        select_from_scores(policy_backend(cfg_), sc.data(), n, li, 1, cfg_.budget, 1, out);
       }
     }
   }

@@ -3,7 +3,7 @@
 // Key codes are computed once per appended key (on_append) into a code store next to the KV cache:
 // per query head (weights.key_per_group = false, the paper: key k of KV head h hashed by each of its G
 // query heads' key encoders) or per KV head (key_per_group = true; SimHash always). select() encodes
-// the n_head queries, then hash_select_cpu picks per query head or per KV group (summed group scores).
+// the n_head queries, then the backend's select_codes picks per query head or per KV group (summed group scores).
 // Optional re-rank (policy_config.rerank = C >= 2): the codes pick C x the middle budget as candidates,
 // exact q.k over the candidates' keys keeps the best (the group's summed query per KV group), so the
 // attended count is unchanged and the candidates' keys are the extra read (select_extra_read_bytes).
@@ -14,7 +14,6 @@
 #include <numeric>
 #include <random>
 
-#include "cpu/model-ops.h"
 #include "hashattn/hash.h"
 #include "policy/policy-util.h"
 
@@ -75,7 +74,7 @@ class hash_policy : public attention_policy {
     p.code_stride_row = 1;
     p.code_stride_enc = store_.stride_enc();
     p.n_threads = cfg_.n_threads;
-    hash_encode_cpu(p);
+    policy_backend(cfg_).call_encode(p);
     store_.commit(layer, pos0, n_new);
   }
   void truncate(int64_t n) override { store_.truncate(n); }
@@ -96,7 +95,7 @@ class hash_policy : public attention_policy {
     e.code_stride_row = shape_.n_head;
     e.code_stride_enc = 1;
     e.n_threads = cfg_.n_threads;
-    hash_encode_cpu(e);
+    policy_backend(cfg_).call_encode(e);
     hash_select_params s;
     s.keys = store_.view(layer);
     s.q_codes = qcodes_.data();
@@ -115,7 +114,7 @@ class hash_policy : public attention_policy {
       s.idx = cand_.idx.data();
       s.count = cand_.count.data();
       s.idx_stride = cand_.stride;
-      hash_select_cpu(s);
+      policy_backend(cfg_).call_select_codes(s);
       lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
       rerank(q, kv, sp, out);
       return;
@@ -124,7 +123,7 @@ class hash_policy : public attention_policy {
     s.idx = out.idx.data();
     s.count = out.count.data();
     s.idx_stride = out.stride;
-    hash_select_cpu(s);
+    policy_backend(cfg_).call_select_codes(s);
   }
   const hash_code_store& store() const { return store_; }
 

@@ -4,7 +4,6 @@
 // for a budget, not a fast path. No auxiliary memory.
 #include <omp.h>
 
-#include "cpu/model-ops.h"
 #include "hashattn/hash.h"
 #include "policy/policy-util.h"
 
@@ -56,11 +55,8 @@ class oracle_policy final : public attention_policy {
               sc_[(size_t)r * n + t] = dot_f32(qsum_.data() + (size_t)r * d, krow.data(), d);
             }
           }
-#pragma omp for schedule(dynamic, 1)
-      for (int r = 0; r < n_lists; r++)
-        out.count[r] = (int32_t)select_topk_float(sc_.data() + (size_t)r * n, n, cfg_.budget,
-                                                  out.idx.data() + r * out.stride);
     }
+    select_from_scores(policy_backend(cfg_), sc_.data(), n, 0, n_lists, cfg_.budget, nt, out);
   }
 
  private:

@@ -1,21 +1,39 @@
 // Helpers shared by the policies in src/policy: list allocation, shape checks, K access, list queries.
-// Policies only produce index lists; attention itself is attn_decode_* (attention.h).
+// Policies only produce index lists; kernels are reached through the backend table (backend.h).
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "core/half.h"
 #include "cpu/model-ops.h"
+#include "hashattn/backend.h"
 #include "hashattn/error.h"
 #include "hashattn/policy.h"
 
 namespace hashattn::policy_detail {
 
 inline void lists_reset(index_lists& out, int n_lists, int64_t stride, bool per_group) {
-  out.per_group = per_group;
-  out.stride = stride;
-  out.count.assign(n_lists, 0);
-  if ((int64_t)out.idx.size() < n_lists * stride) out.idx.resize((size_t)n_lists * stride);
+  out.reset(n_lists, stride, per_group);
+}
+
+// The backend a policy runs its ops on (policy_config.be, else the default).
+inline const backend& policy_backend(const policy_config& c) { return c.be ? *c.be : backend_default(); }
+
+// Selects lists r0 .. r0+n_lists-1 of `out` from float scores [n_lists, n] through the backend's
+// select_scores (n_threads 1 inside a caller's parallel loop).
+inline void select_from_scores(const backend& be, const float* score, int64_t n, int r0, int n_lists,
+                               const budget_params& b, int n_threads, index_lists& out) {
+  score_select_params p;
+  p.score = score;
+  p.n_tok = n;
+  p.n_lists = n_lists;
+  p.score_stride = n;
+  p.budget = b;
+  p.idx = out.idx.data() + (int64_t)r0 * out.stride;
+  p.count = out.count.data() + r0;
+  p.idx_stride = out.stride;
+  p.n_threads = n_threads;
+  be.call_select_scores(p);
 }
 
 inline void check_begin(const char* who, int n_layer, const layer_shape& s, int64_t max_ctx) {
@@ -42,7 +60,7 @@ inline void check_kv(const char* who, const kv_view& kv, const layer_shape& s) {
 
 // K element (t, h, j) of a kv_view as float.
 inline float kv_k(const kv_view& kv, int64_t t, int h, int j) {
-  const int64_t off = t * kv.stride_tok + (int64_t)h * kv.stride_head + j;
+  const int64_t off = kv_offset(kv, t, h) + j;
   switch (kv.type) {
     case dtype::f32: return ((const float*)kv.k)[off];
     case dtype::f16: return fp16_to_fp32(((const uint16_t*)kv.k)[off]);
@@ -65,7 +83,7 @@ inline float dot_f32(const float* a, const float* b, int d) {
 
 // Key row t of KV head hk as fp32 [head_dim] (fp16 rows through the vector converter).
 inline void kv_key_row_f32(const kv_view& kv, int64_t t, int hk, float* out) {
-  const int64_t off = t * kv.stride_tok + (int64_t)hk * kv.stride_head;
+  const int64_t off = kv_offset(kv, t, hk);
   if (kv.type == dtype::f16) {
     cpu::f16_to_f32_row((const uint16_t*)kv.k + off, out, kv.head_dim);
     return;

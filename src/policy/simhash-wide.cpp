@@ -2,7 +2,7 @@
 // (layer, KV head), shared by the keys and by the group's queries; codes of b/64 words per key and KV
 // head are computed once at append. Score of key t for query head h = matching bits (b - popcount of
 // the XOR); per KV group the sum over the group's heads. Selection: the common rule over float scores
-// (select_topk_float: sinks + window + top middle scores, ties to the most recent). A quality baseline
+// (the backend's select_scores: sinks + window + top middle scores, ties to the most recent). A quality baseline
 // ("random projections with many bits"), not a fast path: the learned 32-bit codes are that.
 #include <cblas.h>
 #include <omp.h>
@@ -93,7 +93,7 @@ class simhash_wide_policy final : public attention_policy {
           }
           sc[t] = (float)match;
         }
-        out.count[r] = (int32_t)select_topk_float(sc.data(), n, cfg_.budget, out.idx.data() + r * out.stride);
+        select_from_scores(policy_backend(cfg_), sc.data(), n, r, 1, cfg_.budget, 1, out);
       }
     }
   }

@@ -10,6 +10,15 @@
 
 namespace hashattn::ref {
 
+namespace {
+// Element offset of (t, h, 0), restated here: page t / page_size of the page table (or one page).
+int64_t row_offset(const kv_view& kv, int64_t t, int h) {
+  const int64_t page = kv.page_table ? kv.page_table[t / kv.page_size] : 0;
+  const int64_t slot = kv.page_table ? t % kv.page_size : t;
+  return page * kv.stride_page + slot * kv.stride_tok + (int64_t)h * kv.stride_head;
+}
+}  // namespace
+
 double kv_elem(const void* base, dtype t, int64_t off) {
   switch (t) {
     case dtype::f32: return (double)((const float*)base)[off];
@@ -47,7 +56,7 @@ void attn_decode_ref(const attn_decode_params& p, double* out) {
     s.assign(toks.size(), 0.0);
     double mx = -INFINITY;
     for (size_t i = 0; i < toks.size(); i++) {
-      const int64_t base = toks[i] * kv.stride_tok + (int64_t)hk * kv.stride_head;
+      const int64_t base = row_offset(kv, toks[i], hk);
       double acc = 0;
       for (int j = 0; j < d; j++) acc += (double)p.q[(int64_t)h * d + j] * kv_elem(kv.k, kv.type, base + j);
       s[i] = acc * (double)p.scale;
@@ -59,7 +68,7 @@ void attn_decode_ref(const attn_decode_params& p, double* out) {
       sum += s[i];
     }
     for (size_t i = 0; i < toks.size(); i++) {
-      const int64_t base = toks[i] * kv.stride_tok + (int64_t)hk * kv.stride_head;
+      const int64_t base = row_offset(kv, toks[i], hk);
       const double w = s[i] / sum;
       for (int j = 0; j < d; j++) o[j] += w * kv_elem(kv.v, kv.type, base + j);
     }

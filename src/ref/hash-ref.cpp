@@ -83,18 +83,24 @@ std::vector<int> hash_scores_ref(const hash_select_params& p) {
 }
 
 std::vector<int32_t> select_rule_ref(const double* score, int64_t n, const budget_params& b) {
-  const select_split sp = select_split_for(b, n);
+  const double want = b.count > 0 ? (double)b.count : std::floor(b.density * (double)n + 1e-9);
   std::vector<int32_t> out;
-  for (int64_t t = 0; t < sp.lo; t++) out.push_back((int32_t)t);
-  std::vector<int64_t> mid(sp.hi - sp.lo);
-  std::iota(mid.begin(), mid.end(), sp.lo);
+  if (want < (double)(b.sinks + b.window) || want >= (double)n) {  // everything
+    for (int64_t t = 0; t < n; t++) out.push_back((int32_t)t);
+    return out;
+  }
+  std::vector<char> keep(n, 0);
+  for (int64_t t = 0; t < b.sinks; t++) keep[t] = 1;
+  for (int64_t t = n - b.window; t < n; t++) keep[t] = 1;
+  std::vector<int64_t> mid;
+  for (int64_t t = b.sinks; t < n - b.window; t++) mid.push_back(t);
   std::sort(mid.begin(), mid.end(), [&](int64_t a, int64_t c) {
     if (score[a] != score[c]) return score[a] > score[c];
     return a > c;  // most recent first
   });
-  for (int64_t i = 0; i < sp.k_mid; i++) out.push_back((int32_t)mid[i]);
-  for (int64_t t = sp.hi; t < n; t++) out.push_back((int32_t)t);
-  std::sort(out.begin(), out.end());
+  for (int64_t i = 0; i < (int64_t)want - b.sinks - b.window; i++) keep[mid[i]] = 1;
+  for (int64_t t = 0; t < n; t++)
+    if (keep[t]) out.push_back((int32_t)t);
   return out;
 }
 
@@ -104,7 +110,7 @@ std::vector<std::vector<int32_t>> hash_select_ref(const hash_select_params& p) {
     int32_t dummy[1];
     if (c.idx == nullptr) c.idx = dummy;
     if (c.count == nullptr) c.count = dummy;
-    if (c.idx_stride == 0) c.idx_stride = budget_tokens(p.budget, p.keys.n_tok);
+    if (c.idx_stride == 0) c.idx_stride = std::max<int64_t>(p.keys.n_tok, 1);  // any list fits
     hash_select_validate(c);
   }
   const std::vector<int> sc = hash_scores_ref(p);

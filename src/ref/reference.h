@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "hashattn/attention.h"
-#include "hashattn/hash.h"
+#include "hashattn/core.h"
+#include "hashattn/ops.h"
 
 namespace hashattn::ref {
 
@@ -35,8 +35,10 @@ inline int hash_score_ref(uint64_t q, uint64_t k, int bits) {
 }
 // Scores of every list (see hash_select_params): scores[r * n_tok + t].
 std::vector<int> hash_scores_ref(const hash_select_params& p);
-// The selection rule: sinks + window + top (total - sinks - window) middle scores, ties to the most
-// recent positions; ascending. score[t] for t in [0, n) (sinks' and window's scores are ignored).
+// The selection rule, stated on its own (not through core's select_split): total = count, or
+// floor(density * n); every token when total < sinks + window or total >= n; otherwise the sinks, the
+// window and the (total - sinks - window) best middle tokens after a full sort by (score desc,
+// position desc). Ascending. score[t] for t in [0, n) (sinks' and window's scores are ignored).
 std::vector<int32_t> select_rule_ref(const double* score, int64_t n, const budget_params& b);
 // hash_select in float64 / plain loops: one list per output list.
 std::vector<std::vector<int32_t>> hash_select_ref(const hash_select_params& p);

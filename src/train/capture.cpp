@@ -136,7 +136,7 @@ void window_capture::get(int layer, layer_capture& out) const {
   std::vector<float> vrow((size_t)nkv * d);
   for (int64_t t = 0; t < kv.n_tok; t++) {
     for (int h = 0; h < nkv; h++) {
-      const int64_t off = t * kv.stride_tok + h * kv.stride_head;
+      const int64_t off = kv_offset(kv, t, h);
       cpu::f16_to_f32_row((const uint16_t*)kv.k + off, out.k.data() + ((size_t)t * nkv + h) * d, d);
       cpu::f16_to_f32_row((const uint16_t*)kv.v + off, vrow.data() + (size_t)h * d, d);
       double ss = 0;

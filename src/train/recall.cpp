@@ -1,5 +1,5 @@
 // Recall of hash selectors against exact attention (see train.h): codes of any width (learned through the
-// inference encoder hash_encode_cpu, or SimHash sign projections), bit-match scores over the middle
+// inference encoder (the backend's encode op), or SimHash sign projections), bit-match scores over the middle
 // region, top-k with ties to recent positions, compared with the oracle's top-k and with the attention
 // mass of the middle. Codes: q [n_q, n_head, words], k [n_tok, n_key_enc, words] (uint64, LSB-first).
 #include <omp.h>
@@ -42,8 +42,9 @@ eval_codes codes_learned(const hash_weights& w, int layer, const layer_capture& 
   p.code_stride_enc = 1;
   p.n_threads = n_threads;
   out.q.resize((size_t)c.n_q() * c.n_head);
+  const backend& be = backend_default();
   if (c.n_q() > 0) {
-    hash_encode_cpu(p);
+    be.call_encode(p);
     for (size_t i = 0; i < out.q.size(); i++) out.q[i] = code_get(buf.data(), w.bits, (int64_t)i);
   }
   p.mlp = w.key(layer);
@@ -52,7 +53,7 @@ eval_codes codes_learned(const hash_weights& w, int layer, const layer_capture& 
   p.x_stride_row = (int64_t)c.n_head_kv * d;
   p.in_group = w.key_per_group ? 1 : G;
   p.code_stride_row = nke;
-  hash_encode_cpu(p);
+  be.call_encode(p);
   out.k.resize((size_t)c.n_tok * nke);
   for (size_t i = 0; i < out.k.size(); i++) out.k[i] = code_get(buf.data(), w.bits, (int64_t)i);
   return out;

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "hashattn/attention.h"
 #include "hashattn/hash.h"
+#include "hashattn/ops.h"
 #include "hashattn/policy.h"
 
 namespace hashattn::test {

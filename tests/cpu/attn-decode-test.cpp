@@ -7,7 +7,7 @@
 #include <random>
 
 #include "common/test-util.h"
-#include "hashattn/attention.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/error.h"
 #include "ref/reference.h"
 

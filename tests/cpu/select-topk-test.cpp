@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/test-util.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/hash.h"
 
 namespace hashattn {

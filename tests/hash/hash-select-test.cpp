@@ -8,6 +8,7 @@
 #include <random>
 
 #include "common/test-util.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/error.h"
 #include "hashattn/hash.h"
 #include "ref/reference.h"

@@ -1,4 +1,4 @@
-// Tests budget_tokens (density / count, sinks + window floor, clamping) and the dense policy.
+// Tests the budget and the selection split (core.h) on hand-computed cases, and the dense policy.
 #include <gtest/gtest.h>
 
 #include "common/test-util.h"
@@ -15,8 +15,9 @@ TEST(Budget, DensityAndCount) {
   b.window = 128;
   EXPECT_EQ(budget_tokens(b, 65536), 2048);
   EXPECT_EQ(budget_tokens(b, 100000), 3125);
-  EXPECT_EQ(budget_tokens(b, 8191), 256);  // floor(255.97) raised to sinks + window
-  EXPECT_EQ(budget_tokens(b, 200), 200);   // clamped to n
+  EXPECT_EQ(budget_tokens(b, 8192), 256);   // exactly sinks + window
+  EXPECT_EQ(budget_tokens(b, 8191), 8191);  // floor(255.97) < sinks + window: below the floor, everything
+  EXPECT_EQ(budget_tokens(b, 200), 200);
   EXPECT_EQ(budget_tokens(b, 1), 1);
   EXPECT_EQ(budget_tokens(b, 0), 0);
   b.density = 0.1;
@@ -27,12 +28,56 @@ TEST(Budget, DensityAndCount) {
   b.count = 500;
   EXPECT_EQ(budget_tokens(b, 100000), 500);
   EXPECT_EQ(budget_tokens(b, 300), 300);
-  b.sinks = 400;
-  b.window = 200;
-  EXPECT_EQ(budget_tokens(b, 100000), 600);
+  b.sinks = 200;
+  b.window = 300;
+  EXPECT_EQ(budget_tokens(b, 100000), 500);
+  b.sinks = 400;  // a fixed budget below sinks + window can never select
+  EXPECT_THROW(budget_tokens(b, 100000), error);
+  b.sinks = 0;
+  b.window = 0;
   b.density = 1;
   b.count = 0;
   EXPECT_EQ(budget_tokens(b, 12345), 12345);
+}
+
+// The split's fields, computed by hand.
+TEST(Budget, SplitByHand) {
+  budget_params b;
+  b.density = 0.1;
+  b.sinks = 10;
+  b.window = 20;
+  select_split s = select_split_for(b, 1000);  // total 100 = 10 sinks + 70 middle + 20 window
+  EXPECT_EQ(s.total, 100);
+  EXPECT_EQ(s.n_sinks, 10);
+  EXPECT_EQ(s.lo, 10);
+  EXPECT_EQ(s.hi, 980);
+  EXPECT_EQ(s.n_window, 20);
+  EXPECT_EQ(s.k_mid, 70);
+  EXPECT_FALSE(s.all());
+  s = select_split_for(b, 300);  // floor(30) = sinks + window: no middle token
+  EXPECT_EQ(s.total, 30);
+  EXPECT_EQ(s.k_mid, 0);
+  EXPECT_EQ(s.lo, 10);
+  EXPECT_EQ(s.hi, 280);
+  s = select_split_for(b, 299);  // floor(29.9) = 29 < 30: everything, the middle [10, 279) whole
+  EXPECT_TRUE(s.all());
+  EXPECT_EQ(s.total, 299);
+  EXPECT_EQ(s.lo, 10);
+  EXPECT_EQ(s.hi, 279);
+  EXPECT_EQ(s.k_mid, 269);
+  s = select_split_for(b, 25);  // shorter than sinks + window: sinks 10, window the other 15
+  EXPECT_EQ(s.total, 25);
+  EXPECT_EQ(s.n_sinks, 10);
+  EXPECT_EQ(s.n_window, 15);
+  EXPECT_EQ(s.k_mid, 0);
+  s = select_split_for(b, 0);
+  EXPECT_EQ(s.total, 0);
+  b.count = 64;  // a fixed count: 10 + 34 + 20 of 1000
+  s = select_split_for(b, 1000);
+  EXPECT_EQ(s.total, 64);
+  EXPECT_EQ(s.k_mid, 34);
+  s = select_split_for(b, 64);  // the count covers the context
+  EXPECT_TRUE(s.all());
 }
 
 TEST(Budget, BadBudgetThrows) {

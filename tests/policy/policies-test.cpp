@@ -12,6 +12,7 @@
 
 #include "common/test-util.h"
 #include "core/half.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/error.h"
 #include "hashattn/hash.h"
 #include "hashattn/policy.h"

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "cpu/cpu-kernels.h"
 #include "hashattn/error.h"
 #include "hashattn/eval.h"
 #include "hashattn/gguf.h"
@@ -156,7 +157,7 @@ int run_eval(const eval_options& o) {
     meta["chat"] = p.chat;
     meta["sinks"] = po.sinks;
     meta["window"] = po.window;
-    meta["simd"] = cpu_simd_target();
+    meta["simd"] = backend_default().target();
     char buf[64];
     std::time_t now = std::time(nullptr);
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
