@@ -84,6 +84,20 @@ HASHATTN_HD inline select_split select_split_of(double density, int64_t count, i
   r.k_mid = total - r.n_sinks - r.n_window;
   return r;
 }
+// The longest list over contexts 1 .. max_ctx, for sizing lists once (the list length is not monotonic
+// in n: below the floor a list holds every token). Binary search for the last context below the floor.
+HASHATTN_HD inline int64_t budget_max_tokens(double density, int64_t count, int64_t sinks, int64_t window,
+                                             int64_t max_ctx) {
+  int64_t m = select_split_of(density, count, sinks, window, max_ctx).total;
+  if (count > 0 || max_ctx <= 0) return m;  // a count: n up to the count, then the count
+  int64_t lo = 0, hi = max_ctx;              // invariant: lo is below the floor (or 0)
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if ((int64_t)(density * (double)mid + 1e-9) < sinks + window) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo > m ? lo : m;
+}
 // Validates the budget (budget_validate), then select_split_of.
 select_split select_split_for(const budget_params& b, int64_t n);
 // Tokens attended for a context of n (= select_split_for(b, n).total).

@@ -18,9 +18,7 @@
 #include <cstdint>
 #include <string>
 
-#include "hashattn/attention.h"
-#include "hashattn/hash.h"
-#include "hashattn/policy.h"
+#include "hashattn/core.h"
 
 namespace hashattn {
 namespace cuda {

@@ -77,14 +77,10 @@ eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus&
 double string_match_all(const std::string& output, const std::vector<std::string>& refs);
 
 // ---- option values ----
-// "1/32" or "0.03125" -> 0.03125; throws unless the value is in (0, 1].
-double parse_density(const std::string& s);
-// Comma-separated densities (at least one).
+// Comma-separated densities (at least one; each as policy_density_parse).
 std::vector<double> parse_density_list(const std::string& s);
 // Comma-separated items, blanks trimmed, empty items dropped.
 std::vector<std::string> split_list(const std::string& s);
-// "1/32" for reciprocals of integers, else the decimal value.
-std::string density_name(double d);
 
 // ---- policies under test ----
 struct eval_policy_spec {

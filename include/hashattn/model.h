@@ -152,6 +152,15 @@ class branch_decoder {
   std::unique_ptr<impl> p_;
 };
 
+// ---- the inputs of policies, bound to a model ----
+// Hash encoders from a hash file, checked against the model (architecture, shape, tensor-layout
+// digest) before anything else; throws saying what differs.
+std::shared_ptr<const hash_weights> hash_weights_load_for(const model& m, const std::string& path);
+// Double Sparsity channels of every layer [n_layer, n_head_kv, channels], calibrated on the post-RoPE
+// q and k of `tokens` (a training text, never evaluation data; >= 64 tokens).
+std::vector<int32_t> double_sparsity_calibrate_model(const model& m, const std::vector<int32_t>& tokens, int channels,
+                                                     int n_threads);
+
 // Token sampling. temp <= 0: greedy (argmax, lowest id on ties). Otherwise top-k (0 = off)
 // then softmax(logits / temp) then top-p (nucleus; 1 = off), renormalized, drawn with a
 // seeded generator (same seed and logits: same tokens).

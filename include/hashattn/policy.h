@@ -73,4 +73,48 @@ std::unique_ptr<attention_policy> make_policy(const policy_config& cfg);
 std::vector<int32_t> double_sparsity_calibrate(const float* q, int64_t n_q, const float* k, int64_t n_k,
                                                const layer_shape& shape, int channels);
 
+// ---- the policy vocabulary: settings as text ----
+// "METHOD[/MODE][@DENSITY]", e.g. "hash-rr4/group@1/32", "streaming@1/16", "dense". Methods (canonical
+// names): dense, hash, hash-rrC (C = 2..64: the codes pick C x the middle budget, exact q.k keeps the
+// best), simhash-BITS (1..4096), oracle, streaming, quest, dsparse. Aliases: simhash = simhash-32,
+// hash-rerank = hash-rr4, double_sparsity / double-sparsity / ds = dsparse. MODE: head | group.
+struct policy_spec {
+  std::string method = "dense";
+  gqa_mode gqa = gqa_mode::per_head;
+  double density = 0;   // attended / context; 0 = a fixed count
+  int64_t count = 0;    // fixed attended tokens when density == 0
+  int64_t sinks = -1;   // -1: auto (default_sinks_window)
+  int64_t window = -1;  // -1: auto (streaming: the rest of the budget)
+
+  bool is_dense() const { return method == "dense"; }
+  bool is_hash() const;         // hash or hash-rrC (needs learned encoders)
+  bool has_gqa_mode() const;    // every method but dense and streaming
+  int rerank() const;           // C of hash-rrC, else 0
+  int simhash_bits() const;     // BITS of simhash-BITS, else 0
+  std::string label() const;    // "METHOD[/MODE]"
+  std::string str() const;      // "METHOD[/MODE][@DENSITY]" (parse(str()) == *this for auto sinks / window)
+};
+// Canonical method name; throws hashattn::error listing the vocabulary for an unknown one.
+std::string policy_method_canonical(const std::string& method);
+// The vocabulary for messages and help texts.
+const char* policy_method_help();
+// The methods of the standard comparison, in report order (dense first).
+const std::vector<std::string>& policy_comparison_methods();
+// Rank of a method in reports: its place in the comparison (hash-rrC after hash), others after it.
+int policy_method_rank(const std::string& method);
+// "1/32" or "0.03125" -> (0, 1]; throws otherwise.
+double policy_density_parse(const std::string& s);
+std::string policy_density_name(double d);  // "1/32" when 1/d is an integer, else the decimal
+policy_spec policy_spec_parse(const std::string& s);
+
+// The default sinks and window of a budget of `total` tokens: clamp(total / 8, 4, 128) each.
+int64_t default_sinks_window(int64_t total);
+// The budget of a spec for a context of n tokens: auto sinks and window from the budget at n (streaming
+// spends the rest of its budget on the window). Below the floor the policy attends every token
+// (core.h). Throws for a bad spec (density outside (0, 1], negative counts, window < 1).
+budget_params policy_budget(const policy_spec& s, int64_t n);
+// policy_config of a spec at context n (name, rerank, bits, budget, GQA mode); the caller adds the
+// inputs (hash weights, Double Sparsity channels), the backend and the threads.
+policy_config policy_config_for(const policy_spec& s, int64_t n);
+
 }  // namespace hashattn

@@ -33,19 +33,8 @@ inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 int sm_count();
 int max_smem_optin();
 
-// Budget rule (total attended tokens for a context of n), the same arithmetic as budget_tokens()
-// in src/policy/budget.cpp, usable on the device:
-// count > 0 ? count : floor(density * n + 1e-9); at least sinks + window; at most n.
-__host__ __device__ inline int64_t budget_total(double density, int64_t count, int64_t sinks,
-                                                int64_t window, int64_t n) {
-  if (n <= 0) return 0;
-  int64_t t = count > 0 ? count : (int64_t)floor(density * (double)n + 1e-9);
-  if (t < sinks + window) t = sinks + window;
-  if (t > n) t = n;
-  return t;
-}
 
-// Selection plan of one list for a context of n tokens.
+// Selection plan of one list for a context of n tokens: core's select_split_of (core.h), the one rule.
 struct sel_plan {
   int64_t s;      // sinks kept
   int64_t w;      // window kept
@@ -55,12 +44,13 @@ struct sel_plan {
 };
 __host__ __device__ inline sel_plan make_plan(double density, int64_t count, int64_t sinks,
                                               int64_t window, int64_t n) {
+  const select_split sp = select_split_of(density, count, sinks, window, n);
   sel_plan p;
-  p.s = sinks < n ? sinks : n;
-  p.w = window < n - p.s ? window : n - p.s;
-  p.total = budget_total(density, count, sinks, window, n);
-  p.all = p.total >= n;
-  p.mid = p.all ? 0 : p.total - p.s - p.w;
+  p.s = sp.n_sinks;
+  p.w = sp.n_window;
+  p.total = sp.total;
+  p.all = sp.all();
+  p.mid = p.all ? 0 : sp.k_mid;
   return p;
 }
 

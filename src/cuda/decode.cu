@@ -107,8 +107,8 @@ struct decode_layout {
 };
 
 int64_t decode_idx_stride(const decode_params& p) {
-  return detail::round_up(detail::budget_total(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window,
-                                               std::max<int64_t>(p.max_ctx, 1)),
+  return detail::round_up(budget_max_tokens(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window,
+                                            std::max<int64_t>(p.max_ctx, 1)),
                           4);
 }
 

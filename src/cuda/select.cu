@@ -334,16 +334,12 @@ void select_validate(const select_params& p) {
   if (p.max_ctx < 1 || p.max_ctx > INT32_MAX)
     fail("select: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");
   detail::check_code_store(p.codes, "select", select_n_lists(p), p.max_ctx);
-  if (p.budget.count < 0 || p.budget.sinks < 0 || p.budget.window < 0 ||
-      (p.budget.count == 0 && !(p.budget.density > 0 && p.budget.density <= 1)))
-    fail("select: budget", "density " + std::to_string(p.budget.density) + ", count " +
-         std::to_string(p.budget.count), "density in (0, 1] or count > 0; sinks, window >= 0");
-  const int64_t need = detail::budget_total(p.budget.density, p.budget.count, p.budget.sinks,
-                                            p.budget.window, p.max_ctx);
-  // The budget is monotone in n, so the list for max_ctx is the longest.
+  budget_validate(p.budget);
+  const int64_t need = budget_max_tokens(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window,
+                                         p.max_ctx);
   if (p.idx_stride < need)
     fail("select: idx_stride", std::to_string(p.idx_stride), ">= " + std::to_string(need),
-         "the budget at max_ctx");
+         "the longest list over contexts up to max_ctx (below the budget's floor a list holds every token)");
 }
 
 size_t select_workspace_size(const select_params& p) {

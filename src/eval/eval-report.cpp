@@ -24,16 +24,8 @@ std::string num(double v, int prec) {
   return s.str();
 }
 
-// Methods in the order of the comparison; unknown ones after, alphabetically.
-int method_rank(const std::string& m) {
-  static const std::vector<std::string> order = {"dense",     "hash",   "hash-rr",    "oracle",     "streaming",
-                                                 "quest",     "dsparse", "simhash-32", "simhash-256"};
-  auto it = std::find(order.begin(), order.end(), m.rfind("hash-rr", 0) == 0 ? std::string("hash-rr") : m);
-  return it == order.end() ? (int)order.size() : (int)(it - order.begin());
-}
-
 bool label_less(const eval_record& a, const eval_record& b) {
-  int ra = method_rank(a.method), rb = method_rank(b.method);
+  int ra = policy_method_rank(a.method), rb = policy_method_rank(b.method);
   if (ra != rb) return ra < rb;
   if (a.method != b.method) return a.method < b.method;
   return a.gqa < b.gqa;
@@ -58,17 +50,6 @@ int task_rank(const std::string& t) {
 
 }  // namespace
 
-std::string density_name(double d) {
-  if (d >= 1) return "1";
-  if (d <= 0) return "budget";
-  const double inv = 1.0 / d;
-  if (std::fabs(inv - std::round(inv)) < 1e-6) return "1/" + std::to_string((long)std::round(inv));
-  std::ostringstream s;
-  s.precision(4);
-  s << d;
-  return s.str();
-}
-
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -80,35 +61,9 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-double parse_density(const std::string& s0) {
-  std::string s = s0;
-  size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
-  s = a == std::string::npos ? "" : s.substr(a, b - a + 1);
-  double v = 0;
-  try {
-    size_t slash = s.find('/');
-    size_t pos = 0;
-    if (slash != std::string::npos) {
-      double num = std::stod(s.substr(0, slash), &pos);
-      if (pos != slash) throw std::invalid_argument("num");
-      std::string den = s.substr(slash + 1);
-      double dv = std::stod(den, &pos);
-      if (pos != den.size() || dv == 0) throw std::invalid_argument("den");
-      v = num / dv;
-    } else {
-      v = std::stod(s, &pos);
-      if (pos != s.size()) throw std::invalid_argument("tail");
-    }
-  } catch (const std::exception&) {
-    fail("--density", "'" + s0 + "'", "a fraction like 1/32 or a number like 0.03125");
-  }
-  if (!(v > 0 && v <= 1)) fail("--density", "'" + s0 + "'", "a value in (0, 1]");
-  return v;
-}
-
 std::vector<double> parse_density_list(const std::string& s) {
   std::vector<double> out;
-  for (const auto& item : split_list(s)) out.push_back(parse_density(item));
+  for (const auto& item : split_list(s)) out.push_back(policy_density_parse(item));
   if (out.empty()) fail("--density", "'" + s + "'", "at least one density, e.g. 1/16,1/32");
   return out;
 }
@@ -123,7 +78,7 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
     o["policy"] = r.method;
     o["gqa_mode"] = r.gqa;
     o["density"] = r.density;
-    o["density_name"] = density_name(r.density);
+    o["density_name"] = policy_density_name(r.density);
     o["context"] = r.context;
     o["samples"] = r.samples;
     o["first_sample"] = r.first_sample;
@@ -334,7 +289,7 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
     o << "### " << task << ", context " << ctx << ", " << metric << (pct ? " (%)" : "") << ", up to " << samples
       << " samples\n\n";
     o << "| policy |";
-    for (double d : dens) o << " " << density_name(d) << " |";
+    for (double d : dens) o << " " << policy_density_name(d) << " |";
     o << "\n|---|";
     for (size_t i = 0; i < dens.size(); ++i) o << "---:|";
     o << "\n";
@@ -383,13 +338,13 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
       if (std::find(labs.begin(), labs.end(), l) == labs.end()) labs.push_back(l);
     }
     std::stable_sort(labs.begin(), labs.end(), [](auto& a, auto& b) {
-      int ra = method_rank(a.first), rb = method_rank(b.first);
+      int ra = policy_method_rank(a.first), rb = policy_method_rank(b.first);
       return ra != rb ? ra < rb : a < b;
     });
     o << "### KV read per decode step, context " << ctx
       << ": attended tokens per head / KV rows read (union over a GQA group) / all bytes read (rows + the "
          "selector's codes, bounds, channels or keys), % of dense\n\n| policy |";
-    for (double d : dens) o << " " << density_name(d) << " |";
+    for (double d : dens) o << " " << policy_density_name(d) << " |";
     o << "\n|---|";
     for (size_t i = 0; i < dens.size(); ++i) o << "---:|";
     o << "\n";

@@ -392,7 +392,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
               std::ostringstream tr;
               tr << "ctx=" << ctx << " " << task << " #" << i << " prompt=" << prompt.size() << " tok";
               if (smp.depth >= 0) tr << " depth=" << smp.depth;
-              tr << " | " << cfgs[c].label() << " @" << density_name(cfgs[c].density) << " | score " << score
+              tr << " | " << cfgs[c].label() << " @" << policy_density_name(cfgs[c].density) << " | score " << score
                  << " | refs";
               for (const auto& r : smp.refs) tr << " " << r;
               std::string shown = o.text;

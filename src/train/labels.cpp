@@ -14,8 +14,9 @@ using namespace train_detail;
 middle_range label_middle(const label_params& p, int64_t pos) {
   const int64_t n = pos + 1;
   middle_range r;
-  r.lo = std::min<int64_t>(p.sinks, n);
-  r.hi = std::max<int64_t>(r.lo, n - p.window);
+  const select_split all = select_split_of(1.0, 0, p.sinks, p.window, n);  // core's split of the context
+  r.lo = all.lo;
+  r.hi = all.hi;
   const int64_t n_mid = r.hi - r.lo;
   if (p.k_fixed > 0)
     r.k = std::min<int64_t>(p.k_fixed, n_mid);

@@ -257,7 +257,7 @@ void run_long(gqa_mode mode, int64_t n, uint64_t seed) {
   d_len.upload(std::vector<int32_t>{(int32_t)n});
   budget_params bp;
   bp.density = 1.0 / 32;
-  const int64_t stride = budget_tokens(bp, n);
+  const int64_t stride = budget_max_tokens(bp.density, bp.count, bp.sinks, bp.window, n);
   dbuf<int32_t> d_idx((size_t)n_lists * stride), d_cnt(n_lists);
   select_params sp;
   sp.batch = B;

@@ -60,7 +60,7 @@ void run_select_case(const select_case& c) {
   bp.count = c.count;
   bp.sinks = c.sinks;
   bp.window = c.window;
-  const int64_t stride = budget_tokens(bp, c.max_ctx) + 3;
+  const int64_t stride = budget_max_tokens(bp.density, bp.count, bp.sinks, bp.window, c.max_ctx) + 3;
 
   dbuf<uint32_t> d_codes, d_q;
   dbuf<int32_t> d_len, d_idx((size_t)c.B * n_lists * stride), d_cnt((size_t)c.B * n_lists);

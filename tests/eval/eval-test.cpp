@@ -117,20 +117,20 @@ TEST(EvalText, WordNetLoaderKeepsPlainLowercaseWords) {
 }
 
 TEST(EvalOptions, DensityFractionsAndDecimals) {
-  EXPECT_DOUBLE_EQ(parse_density("1/32"), 1.0 / 32);
-  EXPECT_DOUBLE_EQ(parse_density("0.03125"), 1.0 / 32);
-  EXPECT_DOUBLE_EQ(parse_density(" 1 "), 1.0);
-  EXPECT_THROW(parse_density("0"), error);
-  EXPECT_THROW(parse_density("2"), error);
-  EXPECT_THROW(parse_density("1/0"), error);
-  EXPECT_THROW(parse_density("-1/8"), error);
-  EXPECT_THROW(parse_density("1/32x"), error);
-  EXPECT_THROW(parse_density("abc"), error);
+  EXPECT_DOUBLE_EQ(policy_density_parse("1/32"), 1.0 / 32);
+  EXPECT_DOUBLE_EQ(policy_density_parse("0.03125"), 1.0 / 32);
+  EXPECT_DOUBLE_EQ(policy_density_parse(" 1 "), 1.0);
+  EXPECT_THROW(policy_density_parse("0"), error);
+  EXPECT_THROW(policy_density_parse("2"), error);
+  EXPECT_THROW(policy_density_parse("1/0"), error);
+  EXPECT_THROW(policy_density_parse("-1/8"), error);
+  EXPECT_THROW(policy_density_parse("1/32x"), error);
+  EXPECT_THROW(policy_density_parse("abc"), error);
   auto l = parse_density_list("1/4, 1/8,0.0625");
   ASSERT_EQ(l.size(), 3u);
   EXPECT_DOUBLE_EQ(l[2], 1.0 / 16);
-  EXPECT_EQ(density_name(1.0 / 64), "1/64");
-  EXPECT_EQ(density_name(0.3), "0.3");
+  EXPECT_EQ(policy_density_name(1.0 / 64), "1/64");
+  EXPECT_EQ(policy_density_name(0.3), "0.3");
 }
 
 TEST(EvalScore, StringMatchAllIsCaseInsensitiveContainment) {

@@ -90,6 +90,19 @@ int run_generate(const generate_options& o) {
 
   auto m = model::load(o.model);
   const model_hparams& hp = m->hparams();
+  // The policy of --attn (policy-options.h): one method, GQA mode and density. Its inputs (hash file
+  // bound to the model, calibration) are checked before the prompt is read; the budget's auto sinks and
+  // window use the prompt length (below the budget's floor every token is attended).
+  policy_options po = o.pol;
+  po.n_threads = o.threads;
+  po.seed = o.seed;
+  const std::string method = canonical_method(po.attn);
+  if (split_list(po.attn).size() != 1 || split_list(po.gqa_mode).size() != 1 || po.density.find(',') != std::string::npos)
+    fail("generate takes one --attn, --gqa-mode and --density", po.attn + " / " + po.gqa_mode + " / " + po.density,
+         "single values (lists are for hashattn eval)");
+  const double density = !po.density.empty() ? policy_density_parse(po.density) : (po.budget > 0 ? 0.0 : 1.0 / 32);
+  policy_builder builder(*m, po);
+  builder.prepare({method}, {density}, {});
   std::unique_ptr<tokenizer> tok = tokenizer::from_gguf(m->file());
 
   std::vector<int32_t> prompt;
@@ -118,17 +131,6 @@ int run_generate(const generate_options& o) {
   sp.n_ctx = o.ctx;
   sp.n_threads = o.threads;
   const int64_t n_prompt = (int64_t)prompt.size();
-  // The policy of --attn (policy-options.h): one method, GQA mode and density; the budget's auto
-  // sinks/window and the sinks + window <= budget check use the prompt length.
-  policy_options po = o.pol;
-  po.n_threads = o.threads;
-  po.seed = o.seed;
-  const std::string method = canonical_method(po.attn);
-  if (split_list(po.attn).size() != 1 || split_list(po.gqa_mode).size() != 1 || po.density.find(',') != std::string::npos)
-    fail("generate takes one --attn, --gqa-mode and --density", po.attn + " / " + po.gqa_mode + " / " + po.density,
-         "single values (lists are for hashattn eval)");
-  const double density = !po.density.empty() ? parse_density(po.density) : (po.budget > 0 ? 0.0 : 1.0 / 32);
-  policy_builder builder(*m, po);
   std::unique_ptr<attention_policy> pol =
       method == "dense" ? nullptr : builder.make(method, method_has_gqa_mode(method) ? po.gqa_mode : "", density, n_prompt);
   if (o.sparse_tail < 0) fail("--sparse-tail", std::to_string(o.sparse_tail), ">= 0");

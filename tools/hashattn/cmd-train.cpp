@@ -51,26 +51,6 @@ std::vector<int> parse_list(const std::string& s, const char* what) {
   return out;
 }
 
-double parse_density(const std::string& s) {
-  try {
-    size_t used = 0;
-    const size_t slash = s.find('/');
-    double v;
-    if (slash != std::string::npos) {
-      const double a = std::stod(s.substr(0, slash)), b = std::stod(s.substr(slash + 1), &used);
-      if (used != s.size() - slash - 1) throw std::invalid_argument(s);
-      v = a / b;
-    } else {
-      v = std::stod(s, &used);
-      if (used != s.size()) throw std::invalid_argument(s);
-    }
-    if (!(v > 0 && v <= 1)) throw std::invalid_argument(s);
-    return v;
-  } catch (const std::exception&) {
-    fail("density", "'" + s + "'", "a number in (0, 1] or a fraction like 1/16");
-  }
-}
-
 std::string hms(double s) {
   if (!(s >= 0) || !std::isfinite(s)) return "?";
   const int64_t t = (int64_t)std::llround(s);
@@ -118,7 +98,7 @@ int run_train(opts& o) {
     tp.mlp_layers = (int)h.size() + 1;
     tp.hidden = h[0];
   }
-  tp.labels.density = parse_density(o.density);
+  tp.labels.density = policy_density_parse(o.density);
   if (o.rank == "logit") tp.labels.rank = label_rank::logit;
   else if (o.rank == "value-norm") tp.labels.rank = label_rank::value_norm;
   else fail("--rank", o.rank, "logit or value-norm");
@@ -134,7 +114,7 @@ int run_train(opts& o) {
   for (size_t i = 0; i <= o.eval_densities.size();) {
     size_t j = o.eval_densities.find(',', i);
     if (j == std::string::npos) j = o.eval_densities.size();
-    ep.densities.push_back(parse_density(o.eval_densities.substr(i, j - i)));
+    ep.densities.push_back(policy_density_parse(o.eval_densities.substr(i, j - i)));
     i = j + 1;
   }
   ep.sinks = tp.labels.sinks;

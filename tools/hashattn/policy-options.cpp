@@ -12,7 +12,6 @@
 #include "command.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
-#include "hashattn/hash-file.h"
 #include "hashattn/hash.h"
 #include "hashattn/tokenizer.h"
 
@@ -40,32 +39,17 @@ std::string default_calib_text() { return std::string(HASHATTN_SOURCE_DIR) + "/d
 
 }  // namespace
 
-std::string canonical_method(const std::string& m0) {
-  std::string m = trim(m0);
-  if (m == "dense" || m == "hash" || m == "oracle" || m == "streaming" || m == "quest") return m;
-  if (m == "dsparse" || m == "double_sparsity" || m == "double-sparsity" || m == "ds") return "dsparse";
-  if (m == "simhash") return "simhash-32";
-  if (m == "hash-rerank") return "hash-rr4";
-  if (m.rfind("hash-rr", 0) == 0) {
-    std::string c = m.substr(7);
-    if (!c.empty() && c.size() <= 2 && std::all_of(c.begin(), c.end(), ::isdigit)) {
-      int f = std::stoi(c);
-      if (f >= 2 && f <= 64) return "hash-rr" + std::to_string(f);
-    }
+std::string canonical_method(const std::string& m) {
+  try {
+    return policy_method_canonical(m);
+  } catch (const error&) {
+    fail("--attn", "'" + m + "'", std::string("one of ") + policy_method_help());
   }
-  if (m.rfind("simhash-", 0) == 0) {
-    std::string b = m.substr(8);
-    if (!b.empty() && std::all_of(b.begin(), b.end(), ::isdigit)) {
-      int bits = std::stoi(b);
-      if (bits >= 1 && bits <= 4096) return "simhash-" + std::to_string(bits);
-    }
-  }
-  fail("--attn", "'" + m0 + "'", "one of dense, hash, hash-rrC (C = 2..64), simhash, simhash-BITS, oracle, streaming, quest, dsparse");
 }
 
-bool is_hash_method(const std::string& method) { return method == "hash" || method.rfind("hash-rr", 0) == 0; }
+bool is_hash_method(const std::string& method) { return policy_spec{method}.is_hash(); }
 
-bool method_has_gqa_mode(const std::string& method) { return method != "dense" && method != "streaming"; }
+bool method_has_gqa_mode(const std::string& method) { return policy_spec{method}.has_gqa_mode(); }
 
 void policy_options::add_to(CLI::App& app, bool lists) {
   app.add_option("--attn", attn,
@@ -106,31 +90,19 @@ policy_builder::policy_builder(const model& m, const policy_options& o) : m_(m),
 }
 policy_builder::~policy_builder() = default;
 
+policy_spec policy_builder::spec_of(const std::string& method, const std::string& gqa, double density) const {
+  policy_spec sp;
+  sp.method = canonical_method(method);
+  sp.gqa = gqa == "group" ? gqa_mode::per_group : gqa_mode::per_head;
+  if (o_.budget > 0 && density <= 0) sp.count = o_.budget;
+  else sp.density = density;
+  sp.sinks = o_.sinks == "auto" ? -1 : parse_count("sinks", o_.sinks);
+  sp.window = o_.window == "auto" ? -1 : parse_count("window", o_.window);
+  return sp;
+}
+
 budget_params policy_builder::budget_for(const std::string& method, double density, int64_t n) const {
-  budget_params b;
-  int64_t total = 0;
-  if (o_.budget > 0 && density <= 0) {
-    b.count = o_.budget;
-    total = std::min<int64_t>(o_.budget, n);
-  } else {
-    if (!(density > 0 && density <= 1)) fail("density", std::to_string(density), "a value in (0, 1]");
-    b.density = density;
-    total = (int64_t)std::floor(density * (double)n);
-  }
-  const int64_t auto_sw = std::clamp<int64_t>(total / 8, 4, 128);
-  b.sinks = o_.sinks == "auto" ? auto_sw : parse_count("sinks", o_.sinks);
-  if (method == "streaming" && o_.window == "auto")
-    b.window = std::max<int64_t>(total - b.sinks, 1);  // streaming spends the whole budget
-  else
-    b.window = o_.window == "auto" ? auto_sw : parse_count("window", o_.window);
-  if (b.window < 1) fail("--window", std::to_string(b.window), ">= 1 (the current token is always attended)");
-  if (method != "dense" && b.sinks + b.window > total)
-    fail("budget of " + method + " at " + std::to_string(n) + " tokens",
-         "sinks " + std::to_string(b.sinks) + " + window " + std::to_string(b.window) + " > budget " +
-             std::to_string(total),
-         "sinks + window <= budget", "raise --density/--budget or lower --sinks/--window");
-  budget_validate(b);
-  return b;
+  return policy_budget(spec_of(method, "head", density), n);
 }
 
 std::shared_ptr<const hash_weights> policy_builder::need_hash(bool group) {
@@ -139,10 +111,7 @@ std::shared_ptr<const hash_weights> policy_builder::need_hash(bool group) {
   if (slot) return slot;
   if (!use_group_file && o_.hash_file.empty())
     fail("--attn hash needs --hash FILE (hint: hashattn train -o models/smollm2-hash.gguf, or make demo)");
-  const auto& hp = m_.hparams();
-  hash_binding expect = hash_binding_for(m_.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
-  hash_file_contents c = hash_file_load(use_group_file ? o_.hash_group_file : o_.hash_file, &expect);
-  slot = std::make_shared<hash_weights>(std::move(c.weights));
+  slot = hash_weights_load_for(m_, use_group_file ? o_.hash_group_file : o_.hash_file);
   return slot;
 }
 
@@ -156,51 +125,23 @@ void policy_builder::need_ds() {
   ss << f.rdbuf();
   auto tok = tokenizer::from_gguf(m_.file());
   std::vector<int32_t> ids = tok->encode(eval_text_normalize(ss.str()), false, false);
-  const int64_t n = std::min<int64_t>(1024, (int64_t)ids.size());
-  if (n < 64) fail("Double Sparsity calibration text", std::to_string(n) + " tokens", ">= 64 tokens");
-  const auto& hp = m_.hparams();
-  const layer_shape shape{hp.n_head, hp.n_head_kv, hp.head_dim};
-  std::vector<std::vector<float>> qs(hp.n_layer), ks(hp.n_layer);
-  session_params sp;
-  sp.n_ctx = n;
-  sp.n_threads = o_.n_threads;
-  sp.observer = [&](int layer, const float* q, const float* k, const float*, int64_t, int64_t cnt) {
-    qs[layer].insert(qs[layer].end(), q, q + cnt * hp.n_head * hp.head_dim);
-    ks[layer].insert(ks[layer].end(), k, k + cnt * hp.n_head_kv * hp.head_dim);
-  };
-  session s(m_, sp);
-  s.eval(ids.data(), n);
-  ds_channels_.clear();
-  for (int l = 0; l < hp.n_layer; ++l) {
-    auto ch = double_sparsity_calibrate(qs[l].data(), n, ks[l].data(), n, shape, o_.ds_channels);
-    ds_channels_.insert(ds_channels_.end(), ch.begin(), ch.end());
-  }
+  ids.resize(std::min<size_t>(1024, ids.size()));
+  ds_channels_ = double_sparsity_calibrate_model(m_, ids, o_.ds_channels, o_.n_threads);
 }
 
 std::unique_ptr<attention_policy> policy_builder::make(const std::string& method0, const std::string& gqa,
                                                        double density, int64_t n) {
-  const std::string method = canonical_method(method0);
-  if (method == "dense") return nullptr;
-  policy_config c;
-  c.budget = budget_for(method, density, n);
-  c.gqa = gqa == "group" ? gqa_mode::per_group : gqa_mode::per_head;
+  const policy_spec sp = spec_of(method0, gqa, density);
+  if (sp.is_dense()) return nullptr;
+  policy_config c = policy_config_for(sp, n);
   c.seed = o_.seed;
   c.page_size = o_.quest_page;
   c.channels = o_.ds_channels;
   c.n_threads = o_.n_threads;
-  if (is_hash_method(method)) {
-    c.name = "hash";
-    c.weights = need_hash(c.gqa == gqa_mode::per_group);
-    if (method != "hash") c.rerank = std::stoi(method.substr(7));
-  } else if (method.rfind("simhash-", 0) == 0) {
-    c.name = "simhash";
-    c.bits = std::stoi(method.substr(8));
-  } else if (method == "dsparse") {
+  if (sp.is_hash()) c.weights = need_hash(sp.gqa == gqa_mode::per_group);
+  if (sp.method == "dsparse") {
     need_ds();
-    c.name = "double_sparsity";
     c.ds_channels = ds_channels_;
-  } else {
-    c.name = method;
   }
   return make_policy(c);
 }

@@ -37,10 +37,9 @@ struct policy_options {
   void add_to(CLI::App& app, bool lists);
 };
 
-using hashattn::parse_density;  // eval.h
 using hashattn::parse_density_list;
 using hashattn::split_list;
-// Canonical method name (dsparse, double_sparsity -> dsparse; simhash -> simhash-32); throws if unknown.
+// The library's vocabulary (policy.h): canonical method name; throws if unknown.
 std::string canonical_method(const std::string& m);
 bool method_has_gqa_mode(const std::string& method);
 // "hash" or "hash-rrC" (learned encoders, optionally with exact re-ranking of C x the budget).
@@ -51,8 +50,9 @@ class policy_builder {
  public:
   policy_builder(const model& m, const policy_options& o);
   ~policy_builder();
-  // The budget of a method at a density (or o.budget when density <= 0) for a context of n tokens;
-  // throws when sinks + window exceed it.
+  // The setting of a method, GQA mode ("head" / "group") and density (o.budget when density <= 0).
+  policy_spec spec_of(const std::string& method, const std::string& gqa, double density) const;
+  // Its budget for a context of n tokens (policy_budget: below the floor every token is attended).
   budget_params budget_for(const std::string& method, double density, int64_t n) const;
   std::unique_ptr<attention_policy> make(const std::string& method, const std::string& gqa, double density,
                                          int64_t n);
