@@ -82,6 +82,7 @@ struct session_params {
   int64_t n_batch = 512;  // prefill chunk (tokens per batched forward)
   forward_observer observer;  // optional
   std::string backend = "cpu";  // the attention ops' backend (backend.h)
+  int page_size = 16;           // tokens per KV page (a power of two): branches share the prompt's pages
 };
 
 class session {
@@ -123,11 +124,12 @@ class session {
 // position P + steps(). The linear layers run batched over the active branches (fp32 activations,
 // dequantized weights, sgemm: the prefill path's code; the model keeps fp32 copies of the weights from
 // the first branch decoder on, 4 bytes per parameter, shared by its sessions); attention runs per branch through
-// its policy (dense when is_dense(), else select() + the sparse kernel), with the branch's own rows
-// placed after the shared prefix in the session's cache, so policies and kernels see one contiguous
-// cache of P + steps() + 1 tokens.
-// While a branch_decoder lives, the session must not be used: its cache rows from P on are scratch
-// (n_past() stays P; the session's own policy and observer see nothing of the branches).
+// its policy (dense when is_dense(), else select() + the sparse kernel). KV: each branch is a sequence
+// of KV pages forked from the session's (session_params.page_size): the prompt's full pages are shared,
+// not copied; the partly written last page is copied once; the branch's new rows go to pages of its own,
+// added to the session's pool while the decoder lives and given back when it is destroyed.
+// While a branch_decoder lives, the session must not be used (its policy and observer see nothing of
+// the branches), and it must be destroyed before the session.
 class branch_decoder {
  public:
   // policies[b] (not owned; one per branch, distinct objects) must already hold the prefix: begin()

@@ -2,10 +2,12 @@
 // Per step, over the B active branches (all at position pos = P + steps()), in the session's prefill
 // scratch (the session is idle while branches live) and through its batched layer halves
 // (session-impl.h, the prefill's code, with the model's fp32 weight copies):
-//   embed B rows -> per layer [layer_qkv; per branch: K/V row to the branch's own store,
-//   policy.on_append, its rows 0 .. steps() copied after the prefix in the session's cache (K and V of
-//   this layer), attention (dense, or select + sparse kernel); layer_out_ffn] -> logits [B, n_vocab].
-// Branch stores: per branch and layer, K and V [max_steps, kv_dim] fp16.
+//   embed B rows -> per layer [layer_qkv; per branch: K/V row into the branch's own page,
+//   policy.on_append, attention over the branch's paged view (dense, or select + sparse kernel);
+//   layer_out_ffn] -> logits [B, n_vocab].
+// KV: each branch is a sequence forked from the session's (kv-pages.h): the prompt's full pages are
+// shared (reference counts), the partly written last page is copied once, and the branch appends into
+// pages of its own, added to the session's pool while the decoder lives. No row is copied per step.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,7 +23,8 @@ struct branch_decoder::impl {
   std::vector<attention_policy*> pol;
   int64_t fork = 0, max_steps = 0, steps = 0;
   std::vector<uint8_t> alive;                        // [B]: took part in every step so far
-  std::vector<std::vector<uint16_t>> kb, vb;         // [B * n_layer] each [max_steps, kv_dim]
+  int64_t pool_pages = 0;                            // the pool's size before the branches' pages
+  std::vector<kv_seq> seqs;                          // [B] the branches' sequences
   std::vector<int> rows;                             // active branch of each batch row
   std::vector<int32_t> row_toks;                     // their tokens
   std::vector<float> cos_t, sin_t, row_logits;       // RoPE angles of the step; logits of the active rows
@@ -52,18 +55,28 @@ branch_decoder::branch_decoder(session& s, std::vector<attention_policy*> polici
   b.max_steps = max_steps;
   const size_t B = b.pol.size();
   b.alive.assign(B, 1);
-  b.kb.resize(B * S.hp.n_layer);
-  b.vb.resize(B * S.hp.n_layer);
-  for (size_t i = 0; i < b.kb.size(); ++i) {
-    b.kb[i].assign((size_t)max_steps * S.kv_dim, 0);
-    b.vb[i].assign((size_t)max_steps * S.kv_dim, 0);
+  // Pages of one branch: its copy of the partial prompt page and the pages of its new rows.
+  kv_pages& pool = *b.s->pool;
+  const int ps = pool.page_size();
+  const int64_t per_branch = (b.fork + max_steps + ps - 1) / ps - b.fork / ps;
+  b.pool_pages = pool.n_pages();
+  pool.grow((int64_t)B * per_branch);
+  b.s->seq->set_length(b.fork);
+  b.seqs.reserve(B);
+  for (size_t i = 0; i < B; ++i) {
+    b.seqs.push_back(b.s->seq->fork());
+    b.seqs.back().reserve(b.fork + max_steps);
   }
   b.logits.assign(B * (size_t)S.hp.n_vocab, 0.f);
   b.cos_t.resize(S.hp.rope_dims / 2);
   b.sin_t.resize(S.hp.rope_dims / 2);
 }
 
-branch_decoder::~branch_decoder() = default;
+branch_decoder::~branch_decoder() {
+  impl& b = *p_;
+  for (kv_seq& q : b.seqs) q.release();
+  b.s->pool->shrink(b.pool_pages);  // the session's own pages stay as they were
+}
 
 int branch_decoder::n_branches() const { return (int)p_->pol.size(); }
 int64_t branch_decoder::fork_pos() const { return p_->fork; }
@@ -110,24 +123,18 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
     S.layer_qkv(L, n, b.cos_t.data(), b.sin_t.data(), 0, true);
-    uint16_t* kc = S.kc[l].data();
-    uint16_t* vc = S.vc[l].data();
     for (int64_t r = 0; r < n; ++r) {
       const int br = b.rows[r];
       const float* q = S.Q.data() + r * qd;
       const float* k = S.K.data() + r * kvd;
-      std::vector<uint16_t>& kst = b.kb[(size_t)br * hp.n_layer + l];
-      std::vector<uint16_t>& vst = b.vb[(size_t)br * hp.n_layer + l];
-      cpu::f32_to_f16_row(k, kst.data() + t * kvd, kvd);
-      cpu::f32_to_f16_row(S.V.data() + r * kvd, vst.data() + t * kvd, kvd);
+      kv_seq& sq = b.seqs[br];
+      cpu::f32_to_f16_row(k, sq.k_row(l, pos), kvd);
+      cpu::f32_to_f16_row(S.V.data() + r * kvd, sq.v_row(l, pos), kvd);
       attention_policy& pol = *b.pol[br];
       pol.on_append(l, k, pos, 1);
-      // This branch's rows after the shared prefix: the cache now reads as its own history.
-      std::memcpy(kc + b.fork * kvd, kst.data(), (size_t)(t + 1) * kvd * sizeof(uint16_t));
-      std::memcpy(vc + b.fork * kvd, vst.data(), (size_t)(t + 1) * kvd * sizeof(uint16_t));
       attn_decode_params ap;
       ap.q = q;
-      ap.kv = S.view(l, pos + 1);
+      ap.kv = sq.view(l, pos + 1);
       ap.n_head = hp.n_head;
       ap.scale = scale;
       ap.out = S.A.data() + r * qd;

@@ -73,8 +73,8 @@ const float* model::impl::weight_f32(const weight& wt, int n_threads) const {
 
 kv_view session::impl::view(int l, int64_t n_tok) const {
   kv_view kv;
-  kv.k = kc[l].data();
-  kv.v = vc[l].data();
+  kv.k = pool->k(l);  // the session's own pages are in order: one contiguous page of the context
+  kv.v = pool->v(l);
   kv.type = dtype::f16;
   kv.n_tok = n_tok;
   kv.n_head_kv = hp.n_head_kv;
@@ -111,8 +111,8 @@ void session::impl::decode(int32_t tok) {
     add_bias(v.data(), L.bv);
     cpu::rope_apply(q.data(), hp.n_head, hd, hp.rope_dims, neox, cos_t.data(), sin_t.data());
     cpu::rope_apply(k.data(), hp.n_head_kv, hd, hp.rope_dims, neox, cos_t.data(), sin_t.data());
-    cpu::f32_to_f16_row(k.data(), kc[l].data() + pos * kv_dim, kv_dim);
-    cpu::f32_to_f16_row(v.data(), vc[l].data() + pos * kv_dim, kv_dim);
+    cpu::f32_to_f16_row(k.data(), pool->k(l) + pos * kv_dim, kv_dim);
+    cpu::f32_to_f16_row(v.data(), pool->v(l) + pos * kv_dim, kv_dim);
     if (observer) observer(l, q.data(), k.data(), v.data(), pos, 1);
     policy->on_append(l, k.data(), pos, 1);
 
@@ -169,8 +169,8 @@ void session::impl::attn_prefill(int l, int64_t pos0, int64_t n) {
   // The cache holds fp16; attend to exactly those values (as decode does).
   kf.resize((size_t)Lmax * kv_dim);
   vf.resize((size_t)Lmax * kv_dim);
-  const uint16_t* kcl = kc[l].data();
-  const uint16_t* vcl = vc[l].data();
+  const uint16_t* kcl = pool->k(l);
+  const uint16_t* vcl = pool->v(l);
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t t = 0; t < Lmax; t += 64) {
     const int64_t cnt = std::min<int64_t>(64, Lmax - t) * kv_dim;
@@ -281,8 +281,8 @@ void session::impl::prefill(const int32_t* toks, int64_t n, bool all_logits, int
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
     layer_qkv(L, n, CS.data(), SN.data(), half, false);
-    uint16_t* kcw = kc[l].data();
-    uint16_t* vcw = vc[l].data();
+    uint16_t* kcw = pool->k(l);
+    uint16_t* vcw = pool->v(l);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       cpu::f32_to_f16_row(K.data() + i * kv_dim, kcw + (pos0 + i) * kv_dim, kv_dim);
@@ -357,12 +357,13 @@ session::session(const model& m, const session_params& p, std::unique_ptr<attent
                   (long long)(avail / (kv_bytes / (double)s.n_ctx)));
     fail("session: the KV cache does not fit in memory", got, want, hint);
   }
-  s.kc.resize(hp.n_layer);
-  s.vc.resize(hp.n_layer);
-  for (int l = 0; l < hp.n_layer; ++l) {
-    s.kc[l].assign((size_t)s.n_ctx * s.kv_dim, 0);
-    s.vc[l].assign((size_t)s.n_ctx * s.kv_dim, 0);
-  }
+  if (p.page_size < 1 || p.page_size > 4096 || (p.page_size & (p.page_size - 1)) != 0)
+    fail("session: KV page size", std::to_string(p.page_size), "a power of two in [1, 4096]");
+  const int64_t n_pages = (s.n_ctx + p.page_size - 1) / p.page_size;
+  s.pool = std::make_unique<kv_pages>(hp.n_layer, hp.n_head_kv, hp.head_dim, p.page_size, n_pages);
+  s.seq = std::make_unique<kv_seq>(*s.pool);
+  s.seq->reserve(s.n_ctx);
+  for (int64_t i = 0; i < n_pages; ++i) HASHATTN_ASSERT(s.seq->table()[i] == i);  // rows in order
   s.x.resize(hp.n_embd);
   s.xn.resize(hp.n_embd);
   s.tmp.resize(hp.n_embd);

@@ -6,6 +6,7 @@
 
 #include "cpu/matvec.h"
 #include "hashattn/model.h"
+#include "model/kv-pages.h"
 #include "model/model-impl.h"
 
 namespace hashattn {
@@ -21,7 +22,11 @@ struct session::impl {
   const backend* be = nullptr;  // attention ops
   std::unique_ptr<attention_policy> policy;
   forward_observer observer;
-  std::vector<std::vector<uint16_t>> kc, vc;  // per layer [n_ctx, kv_dim] fp16
+  // The KV cache: a page pool and the session's own sequence, which holds pages 0 .. n_ctx/page_size - 1
+  // in order (so its rows are contiguous: row t of layer l at pool->k(l) + t * kv_dim). Branch decoders
+  // add pages to the pool for their own sequences, forked from this one.
+  std::unique_ptr<kv_pages> pool;
+  std::unique_ptr<kv_seq> seq;
   int64_t n_past = 0;
 
   // decode scratch
