@@ -1,5 +1,5 @@
-# GPU-machine build (HASHATTN_GPU_CHECK=ON, used by scripts/gpu-check): the library from the modules
-# the CUDA backend and its tests need (core, ref, cuda, the validation and budget code), the cuda
+# GPU-machine build (HASHATTN_GPU_CHECK=ON, used by scripts/gpu-check; CI builds it too, with
+# `scripts/gpu-check DIR --build-only`): the library from the modules the CUDA backend and its tests need, the cuda
 # tests, the CUDA benchmarks and the CUDA examples. Assumes only a CUDA toolkit and a C++ compiler:
 #   GoogleTest: an installed package, else the source tree in HASHATTN_GTEST_SOURCE.
 #   Highway (src/cpu, tests/common): an installed package, else HASHATTN_HWY_ROOT/{include,lib}.
@@ -25,11 +25,12 @@ if(NOT hwy_FOUND)
 endif()
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 
-# core, ref, cuda, and what the references call (validation, budget, selection split, CPU hash ops).
+# The modules below the policies (docs/ARCHITECTURE.md): core, gguf, ref, cpu, backend, cuda, and the
+# hash weights (tests/common); none of them needs a Debian package beyond Highway and a CBLAS.
 file(GLOB _gc_src CONFIGURE_DEPENDS
-     ${CMAKE_SOURCE_DIR}/src/core/*.cpp ${CMAKE_SOURCE_DIR}/src/ref/*.cpp ${CMAKE_SOURCE_DIR}/src/hash/*.cpp
-     ${CMAKE_SOURCE_DIR}/src/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cpp
-     ${CMAKE_SOURCE_DIR}/src/cpu/*.cpp ${CMAKE_SOURCE_DIR}/src/policy/budget.cpp)
+     ${CMAKE_SOURCE_DIR}/src/core/*.cpp ${CMAKE_SOURCE_DIR}/src/gguf/*.cpp ${CMAKE_SOURCE_DIR}/src/ref/*.cpp
+     ${CMAKE_SOURCE_DIR}/src/cpu/*.cpp ${CMAKE_SOURCE_DIR}/src/backend/*.cpp
+     ${CMAKE_SOURCE_DIR}/src/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cpp ${CMAKE_SOURCE_DIR}/src/hash/hash-weights.cpp)
 find_path(HASHATTN_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas)
 find_library(HASHATTN_CBLAS_LIB NAMES openblas cblas)
 set(_gc_blas_inc)

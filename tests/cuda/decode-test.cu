@@ -26,9 +26,39 @@ struct decode_case {
   uint64_t seed;
 };
 
-// Checks the device lists and outputs of one decode step against the references.
+// Checks the device codes of one decode step against the reference encoder on the same inputs (every
+// cached key and every query; bits whose float64 output is within `margin` of zero may differ), then
+// the lists against the reference rule on those codes and the outputs against the reference attention.
+void check_codes(const decode_case& c, const host_kv& h, const std::vector<int32_t>& len, const std::vector<float>& q,
+                 const host_mlp& km, const host_mlp& qm, const std::vector<uint32_t>& codes,
+                 const std::vector<uint32_t>& qc, int n_code, int64_t row, std::vector<int64_t>& keys_checked,
+                 const char* when) {
+  const double margin = 1e-3;
+  const int G = c.n_head / c.n_kv;
+  std::vector<double> x(c.d);
+  for (int b = 0; b < c.B; ++b) {
+    for (int64_t t = keys_checked[b]; t < len[b]; ++t)  // key codes are written once: each checked once
+      for (int e = 0; e < n_code; ++e) {
+        const int g = c.mode == gqa_mode::per_group ? e : e / G;
+        for (int j = 0; j < c.d; ++j) x[j] = from_bits(h.type, h.k[h.off(b, t, g) + j]);
+        uint32_t unc;
+        const uint32_t want = code_of(ref_mlp(km, e, x.data()), margin, &unc);
+        const uint32_t got = codes[((size_t)b * n_code + e) * row + t];
+        ASSERT_EQ(got & ~unc, want & ~unc) << when << ": key code seq " << b << " token " << t << " head " << e;
+      }
+    keys_checked[b] = std::max<int64_t>(keys_checked[b], len[b]);
+    for (int hq = 0; hq < c.n_head; ++hq) {
+      for (int j = 0; j < c.d; ++j) x[j] = q[((size_t)b * c.n_head + hq) * c.d + j];
+      uint32_t unc;
+      const uint32_t want = code_of(ref_mlp(qm, hq, x.data()), margin, &unc);
+      ASSERT_EQ(qc[(size_t)b * c.n_head + hq] & ~unc, want & ~unc) << when << ": query code seq " << b << " head " << hq;
+    }
+  }
+}
+
 void check_step(const decode_case& c, const host_kv& h, const std::vector<int32_t>& len, const std::vector<float>& q,
-                const decode_params& p, void* ws, const std::vector<float>& out, int64_t row, const char* when) {
+                const host_mlp& km, const host_mlp& qm, std::vector<int64_t>& keys_checked, const decode_params& p, void* ws,
+                const std::vector<float>& out, int64_t row, const char* when) {
   const select_params sp = decode_select_params(p, ws);
   const int n_lists = select_n_lists(sp);
   const int n_code = n_lists;
@@ -36,6 +66,8 @@ void check_step(const decode_case& c, const host_kv& h, const std::vector<int32_
   std::vector<uint32_t> codes((size_t)c.B * n_code * row), qc((size_t)c.B * c.n_head);
   CUDA_OK(cudaMemcpy(codes.data(), p.codes.codes, codes.size() * 4, cudaMemcpyDeviceToHost));
   CUDA_OK(cudaMemcpy(qc.data(), sp.qcodes, qc.size() * 4, cudaMemcpyDeviceToHost));
+  check_codes(c, h, len, q, km, qm, codes, qc, n_code, row, keys_checked, when);
+  if (::testing::Test::HasFatalFailure()) return;
   std::vector<int32_t> idx((size_t)c.B * n_lists * sp.idx_stride), cnt((size_t)c.B * n_lists);
   CUDA_OK(cudaMemcpy(idx.data(), sp.idx, idx.size() * 4, cudaMemcpyDeviceToHost));
   CUDA_OK(cudaMemcpy(cnt.data(), sp.idx_count, cnt.size() * 4, cudaMemcpyDeviceToHost));
@@ -166,12 +198,13 @@ void run_decode_case(const decode_case& c) {
   dbuf<char> ws(decode_workspace_size(p));
   workspace_clear(ws.p, ws.n, nullptr);
   std::vector<float> q;
+  std::vector<int64_t> keys_checked(c.B, 0);
   set_step(q);
   d_out.poison(0xff);
   decode_run(p, ws.p, nullptr);
   CUDA_OK(cudaDeviceSynchronize());
   const auto out_direct = d_out.download();
-  check_step(c, h, len, q, p, ws.p, out_direct, row, "direct");
+  check_step(c, h, len, q, km, qm, keys_checked, p, ws.p, out_direct, row, "direct");
   if (!c.graph) return;
 
   cudaStream_t s;
@@ -199,7 +232,7 @@ void run_decode_case(const decode_case& c) {
     d_out.poison(0xff);
     CUDA_OK(cudaGraphLaunch(ge, s));
     CUDA_OK(cudaStreamSynchronize(s));
-    check_step(c, h, len, q, p, ws.p, d_out.download(), row, "replay");
+    check_step(c, h, len, q, km, qm, keys_checked, p, ws.p, d_out.download(), row, "replay");
   }
   cudaGraphExecDestroy(ge);
   cudaGraphDestroy(g);
