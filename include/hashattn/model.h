@@ -104,6 +104,9 @@ class session {
   int64_t n_past() const;
   int64_t n_ctx() const;
   int n_threads() const;
+  // Tokens attended / context tokens over every decode step and layer so far (the true density of
+  // the policy: sinks + window + selected; 1 for dense or while the budget is below its floor).
+  double attended_density() const;
   // Forgets tokens past n (KV cache and policy state).
   void truncate(int64_t n);
   attention_policy& policy();

@@ -123,13 +123,19 @@ void session::impl::decode(int32_t tok) {
     ap.scale = 1.0f / std::sqrt((float)hd);
     ap.out = att.data();
     ap.n_threads = nt;
+    double attended = (double)(pos + 1);
     if (!policy->is_dense()) {
       policy->select(l, q.data(), ap.kv, lists);
       ap.idx = lists.idx.data();
       ap.idx_count = lists.count.data();
       ap.idx_stride = lists.stride;
       ap.per_group = lists.per_group;
+      attended = 0;
+      for (int32_t c : lists.count) attended += c;
+      attended /= std::max(1, lists.n_lists());
     }
+    attended_tokens += attended;
+    context_tokens += (double)(pos + 1);
     be->call_attend(ap);
 
     {
@@ -426,6 +432,9 @@ const float* session::logits_at(int64_t i) const {
 int64_t session::n_past() const { return p_->n_past; }
 int64_t session::n_ctx() const { return p_->n_ctx; }
 int session::n_threads() const { return p_->nt; }
+double session::attended_density() const {
+  return p_->context_tokens > 0 ? p_->attended_tokens / p_->context_tokens : 1.0;
+}
 
 void session::truncate(int64_t n) {
   impl& s = *p_;

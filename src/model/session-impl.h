@@ -28,6 +28,7 @@ struct session::impl {
   std::unique_ptr<kv_pages> pool;
   std::unique_ptr<kv_seq> seq;
   int64_t n_past = 0;
+  double attended_tokens = 0, context_tokens = 0;  // decode steps x layers: mean list length, context
 
   // decode scratch
   std::vector<float> x, xn, q, k, v, att, tmp, g, u, cos_t, sin_t;

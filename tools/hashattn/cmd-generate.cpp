@@ -3,7 +3,8 @@
 // model's chat template (--chat: user message, generation prompt; stops at end-of-generation
 // tokens such as <|im_end|>), prefilled in one batch, then tokens are sampled one at a time and
 // streamed to stdout as they come (bytes held back while a UTF-8 sequence is incomplete).
-// A closing line on stderr gives prompt tokens, prompt tokens/s, decode tokens, decode tokens/s.
+// A closing line on stderr gives prompt tokens, prompt tokens/s, decode tokens, decode tokens/s and the
+// density attended in decode steps (attended / context, the policy's true one).
 // The attention policy seam is here: make_policy() is where --attn / --density / --hash plug in.
 #include <omp.h>
 
@@ -185,9 +186,9 @@ int run_generate(const generate_options& o) {
   if (context_full) std::fprintf(stderr, "hashattn: stopped: the context (%lld) is full\n", (long long)s.n_ctx());
   std::fprintf(stderr,
                "hashattn: prompt %lld tokens, %.1f tokens/s | decode %lld tokens, %.1f tokens/s "
-               "(%.2f ms/token) | threads %d\n",
+               "(%.2f ms/token) | density %.4f | threads %d\n",
                (long long)n_prompt, n_prompt / tp, (long long)n_gen, n_dec > 0 ? n_dec / td : 0.0,
-               n_dec > 0 ? 1e3 * td / n_dec : 0.0, s.n_threads());
+               n_dec > 0 ? 1e3 * td / n_dec : 0.0, s.attended_density(), s.n_threads());
   return 0;
 }
 
