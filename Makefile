@@ -1,10 +1,11 @@
 # hashattention.cpp: the two commands of the README and a few conveniences.
 #   make demo   set up everything (packages, model), build, run the demo
 #   make test   set up everything, build, run all tests
+#   make bench-llamacpp   the side-by-side comparison with llama.cpp (sets up .venv-bench first)
 JOBS ?= $(shell nproc)
 BUILD_DIR := build
 
-.PHONY: all setup build demo test test-unit test-asan build-cuda bench clean
+.PHONY: all setup build demo test test-unit test-asan build-cuda bench bench-setup bench-llamacpp clean
 
 all: build
 
@@ -40,6 +41,17 @@ build-cuda: setup
 
 bench: build
 	@./build/bin/bench-attention --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+
+# The benchmark peers (pinned llama-cpp-python built for this CPU, gguf) in .venv-bench; the first run
+# compiles llama.cpp (long on 2 cores), later runs only check it.
+bench-setup:
+	@bash scripts/setup --texts --bench
+
+# hashattn vs llama.cpp, same GGUF, threads and prompt (docs/PERFORMANCE.md); e.g.
+#   make bench-llamacpp BENCH_ARGS="--runs 3 --hash models/smollm2-hash.gguf --only decode8000"
+BENCH_ARGS ?= --runs 5 --threads 2
+bench-llamacpp: build bench-setup
+	@.venv-bench/bin/python scripts/bench-llamacpp.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-asan build-cuda

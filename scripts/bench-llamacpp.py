@@ -20,8 +20,14 @@ every decode step goes through the hash policy.
 Usage: python3 scripts/bench-llamacpp.py [--runs 5] [--threads 2] [--model M.gguf] [--bin build/bin/hashattn]
                                          [--hash H.gguf [--rerank 2,4]] [--hash-group G.gguf] [--quick]
 Run it on a quiet machine: the report states the load average before and after.
+
+Needs the Python packages llama-cpp-python (the llama.cpp peer), gguf and numpy, pinned in the virtual
+environment .venv-bench that `bash scripts/setup --bench` builds (llama.cpp compiled for this CPU, AMX off).
+Run with another interpreter, the script re-runs itself with .venv-bench/bin/python when that exists.
+`make bench-llamacpp` does both steps and builds hashattn first.
 """
 import argparse
+import importlib
 import json
 import os
 import re
@@ -32,6 +38,43 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, ".venv-bench")
+SETUP = "bash scripts/setup --bench"
+PEERS = (("llama_cpp", "llama-cpp-python"), ("gguf", "gguf"), ("numpy", "numpy"))
+
+
+def require_peers():
+    """Imports the peers, or re-runs the script in .venv-bench, or exits naming the command that installs them."""
+    missing, broken = [], []
+    for mod, pkg in PEERS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # the package is there, something it imports is not
+                broken.append(f"{pkg}: {e}")
+            else:
+                missing.append(pkg)
+        except (ImportError, OSError) as e:  # e.g. llama.cpp's shared library fails to load
+            broken.append(f"{pkg}: {e}")
+    if not missing and not broken:
+        return
+    venv_py = os.path.join(VENV, "bin", "python")
+    in_venv = os.path.realpath(sys.prefix) == os.path.realpath(VENV)
+    if not in_venv and os.access(venv_py, os.X_OK):
+        print(f"bench: {', '.join(missing + [b.split(':')[0] for b in broken])} not importable by "
+              f"{sys.executable}; re-running with {os.path.relpath(venv_py)}", file=sys.stderr)
+        os.execv(venv_py, [venv_py, os.path.abspath(__file__), *sys.argv[1:]])
+    msg = "bench: this benchmark needs the Python packages llama-cpp-python, gguf and numpy"
+    if missing:
+        msg += f"; not installed for {sys.executable}: {', '.join(missing)}"
+    if broken:
+        msg += "; installed but failing to import: " + "; ".join(broken)
+    if in_venv:
+        msg += f".\nRe-run the setup (it rebuilds .venv-bench when its pins or imports do not check out): {SETUP}"
+    else:
+        msg += (f".\nInstall them (pinned, into .venv-bench; compiles llama.cpp, long on a small machine): {SETUP}"
+                f"\nthen run: make bench-llamacpp   (or .venv-bench/bin/python scripts/bench-llamacpp.py ...)")
+    sys.exit(msg)
 
 LLAMA_CHILD = r"""
 import json, sys, time, llama_cpp
@@ -150,7 +193,10 @@ def spread(xs, fmt):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=f"Needs llama-cpp-python, gguf and numpy: `{SETUP}` installs them (pinned) into .venv-bench; "
+               "`make bench-llamacpp` sets up, builds and runs.")
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "hashattn"))
     ap.add_argument("--threads", type=int, default=2)
@@ -163,6 +209,7 @@ def main():
     ap.add_argument("--rerank", help="candidate factors C, comma separated: adds hash-rrC 1/32 decode at 8000 for "
                     "each of --hash (per head) and --hash-group (per group)")
     args = ap.parse_args()
+    require_peers()
     import llama_cpp
 
     cases = [("prefill", 512, 0), ("prefill", 4096, 0), ("decode", 512, 64), ("decode", 8000, 32)]
