@@ -36,6 +36,8 @@ size_t row_bytes(type t, int64_t n);      // bytes of n elements (n a multiple o
 
 // Dequantizes n elements (a multiple of the block size) of type t into float.
 void dequantize_row(type t, const void* src, float* dst, int64_t n);
+// Q4_K / Q5_K: the 6-bit scale and min of sub-block j (0..7) from the block's 12 packed scale bytes.
+void k4_scale_min(int j, const uint8_t* scales, int* sc, int* mn);
 
 // One metadata value. Scalars live in the field matching the type (integers of every width in
 // i or u, floats in f, bool in b); arrays hold arr_type and arr (nested arrays allowed).

@@ -98,8 +98,6 @@ HWY_EXPORT(bias_act);
 HWY_EXPORT(matvec);
 
 namespace {
-std::string s(int64_t v) { return std::to_string(v); }
-
 uint64_t pack_signs(const float* y, int bits) {
   uint64_t c = 0;
   for (int j = 0; j < bits; j++) c |= (uint64_t)(y[j] > 0.f) << j;

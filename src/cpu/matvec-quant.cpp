@@ -6,6 +6,9 @@
 // x: act_i16 (int16 blocks of 32, scale d, and s = d * sum(q)). Per block the integer
 // dot sum(qw * qx) is formed with widening multiply-adds (16-bit products summed into 32-bit lanes)
 // and scaled by dw * dx in float; Q4_1 adds mw * s, Q4_0 subtracts 8 * dw * s.
+// K-quants, super-blocks of 256 (gguf-types.cpp has the layouts), against the same act_i16 blocks:
+//   Q4_K / Q5_K: 8 sub-blocks of 32, w = d*sc_j*q - dmin*m_j: per sub-block dw_j dx sum(qw qx) - dmin m_j s.
+//   Q6_K: 16 sub-blocks of 16, w = d*sc_j*(q - 32): each act block of 32 is two sums of 16.
 // F32 / F16 rows: float dot on x. Other types: dequantize the row, then float dot.
 #include <omp.h>
 
@@ -117,6 +120,110 @@ void rows_quant(const matvec_params& p, int64_t r0, int64_t r1) {
   }
 }
 
+// ---- K-quants ----
+using V32 = hn::Vec<hn::Repartition<int32_t, D16>>;
+
+// Q4_K / Q5_K weights [c, c + N) of the chunk's two sub-blocks 2ch and 2ch + 1 as int16: the low and
+// high nibbles of the chunk's 32 bytes qs, and for Q5_K bits 2ch and 2ch + 1 of qh as the fifth bit.
+template <bool kQ5>
+HWY_INLINE void load_k4_pair(const uint8_t* qs, const uint8_t* qh, int ch, size_t c, hn::Vec<D16>& lo,
+                             hn::Vec<D16>& hi) {
+  const D16 d16;
+  const hn::RebindToUnsigned<D16> du16;
+  const hn::Rebind<uint8_t, D16> d8;
+  const auto v = hn::PromoteTo(du16, hn::LoadU(d8, qs + c));
+  auto l = hn::And(v, hn::Set(du16, 0x0F)), h = hn::ShiftRight<4>(v);
+  if constexpr (kQ5) {
+    const auto b = hn::ShiftRightSame(hn::PromoteTo(du16, hn::LoadU(d8, qh + c)), 2 * ch);
+    l = hn::Or(l, hn::ShiftLeft<4>(hn::And(b, hn::Set(du16, 1))));
+    h = hn::Or(h, hn::ShiftLeft<3>(hn::And(b, hn::Set(du16, 2))));
+  }
+  lo = hn::BitCast(d16, l);
+  hi = hn::BitCast(d16, h);
+}
+
+// Q6_K weights [c, c + N) of group k (0..3) of a half: low 4 bits from ql (+32 bytes for odd k; the
+// high nibble for k >= 2), 2 high bits from qh bits 2k, 2k+1; minus 32.
+HWY_INLINE hn::Vec<D16> load_q6(const uint8_t* ql, const uint8_t* qh, int k, size_t c) {
+  const D16 d16;
+  const hn::RebindToUnsigned<D16> du16;
+  const hn::Rebind<uint8_t, D16> d8;
+  auto lo = hn::PromoteTo(du16, hn::LoadU(d8, ql + (k & 1) * 32 + c));
+  lo = k >= 2 ? hn::ShiftRight<4>(lo) : hn::And(lo, hn::Set(du16, 0x0F));
+  const auto hi = hn::And(hn::ShiftRightSame(hn::PromoteTo(du16, hn::LoadU(d8, qh + c)), 2 * k), hn::Set(du16, 3));
+  return hn::Sub(hn::BitCast(d16, hn::Or(lo, hn::ShiftLeft<4>(hi))), hn::Set(d16, 32));
+}
+
+template <int kFmt>  // 3: Q4_K, 4: Q5_K, 5: Q6_K
+void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
+  const D16 d16;
+  const hn::Repartition<int32_t, D16> d32;
+  const hn::Repartition<float, D16> df;
+  constexpr size_t N = hn::MaxLanes(D16());
+  static_assert(16 % N == 0, "a Q6_K half-group of 16 must be whole vectors");
+  const float* tab = fp16_table();
+  constexpr size_t kBlockBytes = kFmt == 3 ? 144 : kFmt == 4 ? 176 : 210;
+  const int64_t nsb = p.n_cols / 256;
+  const int16_t* xq = p.xq->q.data();
+  const float* xd = p.xq->d.data();
+  const float* xs = p.xq->s.data();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(p.w) + (size_t)r * p.row_bytes;
+    auto acc = hn::Zero(df), acc2 = hn::Zero(df);
+    float corr = 0;
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      const uint8_t* blk = row + (size_t)sb * kBlockBytes;
+      const int64_t ab0 = sb * 8;  // first act block of the super-block
+      if constexpr (kFmt == 3 || kFmt == 4) {
+        uint16_t hd, hm;
+        std::memcpy(&hd, blk, 2);
+        std::memcpy(&hm, blk + 2, 2);
+        const float d = tab[hd], dmin = tab[hm];
+        const uint8_t* qh = blk + 16;
+        const uint8_t* qs = blk + (kFmt == 3 ? 16 : 48);
+        for (int ch = 0; ch < 4; ++ch) {  // sub-blocks 2ch (low nibbles) and 2ch + 1 (high nibbles)
+          int sc0, mn0, sc1, mn1;
+          gguf::k4_scale_min(2 * ch, blk + 4, &sc0, &mn0);
+          gguf::k4_scale_min(2 * ch + 1, blk + 4, &sc1, &mn1);
+          const int64_t ab = ab0 + 2 * ch;
+          const int16_t* x0 = xq + ab * 32;
+          V32 a0 = hn::Zero(d32), a1 = hn::Zero(d32), b0 = hn::Zero(d32), b1 = hn::Zero(d32);
+          for (size_t c = 0; c < 32; c += N) {
+            hn::Vec<D16> lo, hi;
+            load_k4_pair<kFmt == 4>(qs + 32 * ch, qh, ch, c, lo, hi);
+            a0 = hn::ReorderWidenMulAccumulate(d32, lo, hn::LoadU(d16, x0 + c), a0, a1);
+            b0 = hn::ReorderWidenMulAccumulate(d32, hi, hn::LoadU(d16, x0 + 32 + c), b0, b1);
+          }
+          acc = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(a0, a1)), hn::Set(df, d * sc0 * xd[ab]), acc);
+          acc2 = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(b0, b1)), hn::Set(df, d * sc1 * xd[ab + 1]),
+                            acc2);
+          corr -= dmin * (mn0 * xs[ab] + mn1 * xs[ab + 1]);
+        }
+      } else {
+        uint16_t hd;
+        std::memcpy(&hd, blk + 208, 2);
+        const float d = tab[hd];
+        const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+        for (int h = 0; h < 2; ++h)
+          for (int k = 0; k < 4; ++k) {
+            const int64_t ab = ab0 + 4 * h + k;
+            const int16_t* x = xq + ab * 32;
+            for (int half = 0; half < 2; ++half) {  // scales sc[8h + 2k + half] over 16 elements each
+              V32 s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+              for (size_t c = 16 * half; c < 16 * (size_t)half + 16; c += N)
+                s0 = hn::ReorderWidenMulAccumulate(d32, load_q6(blk + 64 * h, blk + 128 + 32 * h, k, c),
+                                                   hn::LoadU(d16, x + c), s0, s1);
+              auto& a = half ? acc2 : acc;
+              a = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0, s1)),
+                             hn::Set(df, d * sc[8 * h + 2 * k + half] * xd[ab]), a);
+            }
+          }
+      }
+    }
+    p.y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc, acc2))) + corr;
+  }
+}
+
 // Float dot of n elements; T = float or fp16 bits (uint16_t).
 template <typename T>
 HWY_INLINE float dot_float(const T* w, const float* x, int64_t n) {
@@ -158,6 +265,9 @@ void rows_fast(const matvec_params& p, int64_t r0, int64_t r1) {
     case gguf::type::Q4_0: return rows_quant<0>(p, r0, r1);
     case gguf::type::Q4_1: return rows_quant<1>(p, r0, r1);
     case gguf::type::Q8_0: return rows_quant<2>(p, r0, r1);
+    case gguf::type::Q4_K: return rows_kquant<3>(p, r0, r1);
+    case gguf::type::Q5_K: return rows_kquant<4>(p, r0, r1);
+    case gguf::type::Q6_K: return rows_kquant<5>(p, r0, r1);
     case gguf::type::F32:
       for (int64_t r = r0; r < r1; ++r)
         p.y[r] = dot_float<float>(
@@ -220,7 +330,8 @@ void quantize_act_i16(const float* x, int64_t n, act_i16& out) {
 }
 
 bool matvec_uses_int(gguf::type t) {
-  return t == gguf::type::Q4_0 || t == gguf::type::Q4_1 || t == gguf::type::Q8_0;
+  return t == gguf::type::Q4_0 || t == gguf::type::Q4_1 || t == gguf::type::Q8_0 || t == gguf::type::Q4_K ||
+         t == gguf::type::Q5_K || t == gguf::type::Q6_K;
 }
 
 static bool fast_type(gguf::type t) {

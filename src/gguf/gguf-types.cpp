@@ -54,19 +54,6 @@ inline uint32_t rd32(const uint8_t* p) {
 }
 inline float h2f(const uint8_t* p) { return fp16_to_fp32(rd16(p)); }
 
-// Q4_K / Q5_K: 8 sub-blocks of 32, each with a 6-bit scale and a 6-bit min packed in 12 bytes:
-// sub-blocks 0..3: scale = s[j] & 63, min = s[j+4] & 63;
-// sub-blocks 4..7: scale = (s[j+4] & 15) | (s[j-4] >> 6) << 4, min = (s[j+4] >> 4) | (s[j] >> 6) << 4.
-inline void k4_scale_min(int j, const uint8_t* s, int* sc, int* mn) {
-  if (j < 4) {
-    *sc = s[j] & 63;
-    *mn = s[j + 4] & 63;
-  } else {
-    *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-    *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 void deq_q4_0(const uint8_t* b, float* y) {
   const float d = h2f(b);
   const uint8_t* qs = b + 2;
@@ -269,6 +256,19 @@ const char* value_type_name(value_type t) {
 }
 
 bool type_known(uint32_t t) { return find_type(t) != nullptr; }
+
+// Q4_K / Q5_K: 8 sub-blocks of 32, each with a 6-bit scale and a 6-bit min packed in 12 bytes:
+// sub-blocks 0..3: scale = s[j] & 63, min = s[j+4] & 63;
+// sub-blocks 4..7: scale = (s[j+4] & 15) | (s[j-4] >> 6) << 4, min = (s[j+4] >> 4) | (s[j] >> 6) << 4.
+void k4_scale_min(int j, const uint8_t* s, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *mn = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
 
 bool type_dequantizable(type t) {
   const type_row* r = find_type((uint32_t)t);

@@ -1,0 +1,75 @@
+// Decode mat-vec per weight type (cpu/matvec.h): y = W x for a 4096 x 4096 weight (a Llama-8B-sized
+// projection) on 1 and 2 threads, reporting weight bytes read per second. The integer paths (Q4_0, Q4_1,
+// Q8_0, Q4_K, Q5_K, Q6_K) next to F16's float dot and Q3_K, which has no integer path (dequantize a row,
+// then a float dot): the baselines of the same run.
+//   ./build/bin/bench-matvec --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "cpu/matvec.h"
+#include "hashattn/gguf.h"
+
+namespace {
+using namespace hashattn;
+
+void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
+  const int64_t rows = 4096, cols = 4096;
+  const size_t rb = gguf::row_bytes(t, cols);
+  std::mt19937_64 rng(7);
+  std::vector<uint8_t> w(rb * rows);
+  for (auto& b : w) b = (uint8_t)rng();
+  // Finite fp16 scales: every 16-bit word gets a small fp16 value (random bytes can be NaN/inf there).
+  const size_t bb = gguf::type_block_bytes(t);
+  for (size_t off = 0; off + bb <= w.size(); off += bb) {
+    const uint16_t d = fp32_to_fp16(0.01f);
+    if (t == gguf::type::Q6_K) {
+      std::memcpy(&w[off + 208], &d, 2);
+    } else if (t == gguf::type::Q3_K) {
+      std::memcpy(&w[off + 108], &d, 2);
+    } else if (t == gguf::type::F16) {
+      for (size_t i = 0; i < bb; i += 2) std::memcpy(&w[off + i], &d, 2);
+    } else {
+      std::memcpy(&w[off], &d, 2);
+      if (t == gguf::type::Q4_1 || t == gguf::type::Q4_K || t == gguf::type::Q5_K) std::memcpy(&w[off + 2], &d, 2);
+    }
+  }
+  std::vector<float> x(cols), y(rows);
+  for (auto& v : x) v = (float)((int)(rng() % 200) - 100) / 100.f;
+  cpu::act_i16 xq;
+  cpu::quantize_act_i16(x.data(), cols, xq);
+  cpu::matvec_params p;
+  p.type = t;
+  p.w = w.data();
+  p.row_bytes = rb;
+  p.n_rows = rows;
+  p.n_cols = cols;
+  p.x = x.data();
+  p.xq = &xq;
+  p.y = y.data();
+  for (auto _ : st) {
+    cpu::matvec(p, threads);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GB/s"] = benchmark::Counter((double)w.size() * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.counters["bits/weight"] = 8.0 * (double)rb / (double)cols;
+}
+
+int reg = [] {
+  for (int t : {1, 2})
+    for (gguf::type ty : {gguf::type::Q4_0, gguf::type::Q4_1, gguf::type::Q8_0, gguf::type::Q4_K, gguf::type::Q5_K,
+                          gguf::type::Q6_K, gguf::type::F16, gguf::type::Q3_K})
+      benchmark::RegisterBenchmark((std::string("matvec/") + gguf::type_name(ty) + "/4096x4096/threads:" + std::to_string(t)).c_str(),
+                                   bm_matvec, ty, t)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+  return 0;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
