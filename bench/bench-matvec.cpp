@@ -1,6 +1,6 @@
 // Decode mat-vec per weight type (cpu/matvec.h): y = W x for a 4096 x 4096 weight (a Llama-8B-sized
 // projection) on 1 and 2 threads, reporting weight bytes read per second. The integer paths (Q4_0, Q4_1,
-// Q8_0, Q4_K, Q5_K, Q6_K) next to F16's float dot and Q3_K, which has no integer path (dequantize a row,
+// Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) next to F16's and BF16's float dots and Q3_K, which has no integer path (dequantize a row,
 // then a float dot): the baselines of the same run.
 //   ./build/bin/bench-matvec --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
@@ -31,7 +31,7 @@ void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
       std::memcpy(&w[off + 208], &d, 2);
     } else if (t == gguf::type::Q3_K) {
       std::memcpy(&w[off + 108], &d, 2);
-    } else if (t == gguf::type::F16) {
+    } else if (t == gguf::type::F16 || t == gguf::type::BF16) {
       for (size_t i = 0; i < bb; i += 2) std::memcpy(&w[off + i], &d, 2);
     } else {
       std::memcpy(&w[off], &d, 2);
@@ -61,8 +61,8 @@ void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
 
 int reg = [] {
   for (int t : {1, 2})
-    for (gguf::type ty : {gguf::type::Q4_0, gguf::type::Q4_1, gguf::type::Q8_0, gguf::type::Q4_K, gguf::type::Q5_K,
-                          gguf::type::Q6_K, gguf::type::F16, gguf::type::Q3_K})
+    for (gguf::type ty : {gguf::type::Q4_0, gguf::type::Q4_1, gguf::type::Q5_0, gguf::type::Q8_0, gguf::type::Q4_K,
+                          gguf::type::Q5_K, gguf::type::Q6_K, gguf::type::F16, gguf::type::BF16, gguf::type::Q3_K})
       benchmark::RegisterBenchmark((std::string("matvec/") + gguf::type_name(ty) + "/4096x4096/threads:" + std::to_string(t)).c_str(),
                                    bm_matvec, ty, t)
           ->UseRealTime()

@@ -3,6 +3,7 @@
 //   Q4_0 {fp16 d; u8 qs[16]}      w = (q - 8) * d
 //   Q4_1 {fp16 d; fp16 m; u8 qs[16]}  w = q * d + m   (low nibbles: elements 0..15, high: 16..31)
 //   Q8_0 {fp16 d; i8 qs[32]}      w = q * d
+//   Q5_0 {fp16 d; u32 qh; u8 qs[16]}  w = (q - 16) * d, q = nibble | (bit e of qh) << 4
 // x: act_i16 (int16 blocks of 32, scale d, and s = d * sum(q)). Per block the integer
 // dot sum(qw * qx) is formed with widening multiply-adds (16-bit products summed into 32-bit lanes)
 // and scaled by dw * dx in float; Q4_1 adds mw * s, Q4_0 subtracts 8 * dw * s.
@@ -44,9 +45,23 @@ HWY_INLINE hn::Vec<D16> load_q4(const uint8_t* qs, size_t c) {
   return hn::BitCast(d16, r);
 }
 
+// Bit e of a 32-bit word as lane e - c of a 16-lane vector: 16 where set, else 0 (Q5_0's fifth bit).
+HWY_INLINE hn::Vec<D16> fifth_bits(uint32_t qh, size_t c) {
+  const D16 d16;
+  const hn::RebindToUnsigned<D16> du16;
+  alignas(64) static constexpr uint16_t kPow2[32] = {1,     2,     4,     8,     16,    32,   64,   128,
+                                                     256,   512,   1024,  2048,  4096,  8192, 16384, 32768,
+                                                     1,     2,     4,     8,     16,    32,   64,   128,
+                                                     256,   512,   1024,  2048,  4096,  8192, 16384, 32768};
+  const auto half = hn::Set(du16, (uint16_t)(c < 16 ? qh & 0xFFFF : qh >> 16));
+  const auto set = hn::Ne(hn::And(half, hn::LoadU(du16, kPow2 + c)), hn::Zero(du16));
+  return hn::BitCast(d16, hn::IfThenElseZero(set, hn::Set(du16, 16)));
+}
+
 // sum over the 32 elements of one block of qw * qx, spread over int32 lanes.
-template <int kType>  // 0: Q4 (unsigned nibbles), 1: Q8_0 (signed bytes)
-HWY_INLINE hn::Vec<hn::Repartition<int32_t, D16>> block_dot(const uint8_t* qs, const int16_t* x) {
+template <int kType>  // 0: Q4 (unsigned nibbles), 1: Q8_0 (signed bytes), 2: Q5_0 (nibbles + fifth bit of qh)
+HWY_INLINE hn::Vec<hn::Repartition<int32_t, D16>> block_dot(const uint8_t* qs, const int16_t* x,
+                                                            uint32_t qh = 0) {
   const D16 d16;
   const hn::Repartition<int32_t, D16> d32;
   constexpr size_t N = hn::MaxLanes(D16());
@@ -56,6 +71,8 @@ HWY_INLINE hn::Vec<hn::Repartition<int32_t, D16>> block_dot(const uint8_t* qs, c
     hn::Vec<D16> w;
     if constexpr (kType == 0) {
       w = load_q4(qs, c);
+    } else if constexpr (kType == 2) {
+      w = hn::Or(load_q4(qs, c), fifth_bits(qh, c));
     } else {
       const hn::Rebind<int8_t, D16> d8;
       w = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(qs) + c));
@@ -65,12 +82,19 @@ HWY_INLINE hn::Vec<hn::Repartition<int32_t, D16>> block_dot(const uint8_t* qs, c
   return hn::RearrangeToOddPlusEven(s0, s1);
 }
 
-template <int kFmt>  // 0: Q4_0, 1: Q4_1, 2: Q8_0
+template <int kFmt>  // 0: Q4_0, 1: Q4_1, 2: Q8_0, 3: Q5_0
 void rows_quant(const matvec_params& p, int64_t r0, int64_t r1) {
   const hn::Repartition<float, D16> df;
   const float* tab = fp16_table();
-  constexpr size_t kBlockBytes = kFmt == 0 ? 18 : kFmt == 1 ? 20 : 34;
-  constexpr size_t kQsOff = kFmt == 1 ? 4 : 2;
+  constexpr size_t kBlockBytes = kFmt == 0 ? 18 : kFmt == 1 ? 20 : kFmt == 2 ? 34 : 22;
+  constexpr size_t kQsOff = kFmt == 1 ? 4 : kFmt == 3 ? 6 : 2;
+  constexpr int kDot = kFmt == 2 ? 1 : kFmt == 3 ? 2 : 0;
+  constexpr float kOffset = kFmt == 0 ? 8.0f : kFmt == 3 ? 16.0f : 0.0f;  // w = (q - offset) * d
+  auto qh_of = [](const uint8_t* blk) {
+    uint32_t v = 0;
+    if constexpr (kFmt == 3) std::memcpy(&v, blk + 2, 4);
+    return v;
+  };
   const int64_t nb = p.n_cols / 32;
   const int16_t* xq = p.xq->q.data();
   const float* xd = p.xq->d.data();
@@ -88,8 +112,8 @@ void rows_quant(const matvec_params& p, int64_t r0, int64_t r1) {
       std::memcpy(&h0, b0, 2);
       std::memcpy(&h1, b1, 2);
       const float dw0 = tab[h0], dw1 = tab[h1];
-      const auto i0 = block_dot<kFmt == 2 ? 1 : 0>(b0 + kQsOff, xq + b * 32);
-      const auto i1 = block_dot<kFmt == 2 ? 1 : 0>(b1 + kQsOff, xq + b * 32 + 32);
+      const auto i0 = block_dot<kDot>(b0 + kQsOff, xq + b * 32, qh_of(b0));
+      const auto i1 = block_dot<kDot>(b1 + kQsOff, xq + b * 32 + 32, qh_of(b1));
       acc0 = hn::MulAdd(hn::ConvertTo(df, i0), hn::Set(df, dw0 * xd[b]), acc0);
       acc1 = hn::MulAdd(hn::ConvertTo(df, i1), hn::Set(df, dw1 * xd[b + 1]), acc1);
       if constexpr (kFmt == 1) {
@@ -97,8 +121,8 @@ void rows_quant(const matvec_params& p, int64_t r0, int64_t r1) {
         std::memcpy(&m0, b0 + 2, 2);
         std::memcpy(&m1, b1 + 2, 2);
         corr += tab[m0] * xs[b] + tab[m1] * xs[b + 1];
-      } else if constexpr (kFmt == 0) {
-        corr -= 8.0f * (dw0 * xs[b] + dw1 * xs[b + 1]);
+      } else if constexpr (kFmt == 0 || kFmt == 3) {
+        corr -= kOffset * (dw0 * xs[b] + dw1 * xs[b + 1]);
       }
     }
     for (; b < nb; ++b) {
@@ -106,14 +130,14 @@ void rows_quant(const matvec_params& p, int64_t r0, int64_t r1) {
       uint16_t h0;
       std::memcpy(&h0, b0, 2);
       const float dw0 = tab[h0];
-      const auto i0 = block_dot<kFmt == 2 ? 1 : 0>(b0 + kQsOff, xq + b * 32);
+      const auto i0 = block_dot<kDot>(b0 + kQsOff, xq + b * 32, qh_of(b0));
       acc0 = hn::MulAdd(hn::ConvertTo(df, i0), hn::Set(df, dw0 * xd[b]), acc0);
       if constexpr (kFmt == 1) {
         uint16_t m0;
         std::memcpy(&m0, b0 + 2, 2);
         corr += tab[m0] * xs[b];
-      } else if constexpr (kFmt == 0) {
-        corr -= 8.0f * dw0 * xs[b];
+      } else if constexpr (kFmt == 0 || kFmt == 3) {
+        corr -= kOffset * dw0 * xs[b];
       }
     }
     p.y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) + corr;
@@ -224,8 +248,8 @@ void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
   }
 }
 
-// Float dot of n elements; T = float or fp16 bits (uint16_t).
-template <typename T>
+// Float dot of n elements; T = float, fp16 bits (uint16_t) or bf16 bits (kBf16).
+template <typename T, bool kBf16 = false>
 HWY_INLINE float dot_float(const T* w, const float* x, int64_t n) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
@@ -234,6 +258,10 @@ HWY_INLINE float dot_float(const T* w, const float* x, int64_t n) {
   auto load_w = [&](int64_t k) {
     if constexpr (sizeof(T) == 4) {
       return hn::LoadU(df, reinterpret_cast<const float*>(w) + k);
+    } else if constexpr (kBf16) {  // bf16 is the high half of an fp32
+      const hn::RebindToUnsigned<decltype(df)> du32;
+      const hn::Rebind<uint16_t, decltype(df)> du16;
+      return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(w) + k))));
     } else {
       const hn::Rebind<hwy::float16_t, decltype(df)> dh;
       return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(w) + k));
@@ -251,7 +279,12 @@ HWY_INLINE float dot_float(const T* w, const float* x, int64_t n) {
     } else {
       uint16_t h;
       std::memcpy(&h, reinterpret_cast<const uint16_t*>(w) + i, 2);
-      wi = fp16_lookup(h);
+      if constexpr (kBf16) {
+        const uint32_t u = (uint32_t)h << 16;
+        std::memcpy(&wi, &u, 4);
+      } else {
+        wi = fp16_lookup(h);
+      }
     }
     s += wi * x[i];
   }
@@ -265,6 +298,7 @@ void rows_fast(const matvec_params& p, int64_t r0, int64_t r1) {
     case gguf::type::Q4_0: return rows_quant<0>(p, r0, r1);
     case gguf::type::Q4_1: return rows_quant<1>(p, r0, r1);
     case gguf::type::Q8_0: return rows_quant<2>(p, r0, r1);
+    case gguf::type::Q5_0: return rows_quant<3>(p, r0, r1);
     case gguf::type::Q4_K: return rows_kquant<3>(p, r0, r1);
     case gguf::type::Q5_K: return rows_kquant<4>(p, r0, r1);
     case gguf::type::Q6_K: return rows_kquant<5>(p, r0, r1);
@@ -277,6 +311,12 @@ void rows_fast(const matvec_params& p, int64_t r0, int64_t r1) {
     case gguf::type::F16:
       for (int64_t r = r0; r < r1; ++r)
         p.y[r] = dot_float<uint16_t>(
+            reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(p.w) + r * p.row_bytes),
+            p.x, p.n_cols);
+      return;
+    case gguf::type::BF16:
+      for (int64_t r = r0; r < r1; ++r)
+        p.y[r] = dot_float<uint16_t, true>(
             reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(p.w) + r * p.row_bytes),
             p.x, p.n_cols);
       return;
@@ -330,12 +370,12 @@ void quantize_act_i16(const float* x, int64_t n, act_i16& out) {
 }
 
 bool matvec_uses_int(gguf::type t) {
-  return t == gguf::type::Q4_0 || t == gguf::type::Q4_1 || t == gguf::type::Q8_0 || t == gguf::type::Q4_K ||
-         t == gguf::type::Q5_K || t == gguf::type::Q6_K;
+  return t == gguf::type::Q4_0 || t == gguf::type::Q4_1 || t == gguf::type::Q8_0 || t == gguf::type::Q5_0 ||
+         t == gguf::type::Q4_K || t == gguf::type::Q5_K || t == gguf::type::Q6_K;
 }
 
 static bool fast_type(gguf::type t) {
-  return matvec_uses_int(t) || t == gguf::type::F32 || t == gguf::type::F16;
+  return matvec_uses_int(t) || t == gguf::type::F32 || t == gguf::type::F16 || t == gguf::type::BF16;
 }
 
 bool matvec_supported(gguf::type t) { return fast_type(t) || gguf::type_dequantizable(t); }

@@ -1,4 +1,4 @@
-// Integer mat-vec on K-quant rows (Q4_K, Q5_K, Q6_K: super-blocks of 256, matvec-quant.cpp) against
+// Mat-vec on K-quant rows (Q4_K, Q5_K, Q6_K: super-blocks of 256), Q5_0 and BF16 rows (matvec-quant.cpp) against
 // the float64 dot of the dequantized weights (gguf::dequantize_row, itself checked against the gguf
 // package's goldens in tests/gguf) with the quantized activation, on every SIMD target; and against
 // the exact float activation within the activation's rounding bound. Random blocks: any scale byte,
@@ -26,10 +26,18 @@ std::vector<uint8_t> random_rows(gguf::type t, int64_t rows, int64_t cols, std::
   for (auto& b : w) b = (uint8_t)rng();
   std::uniform_real_distribution<float> ud(0.0005f, 0.01f);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t b = 0; b < cols / 256; ++b) {
+    for (int64_t b = 0; b < cols / gguf::type_block_elems(t); ++b) {
       uint8_t* blk = w.data() + r * rb + b * bb;
       const uint16_t d = fp32_to_fp16(ud(rng) * (rng() % 2 ? 1 : -1)), m = fp32_to_fp16(ud(rng) * (rng() % 2 ? 1 : -1));
-      if (t == gguf::type::Q6_K) {
+      if (t == gguf::type::BF16) {
+        for (size_t i = 0; i < bb; i += 2) {  // bf16 of a small normal value (random bytes can be NaN)
+          const float v = (float)((int)(rng() % 2001) - 1000) / 1000.f;
+          uint32_t u;
+          std::memcpy(&u, &v, 4);
+          const uint16_t b16 = (uint16_t)(u >> 16);
+          std::memcpy(blk + i, &b16, 2);
+        }
+      } else if (t == gguf::type::Q6_K) {
         std::memcpy(blk + 208, &d, 2);
       } else {
         std::memcpy(blk, &d, 2);
@@ -39,10 +47,36 @@ std::vector<uint8_t> random_rows(gguf::type t, int64_t rows, int64_t cols, std::
   return w;
 }
 
+// |additive constant| of each weight, which the kernel applies through the activation's block sums:
+// 16 d (Q5_0), dmin * min (Q4_K, Q5_K), none (Q6_K: q - 32 in integers; BF16).
+std::vector<double> offsets(gguf::type t, const uint8_t* row, int64_t cols) {
+  std::vector<double> off(cols, 0.0);
+  const size_t bb = gguf::type_block_bytes(t);
+  const int64_t be = gguf::type_block_elems(t);
+  for (int64_t b = 0; b < cols / be; ++b) {
+    const uint8_t* blk = row + b * bb;
+    uint16_t h;
+    if (t == gguf::type::Q5_0) {
+      std::memcpy(&h, blk, 2);
+      for (int64_t j = 0; j < 32; ++j) off[b * 32 + j] = 16.0 * std::fabs(fp16_to_fp32(h));
+    } else if (t == gguf::type::Q4_K || t == gguf::type::Q5_K) {
+      std::memcpy(&h, blk + 2, 2);
+      for (int sb = 0; sb < 8; ++sb) {
+        int sc, mn;
+        gguf::k4_scale_min(sb, blk + 4, &sc, &mn);
+        for (int64_t j = 0; j < 32; ++j) off[b * 256 + sb * 32 + j] = std::fabs(fp16_to_fp32(h)) * mn;
+      }
+    }
+  }
+  return off;
+}
+
 void run_kquant_cases() {
   struct kcase { gguf::type t; int64_t rows, cols; };
   const kcase cases[] = {{gguf::type::Q4_K, 1, 256}, {gguf::type::Q4_K, 37, 1536}, {gguf::type::Q5_K, 5, 256},
-                         {gguf::type::Q5_K, 33, 768}, {gguf::type::Q6_K, 3, 256}, {gguf::type::Q6_K, 40, 1280}};
+                         {gguf::type::Q5_K, 33, 768}, {gguf::type::Q6_K, 3, 256}, {gguf::type::Q6_K, 40, 1280},
+                         {gguf::type::Q5_0, 1, 32},   {gguf::type::Q5_0, 29, 576}, {gguf::type::BF16, 7, 96},
+                         {gguf::type::BF16, 3, 1536}};
   uint64_t seed = 3300;
   for (const auto& c : cases)
     for (int dist = 0; dist < 3; ++dist)  // normal, spiky (outliers), zero blocks
@@ -59,7 +93,8 @@ void run_kquant_cases() {
           for (int64_t b = 0; b < c.cols / 32; b += 2) std::fill(x.begin() + b * 32, x.begin() + b * 32 + 32, 0.f);
         act_i16 xq;
         quantize_act_i16(x.data(), c.cols, xq);
-        ASSERT_TRUE(matvec_uses_int(c.t));
+        const bool int_path = matvec_uses_int(c.t);
+        ASSERT_EQ(int_path, c.t != gguf::type::BF16);
         std::vector<float> y(c.rows, NAN);
         matvec_params p;
         p.type = c.t;
@@ -78,10 +113,11 @@ void run_kquant_cases() {
           //     to fp32 rounding of its scales and partial sums; (2) the exact activation: within half
           //     an activation step per element (plus that rounding).
           double ref = 0, mag = 0, exact = 0, bound = 0;
+          const std::vector<double> off = offsets(c.t, w.data() + r * p.row_bytes, c.cols);
           for (int64_t j = 0; j < c.cols; ++j) {
-            const double xd = (double)xq.q[j] * xq.d[j / 32];
+            const double xd = int_path ? (double)xq.q[j] * xq.d[j / 32] : (double)x[j];  // BF16: the float x
             ref += wd[j] * xd;
-            mag += std::fabs(wd[j] * xd);
+            mag += (std::fabs(wd[j]) + off[j]) * std::fabs(xd);  // the kernel sums q*d*x and offset*x apart
             exact += (double)wd[j] * x[j];
             bound += std::fabs(wd[j]) * xq.d[j / 32] * (0.5 + kActQMax * 2 * kU);
           }
