@@ -206,7 +206,7 @@ HASHATTN_COMMAND(hashattn::cli::command{
       sub.add_option("--top-k", o->top_k, "keep the k most likely tokens (0: off)")->capture_default_str();
       sub.add_option("--top-p", o->top_p, "nucleus sampling mass (1: off)")->capture_default_str();
       sub.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
-      sub.add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
+      hashattn::cli::add_threads_option(sub, o->threads, "-t,--threads");
       sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
       sub.add_option("--device", o->device, "where the model runs: cpu (cuda: the attention kernels only, not this command)")
           ->check(CLI::IsMember({"cpu", "cuda"}))

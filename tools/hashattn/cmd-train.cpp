@@ -88,6 +88,11 @@ struct opts {
 };
 
 int run_train(opts& o) {
+  if (!o.eval_only) {  // before the model loads and training starts (minutes)
+    if (o.out.empty()) fail("-o", "missing", "the hash file to write, e.g. -o models/hash.gguf");
+    if (o.texts.empty()) fail("--text", "missing", "training text files");
+    cli::check_output_writable(o.out, "-o");
+  }
   auto m = model::load(o.model);
   const model_hparams& hp = m->hparams();
   const bool tty = isatty(2);
@@ -163,8 +168,6 @@ int run_train(opts& o) {
     if (o.eval_texts.empty()) o.eval_texts = o.texts;
     if (o.eval_texts.empty()) fail("--eval", "no text", "--text FILE... (held-out text)");
   } else {
-    if (o.out.empty()) fail("-o", "missing", "the hash file to write, e.g. -o models/hash.gguf");
-    if (o.texts.empty()) fail("--text", "missing", "training text files");
     fmt::print(stderr, "train: {}\n", m->describe());
     if (tp.ctx == 0) tp.ctx = train_default_ctx(*m);
     const auto texts = load_texts(*m, o.texts);
@@ -264,7 +267,7 @@ HASHATTN_COMMAND(
                    "standardize queries and keys per head and dimension while training (folded into the first "
                    "layer of the saved encoders; an ablation, off by default)");
       sub.add_option("--val-queries", tp.val_queries, "held-out queries (0: no held-out recall)")->capture_default_str();
-      sub.add_option("--threads", tp.n_threads, "threads (0: all)")->capture_default_str();
+      cli::add_threads_option(sub, tp.n_threads, "--threads");
       sub.add_flag("--eval", o->eval_only, "only evaluate (--hash H.gguf, or baselines without it) on --text");
       sub.add_option("--hash", o->hash, "hash file to evaluate with --eval");
       sub.add_option("--eval-text", o->eval_texts, "held-out texts to evaluate recall on after training");
