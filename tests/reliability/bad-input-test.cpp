@@ -279,6 +279,19 @@ TEST_F(bad_input, unknown_or_incomplete_attention_policy) {
                         "needs --hash FILE");
 }
 
+TEST_F(bad_input, generate_density_outside_0_1_and_budget_below_sinks_plus_window) {
+  write("tiny.gguf", tiny_model(64, 2));
+  for (const char* d : {"1.5", "0", "-1"}) {
+    const std::string got = std::string("got '") + d + "'";
+    EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
+                                   "--density", d}),
+                          1, "--density", got.c_str(), "expected a value in (0, 1]");
+  }
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
+                                 "--density", "1/4", "--sinks", "1", "--window", "1"}),
+                        1, "sinks 1 + window 1 > budget", "expected sinks + window <= budget", "hint:");
+}
+
 TEST_F(bad_input, generate_missing_default_model) {
   const std::string env = "HASHATTN_MODEL=" + path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
   EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-p", "hello"}, {env}), 1, "model file not found",
