@@ -1,6 +1,7 @@
 # hashattention.cpp: the two commands of the README and a few conveniences.
 #   make demo   set up everything (packages, model), build, run the demo
-#   make test   set up everything, build, run all tests
+#   make test   set up everything, build, run all tests; fails when a test fails, skips or does not run
+#               (scripts/ctest-check: only skips on its allow-list pass, printed with their reason)
 #   make bench-llamacpp   the side-by-side comparison with llama.cpp (sets up .venv-bench first)
 JOBS ?= $(shell nproc)
 BUILD_DIR := build
@@ -20,17 +21,17 @@ demo: build
 	@bash scripts/demo
 
 test: build
-	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 900
+	@python3 scripts/ctest-check --build-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 900
 
 test-unit: build
-	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit
+	@python3 scripts/ctest-check --build-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit
 
 # Only what the unit tests need (the tool for the bad-input cases, the test-*-unit executables).
 test-asan: setup
 	@cmake --preset asan >/dev/null
 	@cmake --build build-asan -j $(JOBS) --target hashattn_cli \
 	  $$(ninja -C build-asan -t targets all | sed -n 's/^\(test-[a-z0-9-]*-unit\):.*/\1/p' | sort -u)
-	@ctest --test-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
+	@python3 scripts/ctest-check --build-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
 
 # The CUDA backend compiles without a GPU (sm_90 + PTX): library, cuda tests, CUDA bench, example; then
 # exactly what scripts/gpu-check builds on the GPU machine (its GPU-only configuration).

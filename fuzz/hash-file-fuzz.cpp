@@ -2,7 +2,7 @@
 // (hash_file_read: architecture "hashattn", binding to a model, code width, MLP shape, tensors),
 // once without expectations, once bound to a fixed model shape and a 32-bit code width, and
 // describes it as `hashattn info` does. When it loads, the weights must have exactly the size
-// their shape says and the binding must be the one asked for.
+// their shape says, no more bytes than the input, and the binding must be the one asked for.
 #include <memory>
 
 #include "fuzz-entry.h"
@@ -23,6 +23,7 @@ int hash_file_one(const uint8_t* data, size_t size) {
     const hash_file_contents c = hash_file_read(*f);
     const hash_weights& w = c.weights;
     HASHATTN_FUZZ_CHECK(w.n_layer > 0 && w.data.size() == (size_t)w.n_layer * w.layer_floats());
+    HASHATTN_FUZZ_CHECK(w.data.size() * sizeof(float) <= size);  // sized from what the input holds
   } catch (const hashattn::error&) {
   }
   hash_binding b;

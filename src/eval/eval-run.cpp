@@ -18,6 +18,7 @@
 #include <map>
 #include <sstream>
 
+#include "eval/eval-math.h"
 #include "hashattn/error.h"
 #include "hashattn/eval.h"
 
@@ -46,34 +47,6 @@ struct key_t {
     return std::tie(task, cfg, context, metric) < std::tie(o.task, o.cfg, o.context, o.metric);
   }
 };
-
-void log_softmax(const float* x, int64_t n, std::vector<double>& out) {
-  out.resize((size_t)n);
-  double mx = -1e300;
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, (double)x[i]);
-  double z = 0;
-  for (int64_t i = 0; i < n; ++i) z += std::exp((double)x[i] - mx);
-  const double lz = mx + std::log(z);
-  for (int64_t i = 0; i < n; ++i) out[i] = (double)x[i] - lz;
-}
-
-// The dense reference's distribution at one position: log-probabilities and probabilities (computed
-// once, used for the KL of every setting).
-struct ref_dist {
-  std::vector<double> lp, p;
-  void set(const float* logits, int64_t n) {
-    log_softmax(logits, n, lp);
-    p.resize(lp.size());
-    for (size_t v = 0; v < lp.size(); ++v) p[v] = std::exp(lp[v]);
-  }
-};
-
-// KL(ref || q) from q's log-probabilities, clamped at 0 (rounding).
-double kl_div(const ref_dist& ref, const std::vector<double>& lq) {
-  double k = 0;
-  for (size_t v = 0; v < lq.size(); ++v) k += ref.p[v] * (ref.lp[v] - lq[v]);
-  return std::max(0.0, k);
-}
 
 // What one sample asks of every setting, after the prefix has been prefilled.
 struct sample_job {
@@ -119,7 +92,7 @@ std::vector<setting_out> run_sequential(session& s, probe_policy& pr, const samp
   const int64_t prefix = s.n_past();
   sampler greedy(sampler_params{});
   std::vector<setting_out> res(cfgs.size());
-  std::vector<ref_dist> dense(job.targets.size());
+  std::vector<eval_ref_dist> dense(job.targets.size());
   std::vector<double> lp;
   for (size_t c = 0; c < cfgs.size(); ++c) {
     setting_out& o = res[c];
@@ -143,9 +116,9 @@ std::vector<setting_out> run_sequential(session& s, probe_policy& pr, const samp
         dense[j].set(lg, n_vocab);
         o.nll -= dense[j].lp[(size_t)job.targets[j]];
       } else {
-        log_softmax(lg, n_vocab, lp);
+        eval_log_softmax(lg, n_vocab, lp);
         o.nll -= lp[(size_t)job.targets[j]];
-        o.kl += kl_div(dense[j], lp);
+        o.kl += eval_kl(dense[j], lp);
       }
     }
     answer_state a;
@@ -188,7 +161,7 @@ std::vector<setting_out> run_batched(session& s, probe_policy& pr, const sample_
     bd.step(toks.data(), active.data());
     for (size_t c = 0; c < B; ++c) res[c].steps += active[c] ? 1 : 0;
   };
-  ref_dist dense;
+  eval_ref_dist dense;
   std::vector<double> lp;
   for (size_t j = 0; j < job.forced.size(); ++j) {
     std::fill(toks.begin(), toks.end(), job.forced[j]);
@@ -198,9 +171,9 @@ std::vector<setting_out> run_batched(session& s, probe_policy& pr, const sample_
     dense.set(bd.logits(0), n_vocab);
     res[0].nll -= dense.lp[target];
     for (size_t c = 1; c < B; ++c) {
-      log_softmax(bd.logits((int)c), n_vocab, lp);
+      eval_log_softmax(bd.logits((int)c), n_vocab, lp);
       res[c].nll -= lp[target];
-      res[c].kl += kl_div(dense, lp);
+      res[c].kl += eval_kl(dense, lp);
     }
   }
   if (job.max_new > 0) {
@@ -371,7 +344,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
             acc& ak = accs[{task, c, ctx, "kl"}];
             ak.vals.push_back(o.kl / n_eval);
             fill(ak);
-            line << " " << cfgs[c].label() << " " << std::exp(o.nll / n_eval);
+            line << " " << cfgs[c].label() << " " << eval_perplexity(o.nll, n_eval);
           } else if (recall_task) {
             if (c == 0) continue;
             for (const char* metric : {"topk_recall", "mass_recall"}) {
@@ -443,7 +416,7 @@ std::vector<eval_record> eval_run(const model& m, const tokenizer& tok, const ch
     for (double v : a.vals) var += (v - mean) * (v - mean);
     const double nv = (double)a.vals.size();
     r.stderr_ = nv > 1 ? std::sqrt(var / (nv - 1) / nv) : 0;
-    r.value = k.metric == "ppl" ? std::exp(a.nll / a.ntok) : mean;
+    r.value = k.metric == "ppl" ? eval_perplexity(a.nll, a.ntok) : mean;
     if (k.metric == "ppl") r.stderr_ = 0;
     if (a.steps > 0) {
       r.attended_frac = a.att / a.steps;

@@ -62,6 +62,18 @@ const gguf::tensor_info& check_tensor(const gguf::file& f, const std::string& wh
   return *t;
 }
 
+// Bytes of F32 tensor data that a hash file's shape fields imply (in double: no overflow for any field
+// values; the caller checks the fields are positive). Same layout as hash_weights::layer_floats.
+double claimed_tensor_bytes(const hash_binding& b, int bits, int mlp_layers, int hidden, bool key_per_group) {
+  double per_enc = 0;  // floats of one encoder (weights and biases of every linear layer)
+  for (int i = 0; i < mlp_layers; i++) {
+    const double in = i == 0 ? b.head_dim : hidden, out = i == mlp_layers - 1 ? bits : hidden;
+    per_enc += in * out + out;
+  }
+  const double n_enc = (double)b.n_head + (key_per_group ? b.n_head_kv : b.n_head);
+  return 4.0 * b.n_layer * n_enc * per_enc;
+}
+
 }  // namespace
 
 std::string model_layout_digest(const gguf::file& f) {
@@ -188,10 +200,19 @@ hash_file_contents hash_file_read(const gguf::file& f, const hash_binding* expec
   if (expect_bits != 0 && bits != expect_bits)
     fail(who + ": code width", std::to_string(bits) + " bits", std::to_string(expect_bits) + " bits (as asked)",
          "use a file trained with --bits " + std::to_string(expect_bits) + ", or ask for " + std::to_string(bits));
-  // Every tensor is checked before the weights are allocated, so that a few bytes of metadata
-  // (a huge layer or head count) cannot make us allocate more than the file's tensors hold.
-  if (b.n_layer > 0 && b.n_head > 0 && b.n_head_kv > 0 && b.head_dim > 0 && bits > 0 && mlp_layers >= 1 &&
-      mlp_layers <= 3 && hidden >= 0) {
+  // Every allocation is sized from what the file holds: when the shape fields are in range, the tensor
+  // bytes they imply must fit in the file, and every tensor is checked, before the weights are
+  // allocated; otherwise hash_weights_alloc refuses the shape without allocating. So a few bytes of
+  // metadata (a huge layer or head count) cannot make us allocate more than the file's size.
+  const bool shape_in_range = b.n_layer > 0 && b.n_head > 0 && b.n_head_kv > 0 && b.head_dim > 0 && bits > 0 &&
+                              mlp_layers >= 1 && mlp_layers <= 3 && (mlp_layers == 1 || hidden > 0);
+  if (shape_in_range) {
+    const double claimed = claimed_tensor_bytes(b, bits, mlp_layers, hidden, kpg->b);
+    if (claimed > (double)f.size())
+      fail(who + ": tensor data the metadata describes",
+           fmt::format("{:.0f} bytes ({} layers, {}/{} heads, head dim {}, {} bits, {}-layer MLP)", claimed, b.n_layer,
+                       b.n_head, b.n_head_kv, b.head_dim, bits, mlp_layers),
+           fmt::format("at most the file's {} bytes", f.size()), "the file is truncated or its metadata is corrupt");
     const int64_t n_key = kpg->b ? b.n_head_kv : b.n_head;
     for (int l = 0; l < b.n_layer; l++)
       for (int r = 0; r < 2; r++)

@@ -69,22 +69,11 @@ TEST_P(Backends, AttendMatchesReference) {
         }
         std::vector<double> ref((size_t)c.n_head * c.d);
         ref::attn_decode_ref(p, ref.data());
-        double vmax = 0, l1max = 0;
-        for (int64_t t = 0; t < c.n; t++)
-          for (int h = 0; h < c.n_kv; h++)
-            for (int j = 0; j < c.d; j++) vmax = std::max(vmax, (double)std::fabs(kv.v_at(t, h, j)));
-        for (int h = 0; h < c.n_head; h++)
-          for (int64_t t = 0; t < c.n; t++) {
-            double l1 = 0;
-            for (int j = 0; j < c.d; j++) l1 += std::fabs(q[(size_t)h * c.d + j] * kv.k_at(t, h / (c.n_head / c.n_kv), j));
-            l1max = std::max(l1max, l1 * p.scale);
-          }
-        const double atol = test::attn_atol(c.d, c.n, l1max, vmax);
+        const test::attn_tolerance tol = test::attn_tolerance_for(q.data(), c.n_head, p.scale, kv);
         std::vector<float> out((size_t)c.n_head * c.d, NAN);
         p.out = out.data();
         be().call_attend(p);
-        EXPECT_TRUE(test::all_close(out.data(), ref.data(), (int64_t)out.size(), atol, 0,
-                                    std::max(test::nmse_fp32, std::pow(atol / std::max(vmax, 1e-30), 2))));
+        EXPECT_TRUE(test::all_close(out.data(), ref.data(), (int64_t)out.size(), tol.atol, 0, tol.nmse));
       }
 }
 

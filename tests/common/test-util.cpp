@@ -58,6 +58,25 @@ double attn_atol(int head_dim, int64_t n_attended, double logit_l1_max, double v
   return v_abs_max * (2.0 * logit_err + acc_err) + 1e-30;
 }
 
+attn_tolerance attn_tolerance_for(const float* q, int n_head, float scale, const test_kv& kv) {
+  const kv_view& v = kv.view;
+  const int G = n_head / v.n_head_kv, d = v.head_dim;
+  double l1max = 0, vmax = 0;
+  for (int h = 0; h < n_head; h++)
+    for (int64_t t = 0; t < v.n_tok; t++) {
+      double l1 = 0;
+      for (int j = 0; j < d; j++) l1 += std::fabs(q[(int64_t)h * d + j] * kv.k_at(t, h / G, j));
+      l1max = std::max(l1max, l1 * scale);
+    }
+  for (int64_t t = 0; t < v.n_tok; t++)
+    for (int h = 0; h < v.n_head_kv; h++)
+      for (int j = 0; j < d; j++) vmax = std::max(vmax, (double)std::fabs(kv.v_at(t, h, j)));
+  attn_tolerance r;
+  r.atol = attn_atol(d, v.n_tok, l1max, vmax);
+  r.nmse = std::max(nmse_fp32, std::pow(r.atol / std::max(vmax, 1e-30), 2));
+  return r;
+}
+
 testing::AssertionResult all_close(const float* got, const double* ref, int64_t n, double atol,
                                    double rtol, double max_nmse) {
   double se = 0, sr = 0;

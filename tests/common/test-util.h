@@ -43,6 +43,12 @@ double atol_fp32(double mag, int64_t len);
 // softmax weights; the output moves by at most ~2 * that * max|v|; plus the V accumulation error.
 double attn_atol(int head_dim, int64_t n_attended, double logit_l1_max, double v_abs_max);
 
+// attn_atol and the matching normalized-MSE bound for decode attention of queries q [n_head, d] (scaled
+// by `scale`) over every token of a test cache: the largest logit L1 norm and |v| from the data.
+struct attn_tolerance { double atol = 0, nmse = 0; };
+struct test_kv;
+attn_tolerance attn_tolerance_for(const float* q, int n_head, float scale, const test_kv& kv);
+
 // Compares got (fp32) with ref (float64): every |got - ref| <= atol + rtol*|ref| and nmse <= max_nmse.
 testing::AssertionResult all_close(const float* got, const double* ref, int64_t n, double atol,
                                    double rtol, double max_nmse = nmse_fp32);

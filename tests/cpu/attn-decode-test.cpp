@@ -72,19 +72,8 @@ void run_case(const attn_case& c, uint64_t seed) {
   ref::attn_decode_ref(p, ref.data());
 
   // Tolerance from the problem's conditioning (see tests/common).
-  const int G = c.n_head / c.n_kv;
-  double l1max = 0, vmax = 0;
-  for (int h = 0; h < c.n_head; h++)
-    for (int64_t t = 0; t < c.n; t++) {
-      double l1 = 0;
-      for (int j = 0; j < c.d; j++) l1 += std::fabs(q[h * c.d + j] * kv.k_at(t, h / G, j));
-      l1max = std::max(l1max, l1 * p.scale);
-    }
-  for (int64_t t = 0; t < c.n; t++)
-    for (int h = 0; h < c.n_kv; h++)
-      for (int j = 0; j < c.d; j++) vmax = std::max(vmax, (double)std::fabs(kv.v_at(t, h, j)));
-  const double atol = test::attn_atol(c.d, c.n, l1max, vmax);
-  const double nmse = std::max(test::nmse_fp32, std::pow(atol / std::max(vmax, 1e-30), 2));
+  const test::attn_tolerance tol = test::attn_tolerance_for(q.data(), c.n_head, p.scale, kv);
+  const double atol = tol.atol, nmse = tol.nmse;
 
   test::for_each_simd_target([&](const char*) {
     std::vector<float> out((size_t)c.n_head * c.d, NAN);

@@ -93,23 +93,12 @@ TEST(AttnPaged, MatchesReferenceOnContiguousCopy) {
           ref::attn_decode_ref(pp, ref_paged.data());
           ASSERT_EQ(ref, ref_paged) << "the reference's own page addressing";
           // Tolerance from the problem's conditioning (tests/common), as for contiguous caches.
-          double l1max = 0, vmax = 0;
-          for (int h = 0; h < c.n_head; h++)
-            for (int64_t t = 0; t < c.n; t++) {
-              double l1 = 0;
-              for (int j = 0; j < c.d; j++) l1 += std::fabs(q[(size_t)h * c.d + j] * kv.k_at(t, h / (c.n_head / c.n_kv), j));
-              l1max = std::max(l1max, l1 * p.scale);
-            }
-          for (int64_t t = 0; t < c.n; t++)
-            for (int h = 0; h < c.n_kv; h++)
-              for (int j = 0; j < c.d; j++) vmax = std::max(vmax, (double)std::fabs(kv.v_at(t, h, j)));
-          const double atol = test::attn_atol(c.d, c.n, l1max, vmax);
-          const double nmse = std::max(test::nmse_fp32, std::pow(atol / std::max(vmax, 1e-30), 2));
+          const test::attn_tolerance tol = test::attn_tolerance_for(q.data(), c.n_head, p.scale, kv);
           test::for_each_simd_target([&](const char*) {
             std::vector<float> out((size_t)c.n_head * c.d, NAN);
             pp.out = out.data();
             attn_decode_cpu(pp);
-            EXPECT_TRUE(test::all_close(out.data(), ref.data(), (int64_t)out.size(), atol, 0, nmse));
+            EXPECT_TRUE(test::all_close(out.data(), ref.data(), (int64_t)out.size(), tol.atol, 0, tol.nmse));
           });
         }
       }

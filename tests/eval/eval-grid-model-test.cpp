@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "common/model-files.h"
+
 namespace {
 
 std::string read(const std::string& p) {
@@ -22,8 +24,7 @@ std::string read(const std::string& p) {
 
 TEST(EvalGrid, ShardsRunInParallelAndPool) {
   const std::string root = HASHATTN_SOURCE_DIR;
-  if (!std::filesystem::exists(root + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    GTEST_SKIP() << "model not fetched (scripts/setup)";
+  ASSERT_NO_FATAL_FAILURE(hashattn::test::require_file(hashattn::test::model_path()));
   const std::string out = std::filesystem::temp_directory_path() / "hashattn-eval-grid-test";
   std::filesystem::remove_all(out);
   const std::string cmd = root + "/scripts/eval-grid --jobs 2 --samples 2 --shard 1 --contexts 512 --tasks "

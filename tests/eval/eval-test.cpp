@@ -3,7 +3,8 @@
 // token, plus ChatML control tokens) -- lengths fit, references present, needles at their depth,
 // determinism -- string-match scoring, the probe policy (replay over kept keys gives the same
 // selections as a fresh policy; KV-read unions and recall against brute force in float64), and
-// the JSON / Markdown writers. Seeds are fixed and printed.
+// the JSON / Markdown writers; perplexity and KL on hand-computed logits (and a negative KL is an
+// error, not clamped). Seeds are fixed and printed.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <set>
 
 #include "common/test-util.h"
+#include "eval/eval-math.h"
 #include "hashattn/error.h"
 #include "hashattn/eval.h"
 #include "hashattn/policy.h"
@@ -480,6 +482,49 @@ TEST(EvalReport, JsonRoundTripMarkdownAndAverage) {
   EXPECT_NE(md.find("KV read per decode step"), std::string::npos);
   EXPECT_THROW(eval_records_from_json("{\"records\": [{\"task\": 1}]}"), error);
   EXPECT_THROW(eval_records_from_json("not json"), error);
+}
+
+// Hand-computed: ref logits (0, ln 2, 0) + 3 -> p = (1/4, 1/2, 1/4); q logits (0, 0, ln 6) -> q = (1/8, 1/8, 3/4).
+// KL(p || q) = 1/4 ln 2 + 1/2 ln 4 + 1/4 ln(1/3) = 1.25 ln 2 - 0.25 ln 3; KL(p || p) = 0 exactly.
+// Perplexity of the targets 1 under p and 2 under q: exp((ln 2 + ln 4/3) / 2) = sqrt(8/3);
+// of any target under 1000 equal logits: 1000. The logits are fp32 (ln 2 rounded): tolerance 1e-7.
+TEST(EvalMath, PerplexityAndKlOnHandComputedLogits) {
+  const float ln2 = (float)std::log(2.0), ln6 = (float)std::log(6.0);
+  const float ref_logits[3] = {3.f, 3.f + ln2, 3.f}, q_logits[3] = {0.f, 0.f, ln6};
+  eval_ref_dist ref;
+  ref.set(ref_logits, 3);
+  std::vector<double> lq;
+  eval_log_softmax(q_logits, 3, lq);
+  ASSERT_EQ(lq.size(), 3u);
+  const double want_p[3] = {0.25, 0.5, 0.25}, want_q[3] = {0.125, 0.125, 0.75};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(ref.p[i], want_p[i], 1e-7) << "p[" << i << "]";
+    EXPECT_NEAR(std::exp(lq[i]), want_q[i], 1e-7) << "q[" << i << "]";
+  }
+  EXPECT_NEAR(eval_kl(ref, lq), 1.25 * std::log(2.0) - 0.25 * std::log(3.0), 1e-7);
+  EXPECT_EQ(eval_kl(ref, ref.lp), 0.0);
+  const double nll = -ref.lp[1] - lq[2];
+  EXPECT_NEAR(eval_perplexity(nll, 2), std::sqrt(8.0 / 3.0), 1e-7);
+  const std::vector<float> flat(1000, 0.5f);
+  std::vector<double> lu;
+  eval_log_softmax(flat.data(), (int64_t)flat.size(), lu);
+  EXPECT_NEAR(eval_perplexity(-lu[17] - lu[999], 2), 1000.0, 1e-9);
+  EXPECT_THROW(eval_perplexity(1.0, 0), error);
+  EXPECT_THROW(eval_perplexity(-0.5, 1), error);
+}
+
+// KL below zero beyond rounding is a bug (log-probabilities that do not sum to 1 here): it throws
+// instead of being clamped to 0; rounding-sized negatives (within kl_rounding_eps) read 0.
+TEST(EvalMath, NegativeKlIsAnErrorAndRoundingIsZero) {
+  const float logits[4] = {1.f, -2.f, 0.5f, 3.f};
+  eval_ref_dist ref;
+  ref.set(logits, 4);
+  std::vector<double> shifted = ref.lp;
+  for (double& x : shifted) x += 0.01;  // not normalized: "KL" = -0.01
+  EXPECT_THROW(eval_kl(ref, shifted), error);
+  for (double& x : shifted) x -= 0.01 - 0.1 * kl_rounding_eps;  // -1e-10: rounding
+  EXPECT_EQ(eval_kl(ref, shifted), 0.0);
+  EXPECT_THROW(eval_kl(ref, std::vector<double>(3, -1.0)), error);  // another vocabulary size
 }
 
 }  // namespace

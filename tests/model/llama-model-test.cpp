@@ -18,11 +18,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "common/model-files.h"
 #include "core/half.h"
 #include "hashattn/error.h"
 #include "hashattn/model.h"
@@ -47,11 +49,6 @@ constexpr double kTop1Llama = 0.94;
 // this; a divergence from the float64 oracle only where the oracle's margin is below kGreedyTieF64.
 constexpr double kGreedyTieLlama = 1.0;
 constexpr double kGreedyTieF64 = 0.03;
-
-std::string model_path() {
-  if (const char* e = std::getenv("HASHATTN_MODEL")) return e;
-  return std::string(HASHATTN_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
 
 struct topk {
   int K = 0;
@@ -118,14 +115,16 @@ const goldens& load_goldens() {
   return g;
 }
 
+// The model is loaded once, by the first test that runs, in SetUp (not SetUpTestSuite): a missing file
+// or a loader error fails every test of the suite instead of skipping it.
 class llama_model : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const std::string path = model_path();
-    std::ifstream f(path, std::ios::binary | std::ios::ate);
-    ASSERT_TRUE(f.good()) << "model not found: " << path << " (hint: run scripts/setup)";
+  void SetUp() override {
+    if (m_) return;
+    const std::string path = test::model_path();
+    ASSERT_NO_FATAL_FAILURE(test::require_file(path));
     const auto& g = load_goldens();
-    ASSERT_EQ((int64_t)f.tellg(), g.meta["model"]["size"].get<int64_t>())
+    ASSERT_EQ((int64_t)std::filesystem::file_size(path), g.meta["model"]["size"].get<int64_t>())
         << "the goldens were made from another file (" << g.meta["model"]["file"] << ")";
     m_ = model::load(path).release();
   }

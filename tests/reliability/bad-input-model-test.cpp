@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "cli-runner.h"
+#include "common/model-files.h"
 #include "hashattn/gguf.h"
 #include "hashattn/hash-file.h"
 #include "hashattn/hash.h"
@@ -17,12 +18,12 @@ using hashattn::test::run_cli;
 
 namespace {
 
-const std::string k_model = std::string(HASHATTN_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const std::string k_model = hashattn::test::model_path();
 
 class bad_input_model : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(k_model)) GTEST_SKIP() << "no model at " << k_model << " (run scripts/setup)";
+    ASSERT_NO_FATAL_FAILURE(hashattn::test::require_file(k_model));
     char tmpl[] = "/tmp/hashattn-bad-model-XXXXXX";
     dir_ = mkdtemp(tmpl);
     write_text("ok.txt", "The quick brown fox jumps over the lazy dog. It was a bright cold day in April.\n");

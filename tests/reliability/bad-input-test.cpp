@@ -2,7 +2,8 @@
 // stderr (what, got, expected, hint) and a non-zero exit code, never a crash. Cases that need no
 // model: missing / empty / directory / truncated / corrupt GGUF files given to `hashattn info`,
 // unknown flags and commands, bad option values; --help and --version still exit 0.
-// Cases of `hashattn generate` that need the model are in bad-input-model-test.cpp.
+// Cases of `hashattn generate` that need the model are in bad-input-model-test.cpp. Also on a tiny
+// model: the `train` success path, outputs refused before work starts, thread counts bounded.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -13,6 +14,7 @@
 
 #include "cli-runner.h"
 #include "hashattn/gguf.h"
+#include "hashattn/hash-file.h"
 
 using hashattn::test::run_cli;
 
@@ -42,8 +44,9 @@ class bad_input : public ::testing::Test {
     return w.to_bytes();
   }
   // A complete tiny llama model (1 layer, embd 64, n_head = n_head_kv heads of 64, Q8_0 matrices of
-  // zeros, a byte-level vocabulary of the 256 bytes + <|endoftext|>), training context n_ctx_train.
-  static std::vector<uint8_t> tiny_model(int64_t n_ctx_train, int n_head) {
+  // zeros, or with seed != 0 of random int8 values x 2^-9, a byte-level vocabulary of the 256 bytes +
+  // <|endoftext|>), training context n_ctx_train.
+  static std::vector<uint8_t> tiny_model(int64_t n_ctx_train, int n_head, uint64_t seed = 0) {
     using namespace hashattn::gguf;
     writer w;
     const int64_t embd = 64, hd = 64, ff = 64, dim = n_head * hd;
@@ -79,8 +82,13 @@ class bad_input : public ::testing::Test {
     w.set("tokenizer.ggml.token_type", value::from_i32s(types));
     w.set("tokenizer.ggml.merges", value::from_strings({}));
     w.set("tokenizer.ggml.eos_token_id", value::from_u32(256));
+    std::mt19937_64 rng(seed);
     auto mat = [&](const std::string& name, int64_t rows, int64_t cols) {
       std::vector<uint8_t> z(row_bytes(type::Q8_0, cols) * (size_t)rows, 0);
+      for (size_t b = 0; seed != 0 && b < z.size(); b += 34) {  // Q8_0 block: fp16 scale, 32 x int8
+        z[b] = 0x00, z[b + 1] = 0x18;                           // 2^-9
+        for (int j = 0; j < 32; j++) z[b + 2 + j] = (uint8_t)(int8_t)((int)(rng() % 255) - 127);
+      }
       w.add_tensor(name, type::Q8_0, {cols, rows}, z.data(), z.size());
     };
     auto vec = [&](const std::string& name, int64_t n) {
@@ -188,6 +196,70 @@ TEST_F(bad_input, model_that_is_not_a_model) {
                         "llama.embedding_length", "is missing", "expected an integer", "hint:");
 }
 
+// ---- hashattn train, on a tiny model written here (no download needed) ----
+
+// The success path: a few training steps on a random tiny model write a hash file that loads, is
+// bound to that model, and drives `generate --attn hash`.
+TEST_F(bad_input, train_writes_a_hash_file_bound_to_the_model) {
+  const uint64_t seed = 5;
+  std::printf("tiny model seed %llu\n", (unsigned long long)seed);
+  write("tiny.gguf", tiny_model(512, 2, seed));
+  std::string text;
+  for (int i = 0; i < 200; i++) text += "Sentence " + std::to_string(i) + " of a small training text. ";
+  write("t.txt", std::vector<uint8_t>(text.begin(), text.end()));
+  const auto r = run_cli({"train", "-m", path("tiny.gguf"), "--text", path("t.txt"), "-o", path("h.gguf"), "--ctx",
+                          "256", "--windows", "1", "--queries", "32", "--steps", "3", "--sinks", "4", "--window", "4",
+                          "--val-queries", "0", "--mlp", "16", "--seed", "3", "--threads", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("train: wrote " + path("h.gguf")), std::string::npos) << r.err;
+  const auto model_file = hashattn::gguf::file::open(path("tiny.gguf"));
+  const hashattn::hash_binding bind = hashattn::hash_binding_for(*model_file, 1, 2, 2, 64);
+  const hashattn::hash_file_contents c = hashattn::hash_file_load(path("h.gguf"), &bind, 32);
+  EXPECT_EQ(c.binding.digest, hashattn::model_layout_digest(*model_file));
+  EXPECT_EQ(c.weights.mlp_layers, 2);
+  EXPECT_EQ(c.weights.hidden, 16);
+  EXPECT_EQ(c.info.texts.size(), 1u);
+  bool trained = false;  // 3 Adam steps moved the weights away from a zero or constant fill
+  for (float x : c.weights.data) trained |= x != c.weights.data[0];
+  EXPECT_TRUE(trained);
+  const auto g = run_cli({"generate", "-m", path("tiny.gguf"), "-p", "a prompt of some forty bytes, to select from",
+                          "-n", "3", "--attn", "hash", "--hash", path("h.gguf"), "--density", "1/4", "--sinks", "1",
+                          "--window", "1"});
+  EXPECT_EQ(g.code, 0) << g.err;
+}
+
+// Outputs are checked before any long work: a folder that does not exist is refused before the model
+// loads (no "train:" progress line), for train -o and eval --json.
+TEST_F(bad_input, unwritable_outputs_are_refused_before_work_starts) {
+  write("tiny.gguf", tiny_model(512, 2, 5));
+  write("t.txt", std::vector<uint8_t>(300, 'a'));
+  const std::string bad = path("no/such/dir/h.gguf");
+  auto r = run_cli({"train", "-m", path("tiny.gguf"), "--text", path("t.txt"), "-o", bad});
+  EXPECT_ONE_LINE_ERROR(r, 1, "-o", bad.c_str(), "folder", "got missing", "expected an existing folder", "hint:");
+  EXPECT_EQ(r.err.find("train:"), std::string::npos) << r.err;
+  r = run_cli({"train", "-m", path("tiny.gguf"), "--text", path("t.txt"), "-o", dir_});
+  EXPECT_ONE_LINE_ERROR(r, 1, "-o", "got a folder", "expected a file");
+  r = run_cli({"eval", "-m", path("tiny.gguf"), "--task", "ppl", "--json", path("no/such/out.json")});
+  EXPECT_ONE_LINE_ERROR(r, 1, "--json", "no/such/out.json", "got missing");
+  EXPECT_EQ(r.err.find("eval:"), std::string::npos) << r.err;
+  r = run_cli({"eval", "--report", path("t.txt"), "--json", path("no/such/out.json")});
+  EXPECT_ONE_LINE_ERROR(r, 1, "--json", "got missing");
+}
+
+// Every command that takes a thread count bounds it (0 = all cores .. 4 x the hardware threads).
+TEST_F(bad_input, thread_counts_outside_the_range_are_refused) {
+  write("tiny.gguf", tiny_model(64, 2));
+  for (const char* t : {"1000", "-1"}) {
+    SCOPED_TRACE(t);
+    const std::string got = std::string("got ") + t;
+    EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hi", "-n", "1", "-t", t}), 2,
+                          "--threads", got.c_str(), "expected 0 (all cores) to");
+    EXPECT_ONE_LINE_ERROR(run_cli({"eval", "-m", path("tiny.gguf"), "--threads", t}), 2, "threads", t);
+    EXPECT_ONE_LINE_ERROR(run_cli({"train", "-m", path("tiny.gguf"), "--threads", t}), 2, "threads", t);
+  }
+  EXPECT_EQ(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hi", "-n", "1", "-t", "1"}).code, 0);
+}
+
 // ---- hashattn generate, on a tiny model written here (no download needed) ----
 
 TEST_F(bad_input, generate_works_on_the_tiny_model) {
@@ -205,6 +277,25 @@ TEST_F(bad_input, unknown_or_incomplete_attention_policy) {
                                  "--window", "1"}),
                         1,
                         "needs --hash FILE");
+}
+
+// A density outside (0, 1] and a fixed budget that cannot hold its sinks and window are refused; a
+// prompt shorter than the budget's floor is not an error: every token is attended (density 1).
+TEST_F(bad_input, generate_density_outside_0_1_and_budget_below_sinks_plus_window) {
+  write("tiny.gguf", tiny_model(64, 2));
+  for (const char* d : {"1.5", "0", "-1"}) {
+    const std::string got = std::string("got '") + d + "'";
+    EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
+                                   "--density", d}),
+                          1, "--density", got.c_str(), "expected a number in (0, 1]");
+  }
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
+                                 "--budget", "3", "--sinks", "2", "--window", "2"}),
+                        1, "--budget", "got 3 tokens", "expected >= sinks 2 + window 2", "hint:");
+  const auto ok = run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
+                                 "--density", "1/4", "--sinks", "1", "--window", "1", "-n", "3"});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.err.find("density 1.0000"), std::string::npos) << ok.err;
 }
 
 TEST_F(bad_input, generate_missing_default_model) {

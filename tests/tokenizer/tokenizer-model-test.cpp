@@ -1,7 +1,8 @@
 // Tokenizer and chat template of the default model against tests/data/tokenizer-goldens.json
 // (ids from llama.cpp via llama-cpp-python; chat prompts rendered by Jinja2 from the model's own
 // template; scripts/make-tokenizer-goldens.py). Also: decode round trips, streaming decode of
-// pieces that split UTF-8 sequences, and encode speed on ~100K tokens of text.
+// pieces that split UTF-8 sequences, and ~100K tokens of text encoded twice the same and decoded back
+// (the time is printed, not asserted: timing belongs in benchmarks).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/model-files.h"
 #include "hashattn/gguf.h"
 #include "hashattn/tokenizer.h"
 
@@ -16,21 +18,25 @@ using namespace hashattn;
 
 namespace {
 
-const std::string k_model = std::string(HASHATTN_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-
 nlohmann::json goldens() {
   std::ifstream in(std::string(HASHATTN_SOURCE_DIR) + "/tests/data/tokenizer-goldens.json");
   return nlohmann::json::parse(in);
 }
 
+// Loaded once, by the first test, in SetUp: a missing model or a loader error fails the tests.
 struct model_fixture : ::testing::Test {
-  static void SetUpTestSuite() {
-    file = gguf::file::open(k_model).release();
+  void SetUp() override {
+    if (tok) return;
+    ASSERT_NO_FATAL_FAILURE(test::require_file(test::model_path()));
+    delete file;
+    file = gguf::file::open(test::model_path()).release();
     tok = tokenizer::from_gguf(*file).release();
   }
   static void TearDownTestSuite() {
     delete tok;
     delete file;
+    tok = nullptr;
+    file = nullptr;
   }
   static gguf::file* file;
   static tokenizer* tok;
@@ -119,10 +125,10 @@ TEST_F(model_fixture, chat_template_matches_jinja) {
   }
 }
 
-TEST_F(model_fixture, encode_speed_100k_tokens) {
+TEST_F(model_fixture, encode_100k_tokens_twice_the_same_and_back) {
   // ~100K tokens of varied text: words from a seeded generator, digits, punctuation, newlines.
   const uint32_t seed = 4242;
-  std::printf("encode speed seed %u\n", seed);
+  std::printf("encode seed %u\n", seed);
   std::mt19937 rng(seed);
   const char* words[] = {"the", "attention", "hash", "model", "tokens", "quick", "brown", "fox", "learned",
                          "sparse", "décodage", "中文", "😀", "don't", "context", "2024", "x", "(", ")", ".\n"};
@@ -148,7 +154,6 @@ TEST_F(model_fixture, encode_speed_100k_tokens) {
               ids.size(), s, s2);
   EXPECT_EQ(ids, ids2);
   EXPECT_GE(ids.size(), 100000u);
-  EXPECT_LT(s, 1.0);
   EXPECT_EQ(tok->decode(ids), text);
 }
 

@@ -4,8 +4,8 @@
 // weights; the written file is bound to the model, loads into the hash policy and decodes.
 #include <gtest/gtest.h>
 
-#include <fstream>
 
+#include "common/model-files.h"
 #include "hashattn/gguf.h"
 #include "hashattn/hash-file.h"
 #include "hashattn/model.h"
@@ -14,17 +14,15 @@
 namespace hashattn {
 namespace {
 
-const std::string k_root = HASHATTN_SOURCE_DIR;
-const std::string k_model = k_root + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-const std::string k_train = k_root + "/data/texts/northangerabbey.txt";
-const std::string k_heldout = k_root + "/data/texts/persuasion.txt";
-
+// Model and texts are loaded once, by the first test, in SetUp: a missing file or a loader error
+// fails the tests instead of skipping them.
 struct train_fixture : ::testing::Test {
-  static void SetUpTestSuite() {
-    for (const std::string& p : {k_train, k_heldout})
-      if (!std::ifstream(p)) GTEST_SKIP() << p << " missing: run `scripts/setup --texts`";
-    m = model::load(k_model).release();
-    train = new std::vector<train_text>(load_texts(*m, {k_train}));
+  void SetUp() override {
+    if (heldout) return;
+    const std::string k_train = test::text_path("northangerabbey.txt"), k_heldout = test::text_path("persuasion.txt");
+    for (const std::string& p : {test::model_path(), k_train, k_heldout}) ASSERT_NO_FATAL_FAILURE(test::require_file(p));
+    if (!m) m = model::load(test::model_path()).release();
+    if (!train) train = new std::vector<train_text>(load_texts(*m, {k_train}));
     heldout = new std::vector<train_text>(load_texts(*m, {k_heldout}));
   }
   static void TearDownTestSuite() {
@@ -33,9 +31,6 @@ struct train_fixture : ::testing::Test {
     delete m;
     train = heldout = nullptr;
     m = nullptr;
-  }
-  void SetUp() override {
-    if (!m) GTEST_SKIP() << "texts missing: run `scripts/setup --texts`";
   }
   static train_params quick(gqa_mode mode, std::vector<int> layers) {
     train_params p;

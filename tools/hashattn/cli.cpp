@@ -3,10 +3,16 @@
 // subcommand. Library errors become one line "hashattn: error: ..." on stderr and exit code 1;
 // bad usage becomes one line "hashattn: usage error: ... (hint: ...)" and exit code 2;
 // --help and --version print their text and exit 0.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <new>
+#include <thread>
 
 #include "command.h"
 #include "hashattn/error.h"
@@ -21,6 +27,52 @@ std::vector<command>& command_registry() {
 std::string default_model_path() {
   if (const char* env = std::getenv("HASHATTN_MODEL")) return env;
   return std::string(HASHATTN_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+int max_threads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return 4 * (int)std::max(1u, hw);
+}
+
+CLI::Option* add_threads_option(CLI::App& sub, int& threads, const std::string& names) {
+  const int hi = max_threads();
+  return sub.add_option(names, threads, "threads (0: all cores; at most " + std::to_string(hi) + ")")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [hi](std::string& v) -> std::string {
+            int n = -1;
+            try {
+              size_t used = 0;
+              n = std::stoi(v, &used);
+              if (used != v.size()) n = -1;
+            } catch (const std::exception&) {
+            }
+            if (n >= 0 && n <= hi) return {};
+            return "got " + v + ", expected 0 (all cores) to " + std::to_string(hi) + " (4 x the " +
+                   std::to_string(hi / 4) + " hardware threads)";
+          },
+          "0.." + std::to_string(hi)));
+}
+
+void check_output_writable(const std::string& path, const std::string& option) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return;
+  const std::string what = option + " '" + path + "'";
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(what, "a folder", "a file to write");
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (!fs::is_directory(dir, ec))
+    fail(what + ": folder '" + dir.string() + "'", "missing", "an existing folder",
+         "create it first, or write the output elsewhere");
+  // The writers write a temporary file next to the output and rename it: try the same.
+  std::string probe = (dir / ".hashattn-write-check-XXXXXX").string();
+  const int fd = mkstemp(probe.data());
+  if (fd < 0) fail(what + ": folder '" + dir.string() + "'", std::strerror(errno), "writable");
+  close(fd);
+  unlink(probe.c_str());
+  if (fs::exists(path, ec) && access(path.c_str(), W_OK) != 0)
+    fail(what, std::string("exists and is not writable (") + std::strerror(errno) + ")", "a writable file");
 }
 
 cli_app build_app() {

@@ -67,6 +67,7 @@ std::string read_all(const std::string& path) {
 }
 
 int run_report(const eval_options& o) {
+  check_output_writable(o.json_out, "--json");
   std::vector<std::vector<eval_record>> files;
   for (const auto& p : o.report) files.push_back(eval_records_from_json(read_all(p)));
   // Shards of disjoint samples are pooled; a later file wins where samples overlap.
@@ -95,6 +96,7 @@ std::string command_line() {
 
 int run_eval(const eval_options& o) {
   if (!o.report.empty()) return run_report(o);
+  check_output_writable(o.json_out, "--json");
   auto m = model::load(o.model_path);
   auto tok = tokenizer::from_gguf(m->file());
   chat_template chat = chat_template_from_gguf(m->file());
@@ -197,7 +199,7 @@ HASHATTN_COMMAND(command{
           ->capture_default_str();
       sub.add_option("--json", o->json_out, "Write the records as JSON");
       sub.add_flag("--no-chat", o->no_chat, "Do not wrap prompts in the model's chat template");
-      sub.add_option("-t,--threads", o->threads, "Threads (0 = all)")->capture_default_str();
+      add_threads_option(sub, o->threads, "-t,--threads");
       sub.add_option("--time-limit", o->time_limit, "Stop starting samples after this many seconds (0 = none)")
           ->capture_default_str();
       sub.add_flag("--recall", o->recall, "Also measure attention recall on the retrieval tasks");

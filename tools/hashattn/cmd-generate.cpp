@@ -101,7 +101,7 @@ int run_generate(const generate_options& o) {
   if (split_list(po.attn).size() != 1 || split_list(po.gqa_mode).size() != 1 || po.density.find(',') != std::string::npos)
     fail("generate takes one --attn, --gqa-mode and --density", po.attn + " / " + po.gqa_mode + " / " + po.density,
          "single values (lists are for hashattn eval)");
-  const double density = !po.density.empty() ? policy_density_parse(po.density) : (po.budget > 0 ? 0.0 : 1.0 / 32);
+  const double density = !po.density.empty() ? parse_density_option(po.density) : (po.budget > 0 ? 0.0 : 1.0 / 32);
   policy_builder builder(*m, po);
   builder.prepare({method}, {density}, {});
   std::unique_ptr<tokenizer> tok = tokenizer::from_gguf(m->file());
@@ -209,7 +209,7 @@ HASHATTN_COMMAND(hashattn::cli::command{
       sub.add_option("--top-k", o->top_k, "keep the k most likely tokens (0: off)")->capture_default_str();
       sub.add_option("--top-p", o->top_p, "nucleus sampling mass (1: off)")->capture_default_str();
       sub.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
-      sub.add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
+      hashattn::cli::add_threads_option(sub, o->threads, "-t,--threads");
       sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
       sub.add_option("--device", o->device, "where the model runs: cpu (cuda: the attention kernels only, not this command)")
           ->check(CLI::IsMember({"cpu", "cuda"}))

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "command.h"
+#include "policy-options.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
 #include "hashattn/hash-file.h"
@@ -68,6 +69,11 @@ struct opts {
 };
 
 int run_train(opts& o) {
+  if (!o.eval_only) {  // before the model loads and training starts (minutes)
+    if (o.out.empty()) fail("-o", "missing", "the hash file to write, e.g. -o models/hash.gguf");
+    if (o.texts.empty()) fail("--text", "missing", "training text files");
+    cli::check_output_writable(o.out, "-o");
+  }
   auto m = model::load(o.model);
   const model_hparams& hp = m->hparams();
   const bool tty = isatty(2);
@@ -98,7 +104,7 @@ int run_train(opts& o) {
     tp.mlp_layers = (int)h.size() + 1;
     tp.hidden = h[0];
   }
-  tp.labels.density = policy_density_parse(o.density);
+  tp.labels.density = cli::parse_density_option(o.density);
   if (o.rank == "logit") tp.labels.rank = label_rank::logit;
   else if (o.rank == "value-norm") tp.labels.rank = label_rank::value_norm;
   else fail("--rank", o.rank, "logit or value-norm");
@@ -114,7 +120,7 @@ int run_train(opts& o) {
   for (size_t i = 0; i <= o.eval_densities.size();) {
     size_t j = o.eval_densities.find(',', i);
     if (j == std::string::npos) j = o.eval_densities.size();
-    ep.densities.push_back(policy_density_parse(o.eval_densities.substr(i, j - i)));
+    ep.densities.push_back(cli::parse_density_option(o.eval_densities.substr(i, j - i)));
     i = j + 1;
   }
   ep.sinks = tp.labels.sinks;
@@ -143,8 +149,6 @@ int run_train(opts& o) {
     if (o.eval_texts.empty()) o.eval_texts = o.texts;
     if (o.eval_texts.empty()) fail("--eval", "no text", "--text FILE... (held-out text)");
   } else {
-    if (o.out.empty()) fail("-o", "missing", "the hash file to write, e.g. -o models/hash.gguf");
-    if (o.texts.empty()) fail("--text", "missing", "training text files");
     fmt::print(stderr, "train: {}\n", m->describe());
     if (tp.ctx == 0) tp.ctx = train_default_ctx(*m);
     const auto texts = load_texts(*m, o.texts);
@@ -244,7 +248,7 @@ HASHATTN_COMMAND(
                    "standardize queries and keys per head and dimension while training (folded into the first "
                    "layer of the saved encoders; an ablation, off by default)");
       sub.add_option("--val-queries", tp.val_queries, "held-out queries (0: no held-out recall)")->capture_default_str();
-      sub.add_option("--threads", tp.n_threads, "threads (0: all)")->capture_default_str();
+      cli::add_threads_option(sub, tp.n_threads, "--threads");
       sub.add_flag("--eval", o->eval_only, "only evaluate (--hash H.gguf, or baselines without it) on --text");
       sub.add_option("--hash", o->hash, "hash file to evaluate with --eval");
       sub.add_option("--eval-text", o->eval_texts, "held-out texts to evaluate recall on after training");

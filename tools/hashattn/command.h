@@ -25,6 +25,17 @@ struct command_registrar {
 // Path of the default model fetched by scripts/setup.
 std::string default_model_path();
 
+// Most threads a command accepts: 4 x the machine's hardware threads (more only slow decoding down:
+// `-t 1000` ran 1000 threads at 1.8 s per token).
+int max_threads();
+// Adds the threads option `names` ("-t,--threads") to sub, 0 (all cores) .. max_threads(); a value
+// outside is a usage error naming the range.
+CLI::Option* add_threads_option(CLI::App& sub, int& threads, const std::string& names);
+
+// Throws hashattn::error unless `path` can be written (its folder exists and takes a new file; path
+// is not a folder nor a read-only file). Commands call it before any long work, for every output.
+void check_output_writable(const std::string& path, const std::string& option);
+
 // The CLI11 app with one subcommand per registered command and the function that runs each
 // (parsing runs nothing: the argument-parser fuzzer parses argv vectors with it).
 struct cli_app {

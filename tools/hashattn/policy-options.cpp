@@ -47,6 +47,14 @@ std::string canonical_method(const std::string& m) {
   }
 }
 
+double parse_density_option(const std::string& s) {
+  try {
+    return policy_density_parse(s);
+  } catch (const error&) {
+    fail("--density", "'" + s + "'", "a number in (0, 1], e.g. 1/32 or 0.03125");
+  }
+}
+
 bool is_hash_method(const std::string& method) { return policy_spec{method}.is_hash(); }
 
 bool method_has_gqa_mode(const std::string& method) { return policy_spec{method}.has_gqa_mode(); }
@@ -102,7 +110,13 @@ policy_spec policy_builder::spec_of(const std::string& method, const std::string
 }
 
 budget_params policy_builder::budget_for(const std::string& method, double density, int64_t n) const {
-  return policy_budget(spec_of(method, "head", density), n);
+  const policy_spec sp = spec_of(method, "head", density);
+  try {
+    return policy_budget(sp, n);
+  } catch (const error& e) {
+    if (sp.count > 0) fail(std::string("--budget: ") + e.what());  // the option that set the count
+    throw;
+  }
 }
 
 std::shared_ptr<const hash_weights> policy_builder::need_hash(bool group) {
@@ -133,6 +147,7 @@ std::unique_ptr<attention_policy> policy_builder::make(const std::string& method
                                                        double density, int64_t n) {
   const policy_spec sp = spec_of(method0, gqa, density);
   if (sp.is_dense()) return nullptr;
+  budget_for(method0, density, n);  // a bad budget is refused naming its option
   policy_config c = policy_config_for(sp, n);
   c.seed = o_.seed;
   c.page_size = o_.quest_page;

@@ -39,6 +39,8 @@ struct policy_options {
 
 using hashattn::parse_density_list;
 using hashattn::split_list;
+// --density's value (policy_density_parse, with the option named in the error).
+double parse_density_option(const std::string& s);
 // The library's vocabulary (policy.h): canonical method name; throws if unknown.
 std::string canonical_method(const std::string& m);
 bool method_has_gqa_mode(const std::string& method);
