@@ -1,7 +1,11 @@
 // KV pages and sequences (kv-pages.h).
 #include "model/kv-pages.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -12,6 +16,37 @@ namespace hashattn {
 namespace {
 std::string s(int64_t v) { return std::to_string(v); }
 }  // namespace
+
+mapped_buffer::~mapped_buffer() {
+  if (p_) munmap(p_, bytes_);
+}
+
+void mapped_buffer::resize(size_t bytes) {
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  const size_t want = (bytes + pg - 1) / pg * pg;
+  if (want == bytes_) return;
+  void* q = nullptr;
+  if (want == 0) {
+    munmap(p_, bytes_);
+  } else if (p_ == nullptr) {
+    q = mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  } else {
+    q = mremap(p_, bytes_, want, MREMAP_MAYMOVE);
+  }
+  if (q == MAP_FAILED)
+    fail("kv pages: memory for " + s((int64_t)want) + " bytes", std::string("refused (") + std::strerror(errno) + ")",
+         "memory for the KV cache", "a smaller context or fewer sequences");
+  p_ = q;
+  bytes_ = want;
+}
+
+void kv_pages::resize_storage(int64_t n) {
+  const size_t bytes = (size_t)n * page_size_ * kv_dim() * sizeof(uint16_t);
+  for (int l = 0; l < n_layer_; l++) {
+    k_[l].resize(bytes);
+    v_[l].resize(bytes);
+  }
+}
 
 kv_pages::kv_pages(int n_layer, int n_head_kv, int head_dim, int page_size, int64_t n_pages)
     : n_layer_(n_layer), n_head_kv_(n_head_kv), head_dim_(head_dim), page_size_(page_size) {
@@ -59,11 +94,7 @@ int kv_pages::refs(int32_t page) const {
 void kv_pages::grow(int64_t more) {
   if (more < 0 || n_pages() + more > INT32_MAX) fail("kv pages: grow by", s(more), ">= 0 pages, at most 2^31 in all");
   const int64_t n0 = n_pages(), n1 = n0 + more;
-  const size_t rows = (size_t)n1 * page_size_ * kv_dim();
-  for (int l = 0; l < n_layer_; l++) {
-    k_[l].resize(rows, 0);
-    v_[l].resize(rows, 0);
-  }
+  resize_storage(n1);  // new pages read as zeros
   refs_.resize(n1, 0);
   // New pages go under the free ones, highest first: a fresh pool hands out 0, 1, 2, ... in order.
   std::vector<int32_t> add;
@@ -77,10 +108,7 @@ void kv_pages::shrink(int64_t n) {
     if (refs_[p] != 0) fail("kv pages: shrink to " + s(n) + " pages", "page " + s(p) + " in use", "free pages only");
   free_.erase(std::remove_if(free_.begin(), free_.end(), [n](int32_t p) { return p >= n; }), free_.end());
   refs_.resize(n);
-  for (int l = 0; l < n_layer_; l++) {
-    k_[l].resize((size_t)n * page_size_ * kv_dim());
-    v_[l].resize((size_t)n * page_size_ * kv_dim());
-  }
+  resize_storage(n);
 }
 
 kv_seq::kv_seq(kv_seq&& o) noexcept

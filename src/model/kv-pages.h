@@ -7,13 +7,32 @@
 //   partly written one (a new page), so that both sequences can append. release() gives the pages back.
 // Misuse (a page freed twice, a page id out of range, a full pool, a sequence used after release) is a
 // hashattn::error, never a crash.
+// Storage: one anonymous memory mapping per layer and K/V, grown and shrunk in place by the kernel
+// (mremap): adding the branches' pages copies nothing, and pages nobody wrote take no memory.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "hashattn/core.h"
 
 namespace hashattn {
+
+// A zero-filled anonymous mapping that can grow and shrink (contents kept up to the smaller size).
+class mapped_buffer {
+ public:
+  mapped_buffer() = default;
+  ~mapped_buffer();
+  mapped_buffer(const mapped_buffer&) = delete;
+  mapped_buffer& operator=(const mapped_buffer&) = delete;
+  mapped_buffer(mapped_buffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  void resize(size_t bytes);  // throws hashattn::error when the system refuses
+  uint16_t* data() const { return static_cast<uint16_t*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;  // mapped bytes (a multiple of the system page size)
+};
 
 class kv_pages {
  public:
@@ -31,17 +50,16 @@ class kv_pages {
   void grow(int64_t more);
   // Drops the pages from id n on; they must all be free.
   void shrink(int64_t n);
-  uint16_t* k(int layer) { return k_[layer].data(); }
-  uint16_t* v(int layer) { return v_[layer].data(); }
-  const uint16_t* k(int layer) const { return k_[layer].data(); }
-  const uint16_t* v(int layer) const { return v_[layer].data(); }
+  uint16_t* k(int layer) const { return k_[layer].data(); }
+  uint16_t* v(int layer) const { return v_[layer].data(); }
   // Element offset of row (page, slot) in k(l) / v(l).
   int64_t row_offset(int32_t page, int64_t slot) const { return ((int64_t)page * page_size_ + slot) * kv_dim(); }
 
  private:
   void check_page(int32_t page, const char* who) const;
   int n_layer_, n_head_kv_, head_dim_, page_size_;
-  std::vector<std::vector<uint16_t>> k_, v_;
+  void resize_storage(int64_t n_pages);
+  std::vector<mapped_buffer> k_, v_;
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;  // free page ids, the next one last
   friend class kv_seq;
