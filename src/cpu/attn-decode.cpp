@@ -94,6 +94,20 @@ HWY_INLINE void prefetch_row(const void* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) hwy::Prefetch((const char*)p + o);
 }
 
+// Row addressing of one call, hoisted out of the token loops: contiguous (one page) or paged.
+struct rows {
+  const int32_t* table = nullptr;  // page table, nullptr = contiguous
+  int shift = 0;                   // log2(page_size)
+  int64_t mask = 0, stride_tok = 0, stride_page = 0;
+  explicit rows(const kv_view& kv) : table(kv.page_table), stride_tok(kv.stride_tok), stride_page(kv.stride_page) {
+    if (table) shift = __builtin_ctz((unsigned)kv.page_size), mask = kv.page_size - 1;
+  }
+  // Element offset of token t (as kv_tok_offset in core.h).
+  int64_t at(int64_t t) const {
+    return table ? (int64_t)table[t >> shift] * stride_page + (t & mask) * stride_tok : t * stride_tok;
+  }
+};
+
 // Online-softmax state of the G query heads of one KV head within one item.
 template <class T>
 struct head_state {
@@ -107,8 +121,8 @@ struct head_state {
 
 // One block of nb tokens (positions tok(b .. b+nb)) for one KV head and its G query heads.
 template <class T, int G>
-HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, int dp, const int32_t* idx, int64_t b,
-                          int nb, int64_t e) {
+HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, const rows& rw, int dp, const int32_t* idx,
+                          int64_t b, int nb, int64_t e) {
   const int d = kv.head_dim;
   const DF df;
   const int N = (int)hn::Lanes(df);
@@ -123,13 +137,14 @@ HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, int dp, co
   // Scores for the G queries, one K row read per token.
   for (int i = 0; i < nb; i++) {
     const int64_t t = idx ? (int64_t)idx[b + i] : b + i;
-    const T* kr = st.kb + kv_tok_offset(kv, t);
-    vrow[i] = st.vb + kv_tok_offset(kv, t);
+    const int64_t off = rw.at(t);
+    const T* kr = st.kb + off;
+    vrow[i] = st.vb + off;
     // Rows are scattered (index lists) or strided by all KV heads: prefetch K rows ahead and this
     // block's V rows now, so that many cache misses are in flight at once.
     if (b + i + prefetch_dist < e) {
       const int64_t tn = idx ? (int64_t)idx[b + i + prefetch_dist] : b + i + prefetch_dist;
-      prefetch_row(st.kb + kv_tok_offset(kv, tn), row_bytes);
+      prefetch_row(st.kb + rw.at(tn), row_bytes);
     }
     prefetch_row(vrow[i], row_bytes);
     hn::Vec<DF> a[G];
@@ -192,6 +207,7 @@ void run_item(const ctx& c, int item_index) {
   const item& it = c.items[item_index];
   const job& jb = c.jobs[it.job];
   const kv_view& kv = p.kv;
+  const rows rw(kv);
   const int dp = c.dp;
   const int gq = p.n_head / kv.n_head_kv;
   head_state<T> st[max_heads_per_job];
@@ -211,11 +227,11 @@ void run_item(const ctx& c, int item_index) {
     }
     const int row_bytes = kv.head_dim * (int)sizeof(T);
     for (int64_t i = it.b; i < std::min<int64_t>(it.e, it.b + prefetch_dist); i++)
-      prefetch_row(h.kb + kv_tok_offset(kv, jb.idx ? (int64_t)jb.idx[i] : i), row_bytes);
+      prefetch_row(h.kb + rw.at(jb.idx ? (int64_t)jb.idx[i] : i), row_bytes);
   }
   for (int64_t b = it.b; b < it.e; b += block) {
     const int nb = (int)std::min<int64_t>(block, it.e - b);
-    for (int u = 0; u < jb.nhk; u++) run_block<T, G>(st[u], kv, dp, jb.idx, b, nb, it.e);
+    for (int u = 0; u < jb.nhk; u++) run_block<T, G>(st[u], kv, rw, dp, jb.idx, b, nb, it.e);
   }
 }
 
