@@ -1,6 +1,8 @@
 // Streaming policy (StreamingLLM): sinks + recent window only, the same lists for every KV group.
 // The rest of the budget is left unused, so the attended count (and the density reported from the
-// lists) is min(n, sinks + window), not the budget; below the budget's floor (core.h) every token.
+// lists) is min(n, sinks + window), not the budget. Its budget is its sinks and window (the vocabulary
+// gives streaming the whole budget as window), so it has no floor below which it attends everything: a
+// context a little shorter than the one its budget was set for keeps its sinks and window.
 #include "policy/policy-util.h"
 
 namespace hashattn {
@@ -22,8 +24,8 @@ class streaming_policy final : public attention_policy {
     check_layer("streaming", layer, n_layer_);
     check_kv("streaming", kv, shape_);
     const int64_t n = kv.n_tok;
-    const select_split sp = select_split_for(cfg_.budget, n);
-    const int64_t s = sp.all() ? n : sp.n_sinks, w = sp.all() ? 0 : sp.n_window;
+    const int64_t s = std::min<int64_t>(cfg_.budget.sinks, n);
+    const int64_t w = std::min<int64_t>(cfg_.budget.window, n - s);
     lists_reset(out, shape_.n_head_kv, std::max<int64_t>(s + w, 1), true);
     for (int r = 0; r < shape_.n_head_kv; r++) {
       int32_t* l = out.idx.data() + r * out.stride;

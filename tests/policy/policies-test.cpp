@@ -114,10 +114,9 @@ TEST(Policy, Streaming) {
     index_lists l;
     p->select(0, s.q.data(), s.kv.view, l);
     ASSERT_EQ(l.n_lists(), 2);
-    std::vector<int32_t> want;  // sinks 3 + window 4; below the budget's floor (n / 2 < 7) every token
-    const bool below_floor = n / 2 < 7;
+    std::vector<int32_t> want;  // sinks 3 + window 4 at every length (streaming has no budget floor)
     for (int64_t t = 0; t < n; t++)
-      if (below_floor || t < 3 || t >= n - 4) want.push_back((int32_t)t);
+      if (t < 3 || t >= n - 4) want.push_back((int32_t)t);
     for (int r = 0; r < 2; r++) EXPECT_TRUE(test::same_selection(list_of(l, r), want)) << "n " << n;
   }
 }

@@ -292,7 +292,7 @@ TEST_F(bad_input, generate_density_outside_0_1_and_budget_below_sinks_plus_windo
   EXPECT_ONE_LINE_ERROR(run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
                                  "--budget", "3", "--sinks", "2", "--window", "2"}),
                         1, "--budget", "got 3 tokens", "expected >= sinks 2 + window 2", "hint:");
-  const auto ok = run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "streaming",
+  const auto ok = run_cli({"generate", "-m", path("tiny.gguf"), "-p", "hello", "--attn", "oracle",
                                  "--density", "1/4", "--sinks", "1", "--window", "1", "-n", "3"});
   EXPECT_EQ(ok.code, 0) << ok.err;
   EXPECT_NE(ok.err.find("density 1.0000"), std::string::npos) << ok.err;
