@@ -120,16 +120,28 @@ struct kv_view {
   int64_t stride_page = 0;  // elements between pages
   int64_t n_pages = 0;      // pages in the pool the ids index (validation: ids in [0, n_pages))
 };
-// Element offset of token t's row (KV head 0) in K (and V: same layout); page_size a power of two.
-HASHATTN_HD inline int64_t kv_tok_offset(const kv_view& kv, int64_t t) {
-  if (kv.page_table == nullptr) return t * kv.stride_tok;
+// Row addressing of a view, with the page arithmetic set up once (hoist it out of token loops):
+// at(t) is the element offset of token t's row (KV head 0) in K (and V: same layout).
+struct kv_rows {
+  const int32_t* table = nullptr;  // page table, nullptr = contiguous
+  int shift = 0;                   // log2(page_size)
+  int64_t mask = 0, stride_tok = 0, stride_page = 0;
+  HASHATTN_HD explicit kv_rows(const kv_view& kv)
+      : table(kv.page_table), stride_tok(kv.stride_tok), stride_page(kv.stride_page) {
+    if (table) {
 #if defined(__CUDA_ARCH__)
-  const int shift = __ffs(kv.page_size) - 1;
+      shift = __ffs(kv.page_size) - 1;
 #else
-  const int shift = __builtin_ctz((unsigned)kv.page_size);
+      shift = __builtin_ctz((unsigned)kv.page_size);
 #endif
-  return (int64_t)kv.page_table[t >> shift] * kv.stride_page + (t & (kv.page_size - 1)) * kv.stride_tok;
-}
+      mask = kv.page_size - 1;
+    }
+  }
+  HASHATTN_HD int64_t at(int64_t t) const {
+    return table ? (int64_t)table[t >> shift] * stride_page + (t & mask) * stride_tok : t * stride_tok;
+  }
+};
+HASHATTN_HD inline int64_t kv_tok_offset(const kv_view& kv, int64_t t) { return kv_rows(kv).at(t); }
 // Element offset of (t, h, 0).
 HASHATTN_HD inline int64_t kv_offset(const kv_view& kv, int64_t t, int h) {
   return kv_tok_offset(kv, t) + (int64_t)h * kv.stride_head;

@@ -94,20 +94,6 @@ HWY_INLINE void prefetch_row(const void* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) hwy::Prefetch((const char*)p + o);
 }
 
-// Row addressing of one call, hoisted out of the token loops: contiguous (one page) or paged.
-struct rows {
-  const int32_t* table = nullptr;  // page table, nullptr = contiguous
-  int shift = 0;                   // log2(page_size)
-  int64_t mask = 0, stride_tok = 0, stride_page = 0;
-  explicit rows(const kv_view& kv) : table(kv.page_table), stride_tok(kv.stride_tok), stride_page(kv.stride_page) {
-    if (table) shift = __builtin_ctz((unsigned)kv.page_size), mask = kv.page_size - 1;
-  }
-  // Element offset of token t (as kv_tok_offset in core.h).
-  int64_t at(int64_t t) const {
-    return table ? (int64_t)table[t >> shift] * stride_page + (t & mask) * stride_tok : t * stride_tok;
-  }
-};
-
 // Online-softmax state of the G query heads of one KV head within one item.
 template <class T>
 struct head_state {
@@ -121,7 +107,7 @@ struct head_state {
 
 // One block of nb tokens (positions tok(b .. b+nb)) for one KV head and its G query heads.
 template <class T, int G>
-HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, const rows& rw, int dp, const int32_t* idx,
+HWY_INLINE void run_block(const head_state<T>& st, const kv_view& kv, const kv_rows& rw, int dp, const int32_t* idx,
                           int64_t b, int nb, int64_t e) {
   const int d = kv.head_dim;
   const DF df;
@@ -207,7 +193,7 @@ void run_item(const ctx& c, int item_index) {
   const item& it = c.items[item_index];
   const job& jb = c.jobs[it.job];
   const kv_view& kv = p.kv;
-  const rows rw(kv);
+  const kv_rows rw(kv);  // core.h: the one addressing rule, set up once
   const int dp = c.dp;
   const int gq = p.n_head / kv.n_head_kv;
   head_state<T> st[max_heads_per_job];

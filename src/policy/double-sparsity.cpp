@@ -103,7 +103,7 @@ class ds_policy final : public attention_policy {
     const int G = shape_.n_head / shape_.n_head_kv, d = shape_.head_dim, r = cfg_.channels;
     const bool pg = cfg_.gqa == gqa_mode::per_group;
     const int n_lists = pg ? shape_.n_head_kv : shape_.n_head;
-    lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
+    out.reset(n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
     // The layer's labels [n, n_head_kv, r] as fp32, converted once for all lists.
     const int64_t row = (int64_t)shape_.n_head_kv * r;

@@ -110,16 +110,16 @@ class hash_policy : public attention_policy {
     if (cfg_.rerank >= 2 && sp.k_mid > 0 && sp.k_mid < sp.hi - sp.lo) {
       s.budget.density = 0;
       s.budget.count = sp.n_sinks + sp.n_window + std::min<int64_t>(sp.k_mid * cfg_.rerank, sp.hi - sp.lo);
-      lists_reset(cand_, hash_select_n_lists(s), std::max<int64_t>(s.budget.count, 1), pg);
+      cand_.reset(hash_select_n_lists(s), std::max<int64_t>(s.budget.count, 1), pg);
       s.idx = cand_.idx.data();
       s.count = cand_.count.data();
       s.idx_stride = cand_.stride;
       policy_backend(cfg_).call_select_codes(s);
-      lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
+      out.reset(hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
       rerank(q, kv, sp, out);
       return;
     }
-    lists_reset(out, hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
+    out.reset(hash_select_n_lists(s), std::max<int64_t>(sp.total, 1), pg);
     s.idx = out.idx.data();
     s.count = out.count.data();
     s.idx_stride = out.stride;

@@ -32,7 +32,7 @@ class oracle_policy final : public attention_policy {
     const int n_lists = pg ? shape_.n_head_kv : shape_.n_head;
     const int64_t n = kv.n_tok;
     last_read_ = (double)n * shape_.n_head_kv * d * (double)dtype_size(kv.type);  // all of K
-    lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
+    out.reset(n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
     // Per list the query vector: q_h (per head) or sum_h q_h over the group (per group: the sum of the
     // group's scores is the score of the summed query). One pass per KV head converts each key row to

@@ -1,4 +1,4 @@
-// Helpers shared by the policies in src/policy: list allocation, shape checks, K access, list queries.
+// Helpers shared by the policies in src/policy: shape checks, K access, list queries.
 // Policies only produce index lists; kernels are reached through the backend table (backend.h).
 #pragma once
 #include <cstdint>
@@ -11,10 +11,6 @@
 #include "hashattn/policy.h"
 
 namespace hashattn::policy_detail {
-
-inline void lists_reset(index_lists& out, int n_lists, int64_t stride, bool per_group) {
-  out.reset(n_lists, stride, per_group);
-}
 
 // The backend a policy runs its ops on (policy_config.be, else the default).
 inline const backend& policy_backend(const policy_config& c) { return c.be ? *c.be : backend_default(); }

@@ -78,7 +78,7 @@ class quest_policy final : public attention_policy {
     const bool pg = cfg_.gqa == gqa_mode::per_group;
     const int n_lists = pg ? shape_.n_head_kv : shape_.n_head;
     const select_split sp = select_split_for(cfg_.budget, n);
-    lists_reset(out, n_lists, std::max<int64_t>(sp.total, 1), pg);
+    out.reset(n_lists, std::max<int64_t>(sp.total, 1), pg);
     const int64_t p_lo = sp.lo / P, p_hi = sp.hi > sp.lo ? (sp.hi - 1) / P + 1 : p_lo;
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
 #pragma omp parallel num_threads(std::max(1, std::min(nt, n_lists)))

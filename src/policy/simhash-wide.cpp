@@ -75,7 +75,7 @@ class simhash_wide_policy final : public attention_policy {
       encode(layer, hk, q + (size_t)hk * G * d, G, d, qcodes_.data() + (size_t)hk * G * words_, words_);
     const bool pg = cfg_.gqa == gqa_mode::per_group;
     const int n_lists = pg ? hkv : shape_.n_head;
-    lists_reset(out, n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
+    out.reset(n_lists, std::max<int64_t>(budget_tokens(cfg_.budget, n), 1), pg);
     const int nt = cfg_.n_threads > 0 ? cfg_.n_threads : omp_get_max_threads();
 #pragma omp parallel num_threads(std::max(1, std::min(nt, n_lists)))
     {

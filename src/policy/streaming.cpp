@@ -26,7 +26,7 @@ class streaming_policy final : public attention_policy {
     const int64_t n = kv.n_tok;
     const int64_t s = std::min<int64_t>(cfg_.budget.sinks, n);
     const int64_t w = std::min<int64_t>(cfg_.budget.window, n - s);
-    lists_reset(out, shape_.n_head_kv, std::max<int64_t>(s + w, 1), true);
+    out.reset(shape_.n_head_kv, std::max<int64_t>(s + w, 1), true);
     for (int r = 0; r < shape_.n_head_kv; r++) {
       int32_t* l = out.idx.data() + r * out.stride;
       int64_t k = 0;
