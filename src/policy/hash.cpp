@@ -155,7 +155,8 @@ class hash_policy : public attention_policy {
         }
       const int64_t m = (int64_t)uni.size();
       kb.resize((size_t)m * d);
-      for (int64_t u = 0; u < m; u++) kv_key_row_f32(kv, uni[u], hk, kb.data() + u * d);
+      const kv_rows rw(kv);
+      for (int64_t u = 0; u < m; u++) kv_key_row_f32(kv, rw, uni[u], hk, kb.data() + u * d);
       qb.resize((size_t)per_kv * d);
       kv_head_list_queries(q, hk, G, d, pg, qb.data());
       sc.resize((size_t)per_kv * m);

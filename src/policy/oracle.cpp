@@ -46,11 +46,12 @@ class oracle_policy final : public attention_policy {
 #pragma omp parallel num_threads((int)std::max<int64_t>(1, std::min<int64_t>(nt, (int64_t)hkv * ((n + 255) / 256))))
     {
       std::vector<float> krow(d);
+      const kv_rows rw(kv);  // the row addressing, set up once
 #pragma omp for schedule(static) collapse(2)
       for (int hk = 0; hk < hkv; hk++)
         for (int64_t t0 = 0; t0 < n; t0 += 256)
           for (int64_t t = t0; t < std::min<int64_t>(n, t0 + 256); t++) {
-            kv_key_row_f32(kv, t, hk, krow.data());
+            kv_key_row_f32(kv, rw, t, hk, krow.data());
             for (int r = hk * lists_per_kv; r < (hk + 1) * lists_per_kv; r++) {
               sc_[(size_t)r * n + t] = dot_f32(qsum_.data() + (size_t)r * d, krow.data(), d);
             }

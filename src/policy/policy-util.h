@@ -54,9 +54,8 @@ inline void check_kv(const char* who, const kv_view& kv, const layer_shape& s) {
          std::to_string(s.n_head_kv) + " x " + std::to_string(s.head_dim) + " (as given to begin)");
 }
 
-// K element (t, h, j) of a kv_view as float.
-inline float kv_k(const kv_view& kv, int64_t t, int h, int j) {
-  const int64_t off = kv_offset(kv, t, h) + j;
+// K element at element offset `off` of a kv_view as float.
+inline float kv_k_at(const kv_view& kv, int64_t off) {
   switch (kv.type) {
     case dtype::f32: return ((const float*)kv.k)[off];
     case dtype::f16: return fp16_to_fp32(((const uint16_t*)kv.k)[off]);
@@ -77,14 +76,15 @@ inline float dot_f32(const float* a, const float* b, int d) {
   return s;
 }
 
-// Key row t of KV head hk as fp32 [head_dim] (fp16 rows through the vector converter).
-inline void kv_key_row_f32(const kv_view& kv, int64_t t, int hk, float* out) {
-  const int64_t off = kv_offset(kv, t, hk);
+// Key row t of KV head hk as fp32 [head_dim] (fp16 rows through the vector converter); rw = kv_rows(kv),
+// set up once by the caller's loop.
+inline void kv_key_row_f32(const kv_view& kv, const kv_rows& rw, int64_t t, int hk, float* out) {
+  const int64_t off = rw.at(t) + (int64_t)hk * kv.stride_head;
   if (kv.type == dtype::f16) {
     cpu::f16_to_f32_row((const uint16_t*)kv.k + off, out, kv.head_dim);
     return;
   }
-  for (int j = 0; j < kv.head_dim; j++) out[j] = kv_k(kv, t, hk, j);
+  for (int j = 0; j < kv.head_dim; j++) out[j] = kv_k_at(kv, off + j);
 }
 
 // The query of each list of KV head hk, out [per_group ? 1 : G, d]: per head the G query heads of the
