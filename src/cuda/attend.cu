@@ -310,7 +310,10 @@ kernel_fn pick_nq(int nq) {
   switch (nq) {
     case 1: return attend_kernel<T, D, 1>;
     case 2: return attend_kernel<T, D, 2>;
+    case 3: return attend_kernel<T, D, 3>;
     case 4: return attend_kernel<T, D, 4>;
+    case 6: return attend_kernel<T, D, 6>;
+    case 7: return attend_kernel<T, D, 7>;
     case 8: return attend_kernel<T, D, 8>;
     default: return nullptr;
   }
@@ -393,8 +396,8 @@ void attend_validate(const attend_params& p) {
     fail("attend: KV dtype", detail::type_name(p.kv.type), "bf16 or f16");
   const int g = p.n_head / p.kv.n_head_kv;
   const bool grouped = p.idx == nullptr || p.per_group;
-  if (grouped && g != 1 && g != 2 && g != 4 && g != 8)
-    fail("attend: query heads per KV head", std::to_string(g), "1, 2, 4 or 8 for dense and per_group lists",
+  if (grouped && (g < 1 || g > 8 || g == 5))
+    fail("attend: query heads per KV head", std::to_string(g), "1, 2, 3, 4, 6, 7 or 8 for dense and per_group lists",
          "use per_head lists for other ratios");
   if (!p.q || !p.out || !p.seq_len) fail("attend: q/out/seq_len", "null", "device pointers");
   if (p.max_ctx < 1 || p.max_ctx > INT32_MAX) fail("attend: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");

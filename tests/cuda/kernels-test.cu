@@ -259,6 +259,12 @@ std::vector<attend_case> attend_cases() {
   v.push_back({dtype::bf16, 128, 32, 8, 4, 16, 2, 20000, 128, false, 1.f, seed++});  // many splits
   v.push_back({dtype::bf16, 128, 32, 8, 1, 64, 0, 65536, 0, false, 4.f, seed++});   // peaked softmax
   v.push_back({dtype::f16, 64, 4, 4, 4, 2, 1, 100, 0, true, 1.f, seed++});           // tiny
+  // Group sizes that are not powers of two (SmolLM2 9/3, Qwen2.5 12/2 and 28/4), dense and per group.
+  for (int kind : {0, 2}) {
+    v.push_back({dtype::bf16, 64, 9, 3, 4, 16, kind, 2500, 0, false, 1.f, seed++});
+    v.push_back({dtype::bf16, 128, 12, 2, 1, 16, kind, 3001, 0, false, 1.f, seed++});
+    v.push_back({dtype::bf16, 128, 28, 4, 4, 16, kind, 1500, 0, false, 1.f, seed++});
+  }
   return v;
 }
 INSTANTIATE_TEST_SUITE_P(Cuda, AttendTest, testing::ValuesIn(attend_cases()),

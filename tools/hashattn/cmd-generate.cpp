@@ -1,4 +1,5 @@
-// `hashattn generate`: text generation with a llama-family GGUF on the CPU.
+// `hashattn generate`: text generation with a llama-family GGUF on the CPU, or on the GPU (--device cuda,
+// generate-gpu.cpp).
 // The prompt (-p TEXT, -f FILE, or --token-ids FILE of integer ids) is optionally wrapped in the
 // model's chat template (--chat: user message, generation prompt; stops at end-of-generation
 // tokens such as <|im_end|>), prefilled in one batch, then tokens are sampled one at a time and
@@ -21,6 +22,7 @@
 #include "hashattn/gguf.h"
 #include "hashattn/model.h"
 #include "hashattn/policy.h"
+#include "generate-gpu.h"
 #include "policy-options.h"
 #include "hashattn/tokenizer.h"
 
@@ -75,10 +77,10 @@ std::vector<int32_t> read_token_ids(const std::string& path) {
 
 
 int run_generate(const generate_options& o) {
-  if (o.device == "cuda")
-    fail("--device cuda: this command runs the model on the CPU only (use --device cpu)", {}, {},
-         "the CUDA kernels (encode, select, sparse decode attention) are a library with their own tests and "
-         "benchmarks: build with cmake --preset cuda, see docs/PERFORMANCE.md");
+  if (o.device == "cuda") {
+    std::string why;
+    if (!gpu_generate_available(&why)) fail("--device cuda", why, "a build with the CUDA backend and a GPU", "--device cpu");
+  }
   {
     std::ifstream probe(o.model, std::ios::binary);
     if (!probe)
@@ -128,10 +130,31 @@ int run_generate(const generate_options& o) {
   }
   if (prompt.empty()) fail("empty prompt", "0 tokens", "at least one token");
 
+  const int64_t n_prompt = (int64_t)prompt.size();
+  if (o.device == "cuda") {
+    gpu_generate_args g;
+    g.prompt = prompt;
+    g.n_predict = o.n_predict;
+    g.n_ctx = o.ctx;
+    g.temp = o.temp;
+    g.seed = o.seed;
+    g.ignore_eos = o.ignore_eos;
+    g.verbose = o.verbose;
+    g.threads = o.threads;
+    g.budget_ctx = n_prompt;  // the budget's auto sinks / window as on the CPU
+    if (method != "dense") {
+      const std::string gqa = method_has_gqa_mode(method) ? po.gqa_mode : "";
+      g.policy = builder.spec_of(method, gqa, density).str();
+      if (is_hash_method(method)) g.hash = builder.need_hash(gqa == "group");
+    }
+    if (o.temp > 0 && (o.top_k != 0 || o.top_p < 1.f))
+      std::fprintf(stderr, "hashattn: note: --device cuda draws from softmax(logits / temp) on the GPU; "
+                           "--top-k and --top-p apply on the CPU only\n");
+    return gpu_generate(*m, *tok, g);
+  }
   session_params sp;
   sp.n_ctx = o.ctx;
   sp.n_threads = o.threads;
-  const int64_t n_prompt = (int64_t)prompt.size();
   std::unique_ptr<attention_policy> pol =
       method == "dense" ? nullptr : builder.make(method, method_has_gqa_mode(method) ? po.gqa_mode : "", density, n_prompt);
   if (o.sparse_tail < 0) fail("--sparse-tail", std::to_string(o.sparse_tail), ">= 0");
@@ -193,7 +216,7 @@ int run_generate(const generate_options& o) {
 }
 
 HASHATTN_COMMAND(hashattn::cli::command{
-    "generate", "Generate text with a llama-family GGUF model (CPU)",
+    "generate", "Generate text with a llama-family GGUF model (CPU or GPU)",
     [](CLI::App& sub) -> std::function<int()> {
       auto o = std::make_shared<generate_options>();
       o->model = hashattn::cli::default_model_path();
@@ -211,7 +234,7 @@ HASHATTN_COMMAND(hashattn::cli::command{
       sub.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
       hashattn::cli::add_threads_option(sub, o->threads, "-t,--threads");
       sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
-      sub.add_option("--device", o->device, "where the model runs: cpu (cuda: the attention kernels only, not this command)")
+      sub.add_option("--device", o->device, "where the model runs: cpu, or cuda (the whole model on the GPU: dense, hash, streaming)")
           ->check(CLI::IsMember({"cpu", "cuda"}))
           ->capture_default_str();
       sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");

@@ -64,14 +64,14 @@ class policy_builder {
   // at the given contexts, so that mistakes fail before any work.
   void prepare(const std::vector<std::string>& methods, const std::vector<double>& densities,
                const std::vector<int64_t>& contexts);
+  // The hash weights of a GQA mode (the --hash-group file in group mode when given), loaded once.
+  std::shared_ptr<const hash_weights> need_hash(bool group);
 
  private:
   const model& m_;
   policy_options o_;
   std::shared_ptr<const hash_weights> hash_, hash_group_;
   std::vector<int32_t> ds_channels_;
-  // The hash weights of a GQA mode (the --hash-group file in group mode when given), loaded once.
-  std::shared_ptr<const hash_weights> need_hash(bool group);
   void need_ds();
 };
 
