@@ -144,7 +144,8 @@ def attend_flash_gqa(q, k, v):
 
 def attend_flash_grouped(q, k, v):
     B, H, D = q.shape
-    return F.scaled_dot_product_attention(q.view(B, k.shape[1], H // k.shape[1], D), k, v).view(B, H, D)
+    # reshape, not view: the flash backend may return the [B, n_kv, G, d] result with G outermost in memory
+    return F.scaled_dot_product_attention(q.view(B, k.shape[1], H // k.shape[1], D), k, v).reshape(B, H, D)
 
 
 VARIANTS = {"flash-gqa": attend_flash_gqa, "flash-grouped": attend_flash_grouped}
