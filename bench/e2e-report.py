@@ -3,7 +3,7 @@
 "ours") next to the PyTorch anchor (bench/e2e-anchor.py JSON, "impl": "anchor"), one table row per
 (B, context, implementation, policy), then the targets:
   ours dense >= 1.0x the anchor at every (B, context) the anchor ran;
-  hash@1/32 >= 1.4x at B=1 32K, >= 2.0x at B=1 128K, >= 3.5x at B=16 32K;
+  hash/group@1/32 >= 1.4x at B=1 32K, >= 2.0x at B=1 128K, >= 3.5x at B=16 32K;
 and the largest B x context that fits for each implementation and policy.
 Speed-up = anchor ms / ours ms, the anchor being its fastest variant at that (B, context). Roofline =
 bytes per step / the copy bandwidth measured in the anchor's run (ours' when the anchor has none).
@@ -14,8 +14,8 @@ import json
 import os
 import sys
 
-POLICIES = ["dense", "hash@1/16", "hash@1/32"]
-TARGETS = [("hash@1/32", 1, 32768, 1.4), ("hash@1/32", 1, 131072, 2.0), ("hash@1/32", 16, 32768, 3.5)]
+POLICIES = ["dense", "hash/group@1/16", "hash/group@1/32"]
+TARGETS = [("hash/group@1/32", 1, 32768, 1.4), ("hash/group@1/32", 1, 131072, 2.0), ("hash/group@1/32", 16, 32768, 3.5)]
 
 
 def ctx_name(n):
