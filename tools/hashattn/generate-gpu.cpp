@@ -16,7 +16,7 @@ namespace hashattn::cli {
 
 #ifndef HASHATTN_HAVE_CUDA
 bool gpu_generate_available(std::string* why) {
-  if (why) *why = "this build has no CUDA backend (build with cmake --preset cuda)";
+  if (why) *why = "a build without the CUDA backend (cmake --preset cuda builds it)";
   return false;
 }
 int gpu_generate(const model&, const tokenizer&, const gpu_generate_args&) {
