@@ -75,7 +75,6 @@ int run_train(opts& o) {
     cli::check_output_writable(o.out, "-o");
   }
   auto m = model::load(o.model);
-  const model_hparams& hp = m->hparams();
   const bool tty = isatty(2);
   train_params& tp = o.tp;
   if (o.gqa == "head") tp.gqa = gqa_mode::per_head;
@@ -113,7 +112,7 @@ int run_train(opts& o) {
   else fail("--loss", o.loss, "bce or listwise");
   if (!o.layers.empty()) tp.layers = parse_list(o.layers, "layers");
   if (!o.heads.empty()) tp.heads = parse_list(o.heads, "heads");
-  const hash_binding binding = hash_binding_for(m->file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+  const hash_binding binding = model_hash_binding(*m);
 
   recall_eval_params ep;
   ep.densities.clear();
