@@ -253,28 +253,29 @@ void synthetic_model_validate(const synthetic_model_params& p) {
   if (p.rope_scaling) llama3_rope_freq_factors(p.head_dim, p.rope_base, p.scaling);
 }
 
-synthetic_model_layout synthetic_model_plan(const synthetic_model_params& p) {
-  synthetic_model_validate(p);
-  const std::vector<tensor_plan> ts = tensor_list(p);
+namespace {
+synthetic_model_layout layout_of(const std::vector<tensor_plan>& ts, const gguf::writer& w) {
   synthetic_model_layout out;
   out.n_tensors = ts.size();
   for (const auto& t : ts) out.n_params += t.n_elements();
-  out.file_bytes = make_writer(p, ts).file_size();
+  out.file_bytes = w.file_size();
   return out;
+}
+}  // namespace
+
+synthetic_model_layout synthetic_model_plan(const synthetic_model_params& p) {
+  synthetic_model_validate(p);
+  const std::vector<tensor_plan> ts = tensor_list(p);
+  return layout_of(ts, make_writer(p, ts));
 }
 
 synthetic_model_layout synthetic_model_write(const std::string& path, const synthetic_model_params& p) {
   synthetic_model_validate(p);
   const std::vector<tensor_plan> ts = tensor_list(p);
   const gguf::writer w = make_writer(p, ts);
-  synthetic_model_layout out;
-  out.n_tensors = ts.size();
+  const synthetic_model_layout out = layout_of(ts, w);
   synthetic_progress prog;
-  for (const auto& t : ts) {
-    out.n_params += t.n_elements();
-    prog.bytes_total += gguf::row_bytes(t.type, t.n_elements());
-  }
-  out.file_bytes = w.file_size();
+  for (const auto& t : ts) prog.bytes_total += gguf::row_bytes(t.type, t.n_elements());
   const uint64_t seed_key = mix64(p.seed);
   const auto t0 = std::chrono::steady_clock::now();
   w.write(path, [&](size_t i, uint64_t off, uint8_t* dst, size_t n) {
