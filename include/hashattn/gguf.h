@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -129,26 +130,46 @@ class file {
   std::unordered_map<std::string, size_t> kv_index_, tensor_index_;
 };
 
-// Writes GGUF v3 files.
+// Writes GGUF v3 files. A tensor either holds its bytes (add_tensor: copied) or is streamed
+// (add_tensor_streamed: only name, type and shape): its bytes come from a filler while the file is
+// written, chunk by chunk, so that a file larger than memory can be written.
 class writer {
  public:
+  // Fills dst[0, n) with the bytes [offset, offset + n) of streamed tensor `index` (the order in which
+  // tensors were added, every tensor counted). offset and n are multiples of the type's block bytes;
+  // the calls come in file order, one at a time, from the thread that called write() / to_bytes().
+  using tensor_filler = std::function<void(size_t index, uint64_t offset, uint8_t* dst, size_t n)>;
+
   void set(const std::string& key, value v);  // replaces an existing key
   // Adds a tensor; data is copied. nbytes must equal row_bytes(t, ne[0]) * rows.
   void add_tensor(const std::string& name, type t, const std::vector<int64_t>& ne, const void* data,
                   size_t nbytes);
+  // Adds a tensor whose bytes the filler of write() / to_bytes() produces.
+  void add_tensor_streamed(const std::string& name, type t, const std::vector<int64_t>& ne);
   void set_alignment(uint64_t a);
-  std::vector<uint8_t> to_bytes() const;
-  void write(const std::string& path) const;  // atomically (temp file + rename)
+  size_t n_tensors() const { return tensors_.size(); }
+  uint64_t file_size() const;  // bytes of the whole file (header, padding, tensor data)
+  // fill: required when a tensor is streamed.
+  std::vector<uint8_t> to_bytes(const tensor_filler& fill = {}) const;
+  // Atomically (temp file + rename); the bytes go out in chunks of chunk_bytes, written by a second
+  // thread while the next chunk is filled.
+  void write(const std::string& path, const tensor_filler& fill = {}, size_t chunk_bytes = size_t(64) << 20) const;
 
  private:
-  uint64_t alignment_ = 32;
-  std::vector<kv> kvs_;
   struct pending {
     std::string name;
     type t;
     std::vector<int64_t> ne;
-    std::vector<uint8_t> data;
+    size_t nbytes = 0;
+    bool streamed = false;
+    std::vector<uint8_t> data;  // empty when streamed
   };
+  class sink;
+  size_t check_new_tensor(const std::string& name, type t, const std::vector<int64_t>& ne) const;
+  std::vector<uint8_t> header() const;  // metadata, tensor infos, padding to the alignment
+  void emit(sink& out, const tensor_filler& fill) const;
+  uint64_t alignment_ = 32;
+  std::vector<kv> kvs_;
   std::vector<pending> tensors_;
 };
 

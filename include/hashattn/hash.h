@@ -42,7 +42,10 @@ struct hash_weights {
   float* query_data(int layer);  // start of the layer's query tensors (w0, b0, w1, b1, ...)
   float* key_data(int layer);
 };
-// Allocates zeroed weights of this shape; throws on bad sizes (bits, layers 1..3, hidden > 0, GQA).
+// Throws unless the shape is one hash_weights_alloc accepts (bits, layers 1..3, hidden > 0, GQA); allocates nothing.
+void hash_weights_check_shape(int n_layer, int n_head, int n_head_kv, int head_dim, int bits, int mlp_layers,
+                              int hidden);
+// Allocates zeroed weights of this shape; throws on bad sizes (hash_weights_check_shape).
 hash_weights hash_weights_alloc(int n_layer, int n_head, int n_head_kv, int head_dim, int bits, int mlp_layers,
                                 int hidden, bool key_per_group);
 // Fills weights N(0, 1/fan_in) and biases N(0, bias_std^2) from seed (deterministic).

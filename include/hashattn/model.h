@@ -158,6 +158,10 @@ class branch_decoder {
 };
 
 // ---- the inputs of policies, bound to a model ----
+struct hash_binding;  // hash-file.h
+// What ties a hash file to this model: its architecture, shape and tensor-layout digest
+// (hash_binding_for of its file). The trainer writes it; hash_weights_load_for checks it.
+hash_binding model_hash_binding(const model& m);
 // Hash encoders from a hash file, checked against the model (architecture, shape, tensor-layout
 // digest) before anything else; throws saying what differs.
 std::shared_ptr<const hash_weights> hash_weights_load_for(const model& m, const std::string& path);

@@ -16,6 +16,7 @@ namespace hashattn {
 
 namespace gguf {
 class file;
+class writer;
 }
 
 // ggml token types (tokenizer.ggml.token_type).
@@ -66,6 +67,14 @@ class tokenizer {
   struct impl;
   std::unique_ptr<impl> p_;
 };
+
+// A minimal valid vocabulary of n_vocab tokens (>= 258), for models made without a real one
+// (`hashattn make-model`): the 256 byte tokens (ids 0..255, byte b -> id b; no merges, so any text
+// encodes byte by byte), normal filler tokens "<|filler_ID|>" that encode never produces, and two
+// control tokens at the end: "<|begin_of_text|>" (bos, added) and "<|end_of_text|>" (eos).
+tokenizer_vocab tokenizer_vocab_bytes(int64_t n_vocab);
+// Writes v as the tokenizer.ggml.* metadata that tokenizer::from_gguf reads back.
+void tokenizer_vocab_write(const tokenizer_vocab& v, gguf::writer& w);
 
 // Length of the longest prefix of s that does not end inside a UTF-8 sequence (for streaming).
 size_t utf8_complete_prefix(const std::string& s);

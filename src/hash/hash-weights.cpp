@@ -53,8 +53,8 @@ hash_mlp_view hash_weights::key(int layer) const {
 float* hash_weights::query_data(int layer) { return data.data() + (size_t)layer * layer_floats(); }
 float* hash_weights::key_data(int layer) { return query_data(layer) + role_floats(n_head); }
 
-hash_weights hash_weights_alloc(int n_layer, int n_head, int n_head_kv, int head_dim, int bits, int mlp_layers,
-                                int hidden, bool key_per_group) {
+void hash_weights_check_shape(int n_layer, int n_head, int n_head_kv, int head_dim, int bits, int mlp_layers,
+                              int hidden) {
   if (n_layer <= 0) fail("hash weights: n_layer", s(n_layer), "> 0");
   if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0)
     fail("hash weights: heads", s(n_head) + "/" + s(n_head_kv), "n_head a positive multiple of n_head_kv");
@@ -63,6 +63,11 @@ hash_weights hash_weights_alloc(int n_layer, int n_head, int n_head_kv, int head
   if (mlp_layers < 1 || mlp_layers > 3) fail("hash weights: mlp layers", s(mlp_layers), "1, 2 or 3");
   if (mlp_layers > 1 && (hidden <= 0 || hidden > 8192))
     fail("hash weights: hidden", s(hidden), "in [1, 8192] for a 2- or 3-layer MLP");
+}
+
+hash_weights hash_weights_alloc(int n_layer, int n_head, int n_head_kv, int head_dim, int bits, int mlp_layers,
+                                int hidden, bool key_per_group) {
+  hash_weights_check_shape(n_layer, n_head, n_head_kv, head_dim, bits, mlp_layers, hidden);
   hash_weights w;
   w.n_layer = n_layer;
   w.n_head = n_head;

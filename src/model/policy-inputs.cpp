@@ -8,9 +8,13 @@
 
 namespace hashattn {
 
-std::shared_ptr<const hash_weights> hash_weights_load_for(const model& m, const std::string& path) {
+hash_binding model_hash_binding(const model& m) {
   const auto& hp = m.hparams();
-  const hash_binding expect = hash_binding_for(m.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+  return hash_binding_for(m.file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+}
+
+std::shared_ptr<const hash_weights> hash_weights_load_for(const model& m, const std::string& path) {
+  const hash_binding expect = model_hash_binding(m);
   hash_file_contents c = hash_file_load(path, &expect);
   return std::make_shared<hash_weights>(std::move(c.weights));
 }

@@ -284,6 +284,48 @@ std::unique_ptr<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   return from_vocab(std::move(v));
 }
 
+tokenizer_vocab tokenizer_vocab_bytes(int64_t n_vocab) {
+  if (n_vocab < 258 || n_vocab > INT32_MAX / 2)
+    fail("byte vocabulary: size", std::to_string(n_vocab), "258 .. " + std::to_string(INT32_MAX / 2),
+         "256 byte tokens and the bos and eos tokens");
+  tokenizer_vocab v;
+  v.pre = "default";
+  v.tokens.reserve((size_t)n_vocab);
+  const std::vector<uint32_t> byte_cp = make_byte_map();
+  for (int b = 0; b < 256; b++) {
+    std::string t;
+    append_utf8(t, byte_cp[b]);
+    v.tokens.push_back(std::move(t));
+  }
+  for (int64_t id = 256; id < n_vocab - 2; id++) v.tokens.push_back("<|filler_" + std::to_string(id) + "|>");
+  v.tokens.push_back("<|begin_of_text|>");
+  v.tokens.push_back("<|end_of_text|>");
+  v.types.assign((size_t)n_vocab, (int32_t)token_type::normal);
+  v.bos = (int32_t)n_vocab - 2;
+  v.eos = (int32_t)n_vocab - 1;
+  v.types[v.bos] = v.types[v.eos] = (int32_t)token_type::control;
+  v.add_bos = true;
+  return v;
+}
+
+void tokenizer_vocab_write(const tokenizer_vocab& v, gguf::writer& w) {
+  using gguf::value;
+  w.set("tokenizer.ggml.model", value::from_string(v.model));
+  w.set("tokenizer.ggml.pre", value::from_string(v.pre));
+  w.set("tokenizer.ggml.tokens", value::from_strings(v.tokens));
+  if (!v.types.empty()) w.set("tokenizer.ggml.token_type", value::from_i32s(v.types));
+  w.set("tokenizer.ggml.merges", value::from_strings(v.merges));
+  const std::pair<const char*, int32_t> ids[] = {{"tokenizer.ggml.bos_token_id", v.bos},
+                                                 {"tokenizer.ggml.eos_token_id", v.eos},
+                                                 {"tokenizer.ggml.eot_token_id", v.eot},
+                                                 {"tokenizer.ggml.unknown_token_id", v.unk},
+                                                 {"tokenizer.ggml.padding_token_id", v.pad}};
+  for (const auto& [key, id] : ids)
+    if (id >= 0) w.set(key, value::from_u32((uint32_t)id));
+  w.set("tokenizer.ggml.add_bos_token", value::from_bool(v.add_bos));
+  w.set("tokenizer.ggml.add_eos_token", value::from_bool(v.add_eos));
+}
+
 void tokenizer::impl::bpe_uncached(const std::string& piece, std::vector<int32_t>& out) const {
   if (pre->ignore_merges()) {
     std::string mapped;

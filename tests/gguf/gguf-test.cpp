@@ -1,12 +1,16 @@
 // GGUF reader/writer tests: round trips of every metadata type (nested arrays included) and
 // several tensor types through writer -> bytes -> reader and through a file on disk, alignment,
-// getters, and files broken in one precise way each, whose errors must name the problem.
+// getters, streamed tensors (bytes from a filler, chunk by chunk), and files broken in one precise way
+// each, whose errors must name the problem.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "gguf/gguf-builder.h"
@@ -242,6 +246,82 @@ TEST(gguf, set_replaces_existing_key) {
   ASSERT_EQ(f->metadata().size(), 2u);
   EXPECT_EQ(f->metadata()[0].key, "a");
   EXPECT_EQ(f->get_string("a"), "x");
+}
+
+// Streamed tensors: the same tensors added with their bytes or streamed from a filler give the same
+// file, in memory and on disk, for chunk sizes that cut tensors anywhere (the filler still sees whole
+// blocks: 34 bytes for Q8_0), and file_size() is the file's size.
+TEST(gguf, streamed_tensors_give_the_same_bytes) {
+  std::mt19937 rng(5);
+  struct spec {
+    std::string name;
+    type t;
+    std::vector<int64_t> ne;
+    std::vector<uint8_t> data;
+  };
+  std::vector<spec> specs = {{"a.f32", type::F32, {37, 3}, {}}, {"b.q8_0", type::Q8_0, {64, 300}, {}},
+                             {"c.bf16", type::BF16, {4099}, {}}, {"d.f16", type::F16, {1000, 9}, {}}};
+  for (auto& s : specs) {
+    int64_t rows = 1;
+    for (size_t k = 1; k < s.ne.size(); k++) rows *= s.ne[k];
+    s.data.resize(row_bytes(s.t, s.ne[0]) * rows);
+    for (auto& x : s.data) x = (uint8_t)(rng() & 0x3b);  // finite fp16 / bf16 halves
+  }
+  writer whole, streamed;
+  for (writer* w : {&whole, &streamed}) w->set("general.architecture", value::from_string("x"));
+  for (const auto& s : specs) {
+    whole.add_tensor(s.name, s.t, s.ne, s.data.data(), s.data.size());
+    streamed.add_tensor_streamed(s.name, s.t, s.ne);
+  }
+  int calls = 0;
+  const writer::tensor_filler fill = [&](size_t i, uint64_t off, uint8_t* dst, size_t n) {
+    ASSERT_LT(i, specs.size());
+    const size_t blk = type_block_bytes(specs[i].t);
+    EXPECT_EQ(off % blk, 0u);
+    EXPECT_EQ(n % blk, 0u);
+    ASSERT_LE(off + n, specs[i].data.size());
+    std::memcpy(dst, specs[i].data.data() + off, n);
+    calls++;
+  };
+  const auto want = whole.to_bytes();
+  EXPECT_EQ(streamed.to_bytes(fill), want);
+  EXPECT_EQ(streamed.file_size(), want.size());
+  EXPECT_EQ(whole.file_size(), want.size());
+  const std::string path = testing::TempDir() + "hashattn-gguf-stream-" + std::to_string(getpid()) + ".gguf";
+  for (size_t chunk : {size_t(1), size_t(4096), size_t(5000), size_t(64) << 20}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    calls = 0;
+    streamed.write(path, fill, chunk);
+    std::ifstream in(path, std::ios::binary);
+    const std::vector<uint8_t> got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(got, want);
+    if (chunk == 4096) {
+      EXPECT_GT(calls, (int)specs.size());  // tensors cut across chunks
+    }
+    whole.write(path, {}, chunk);
+    std::ifstream in2(path, std::ios::binary);
+    EXPECT_EQ(std::vector<uint8_t>((std::istreambuf_iterator<char>(in2)), std::istreambuf_iterator<char>()), want);
+  }
+  std::remove(path.c_str());
+}
+
+// A streamed tensor without a filler is refused; a filler that throws leaves no file (nor temporary file).
+TEST(gguf, streamed_tensor_errors) {
+  writer w;
+  w.add_tensor_streamed("s", type::F32, {1 << 20});
+  expect_error([&] { w.to_bytes(); }, {"'s'", "streamed", "no filler"});
+  char tmpl[] = "/tmp/hashattn-gguf-stream-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/m.gguf";
+  expect_error([&] { w.write(path); }, {"'s'", "streamed"});
+  const writer::tensor_filler bad = [](size_t, uint64_t off, uint8_t*, size_t) {
+    if (off > 0) fail("filler failed on purpose");
+  };
+  expect_error([&] { w.write(path, bad, 4096); }, {"on purpose"});
+  int left = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) left++, ADD_FAILURE() << e.path();
+  EXPECT_EQ(left, 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(gguf, open_reports_missing_and_bad_files) {

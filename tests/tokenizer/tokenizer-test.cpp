@@ -1,8 +1,8 @@
 // Tokenizer unit tests on a toy vocabulary (no model needed): BPE merge order (rank first, then
 // leftmost), merge results missing from the vocabulary, special tokens (control only with
 // parse_special, user-defined always, longest first), BOS/EOS, byte-level decode, UTF-8 checks and
-// streaming helpers, pre-tokenizer splits, vocabulary validation, construction from a GGUF, and
-// chat template recognition and rendering.
+// streaming helpers, pre-tokenizer splits, vocabulary validation, construction from a GGUF, the
+// minimal byte vocabulary of made models, and chat template recognition and rendering.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -282,6 +282,34 @@ TEST(tokenizer, from_gguf_metadata) {
   auto b4 = w4.to_bytes();
   auto f4 = gguf::file::from_buffer(b4.data(), b4.size());
   expect_error([&] { tokenizer::from_gguf(*f4); }, {"'tokenizer.ggml.merges' is missing"});
+}
+
+// The minimal byte vocabulary (for made models): n tokens, any text encodes byte by byte and decodes
+// back, bos added, filler tokens decode to their text; written to GGUF and read back unchanged.
+TEST(tokenizer, byte_vocabulary_round_trips_through_gguf) {
+  for (int64_t n : {258, 512, 128256}) {
+    SCOPED_TRACE("n_vocab " + std::to_string(n));
+    gguf::writer w;
+    tokenizer_vocab_write(tokenizer_vocab_bytes(n), w);
+    const auto bytes = w.to_bytes();
+    auto f = gguf::file::from_buffer(bytes.data(), bytes.size());
+    auto t = tokenizer::from_gguf(*f);
+    ASSERT_EQ(t->n_vocab(), n);
+    EXPECT_EQ(t->bos(), n - 2);
+    EXPECT_EQ(t->eos(), n - 1);
+    EXPECT_TRUE(t->is_eog((int32_t)n - 1));
+    const std::string text = "Hello, w\xc3\xb6rld!\n\t\x01 ok";
+    const ids got = t->encode(text, true);
+    ids want{(int32_t)n - 2};
+    for (unsigned char c : text) want.push_back(c);
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(t->decode(got, false), text);
+    for (int b = 0; b < 256; b++) EXPECT_EQ(t->token_text(b), mapped((unsigned char)b)) << b;
+    if (n > 258) {
+      EXPECT_EQ(t->token_to_piece(300), "<|filler_300|>");
+    }
+  }
+  expect_error([] { tokenizer_vocab_bytes(257); }, {"257", "258"});
 }
 
 // ---- chat templates ----

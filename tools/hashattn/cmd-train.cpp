@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "command.h"
+#include "hash-options.h"
 #include "policy-options.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
@@ -59,7 +60,7 @@ std::string hms(double s) {
 }
 
 struct opts {
-  std::string model, out, hash, mlp = "128,128", gqa = "head", layers, heads, rank = "logit", loss = "listwise";
+  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise";
   std::string density = "1/16", eval_densities = "1/16,1/32";
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
@@ -75,35 +76,12 @@ int run_train(opts& o) {
     cli::check_output_writable(o.out, "-o");
   }
   auto m = model::load(o.model);
-  const model_hparams& hp = m->hparams();
   const bool tty = isatty(2);
   train_params& tp = o.tp;
-  if (o.gqa == "head") tp.gqa = gqa_mode::per_head;
-  else if (o.gqa == "group") tp.gqa = gqa_mode::per_group;
-  else fail("--gqa-mode", o.gqa, "head or group");
-  if (o.mlp == "linear" || o.mlp == "none" || o.mlp.empty()) {
-    tp.mlp_layers = 1;
-  } else {
-    std::vector<int> h;
-    size_t i = 0;
-    while (i <= o.mlp.size()) {
-      size_t j = o.mlp.find(',', i);
-      if (j == std::string::npos) j = o.mlp.size();
-      try {
-        size_t used = 0;
-        h.push_back(std::stoi(o.mlp.substr(i, j - i), &used));
-        if (used != j - i || h.back() <= 0) throw std::invalid_argument(o.mlp);
-      } catch (const std::exception&) {
-        fail("--mlp", "'" + o.mlp + "'", "hidden sizes like 128,128 (3 layers), 128 (2 layers) or 'linear'");
-      }
-      i = j + 1;
-    }
-    if (h.size() > 2) fail("--mlp", std::to_string(h.size()) + " hidden layers", "at most 2 (an MLP of 1..3 layers)");
-    if (h.size() == 2 && h[0] != h[1])
-      fail("--mlp", o.mlp, "equal hidden sizes", "the hash-file format has one hidden size");
-    tp.mlp_layers = (int)h.size() + 1;
-    tp.hidden = h[0];
-  }
+  tp.gqa = cli::parse_gqa_option(o.gqa, "--gqa-mode");
+  const cli::mlp_shape mlp = cli::parse_mlp_option(o.mlp, "--mlp");
+  tp.mlp_layers = mlp.layers;
+  if (mlp.layers > 1) tp.hidden = mlp.hidden;
   tp.labels.density = cli::parse_density_option(o.density);
   if (o.rank == "logit") tp.labels.rank = label_rank::logit;
   else if (o.rank == "value-norm") tp.labels.rank = label_rank::value_norm;
@@ -113,7 +91,7 @@ int run_train(opts& o) {
   else fail("--loss", o.loss, "bce or listwise");
   if (!o.layers.empty()) tp.layers = parse_list(o.layers, "layers");
   if (!o.heads.empty()) tp.heads = parse_list(o.heads, "heads");
-  const hash_binding binding = hash_binding_for(m->file(), hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+  const hash_binding binding = model_hash_binding(*m);
 
   recall_eval_params ep;
   ep.densities.clear();
@@ -215,6 +193,7 @@ HASHATTN_COMMAND(
       auto o = std::make_shared<opts>();
       o->model = cli::default_model_path();
       train_params& tp = o->tp;
+      o->mlp = cli::mlp_option_string(tp.mlp_layers, tp.hidden);
       sub.add_option("-m,--model", o->model, "model GGUF")->capture_default_str();
       sub.add_option("--text", o->texts, "training text files (with --eval: held-out texts)");
       sub.add_option("-o,--output", o->out, "hash-encoder GGUF to write");
