@@ -54,6 +54,7 @@ struct session_params {
   std::string policy = "dense";  // the policy vocabulary (policy.h): dense, hash[/head|/group]@D, streaming@D
   std::shared_ptr<const hash_weights> hash;  // learned encoders (hash policies)
   int64_t n_batch = 256;      // prefill chunk
+  int prefill_attn_rows = 64; // prompt rows per prefill attention launch
   int64_t budget_ctx = 0;     // context at which a density budget's auto sinks / window are set (0: n_ctx)
   bool graph = true;          // capture the decode step once and replay it
   float temp = 0;             // sampling on the GPU: <= 0 greedy; else softmax(logits / temp)

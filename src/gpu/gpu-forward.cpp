@@ -99,16 +99,16 @@ void session::impl::attend_prefill(int l, int seq, int64_t pos0_host, int64_t n)
     cuda::encode_run(e, stream);
   }
   const int64_t hd = (int64_t)hp.n_head * hp.head_dim;
-  for (int64_t t0 = 0; t0 < n; t0 += kPrefillAttnRows) {
+  for (int64_t t0 = 0; t0 < n; t0 += attn_rows) {
     cuda::attend_params a;
-    a.batch = (int)std::min<int64_t>(kPrefillAttnRows, n - t0);
+    a.batch = (int)std::min<int64_t>(attn_rows, n - t0);
     a.n_head = hp.n_head;
     a.q = q.as<const float>() + t0 * hd;
     a.kv = kv(l, true);
     a.seq_len = prefill_len.as<const int32_t>() + t0;
     a.max_ctx = n_ctx;
     a.out = att.as<float>() + t0 * hd;
-    cuda::attend_run(a, ws.p, stream);
+    cuda::attend_run(a, ws_prefill.p, stream);
   }
   (void)pos0_host;
 }

@@ -63,6 +63,9 @@ void session::impl::init() {
   if (p.n_batch < 1) fail("GPU session: n_batch", std::to_string(p.n_batch), ">= 1");
   if (p.kv_type != dtype::f16 && p.kv_type != dtype::bf16) fail("GPU session: kv_type", "not f16 / bf16", "f16 or bf16");
   B = p.batch;
+  if (p.prefill_attn_rows < 1 || p.prefill_attn_rows > 4096)
+    fail("GPU session: prefill_attn_rows", std::to_string(p.prefill_attn_rows), "1 .. 4096");
+  attn_rows = p.prefill_attn_rows;
   n_ctx = p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train;
   if (n_ctx < 1 || n_ctx > (int64_t(1) << 30)) fail("GPU session: context", std::to_string(n_ctx), "1 .. 2^30 tokens");
   bind_policy(*this);
@@ -111,23 +114,29 @@ void session::impl::init() {
   for (size_t i = 0; i < table.size(); ++i) table[i] = (int32_t)i;
   page_table = dbuf(table.size() * 4, "page table");
   cuda::copy_h2d(page_table.p, table.data(), table.size() * 4, stream);
-  prefill_table = dbuf((size_t)kPrefillAttnRows * pages_per_seq * 4, "prefill page table");
+  prefill_table = dbuf((size_t)attn_rows * pages_per_seq * 4, "prefill page table");
   if (method == attn_method::streaming) {
     lists = dbuf((size_t)B * hp.n_head_kv * idx_stride * 4, "index lists");
     list_count = dbuf((size_t)B * hp.n_head_kv * 4, "index counts");
   }
-  // One workspace, the largest any attention call here needs (calls run one after another).
+  // The prefill's attention workspace, then the decode step's.
   size_t w = 0;
   {
     cuda::attend_params a;
-    a.batch = kPrefillAttnRows;
+    a.batch = attn_rows;
     a.n_head = hp.n_head;
     a.q = q.as<const float>();
     a.kv = kv(0, true);
     a.seq_len = prefill_len.as<const int32_t>();
     a.max_ctx = n_ctx;
     a.out = att.as<float>();
-    w = std::max(w, cuda::attend_workspace_size(a));
+    // A launch of fewer rows (the last of a chunk) may split the keys more ways: size for every count.
+    size_t wp = 0;
+    for (int r = 1; r <= attn_rows; ++r) {
+      a.batch = r;
+      wp = std::max(wp, cuda::attend_workspace_size(a));
+    }
+    ws_prefill = dbuf(std::max<size_t>(wp, 256), "prefill attention workspace");
     a.batch = B;
     a.kv = kv(0, false);
     a.seq_len = len.as<const int32_t>();
@@ -160,6 +169,7 @@ void session::impl::init() {
   }
   ws = dbuf(std::max<size_t>(w, 256), "attention workspace");
   cuda::workspace_clear(ws.p, ws.bytes, stream);
+  cuda::workspace_clear(ws_prefill.p, ws_prefill.bytes, stream);
   cuda::mem_zero(len.p, len.bytes, stream);
   cuda::mem_zero(tok.p, tok.bytes, stream);
   cuda::stream_sync(stream);
@@ -223,8 +233,8 @@ int32_t session::prefill(int seq, const int32_t* tokens, int64_t n, std::vector<
   if (s.h_len[seq] + n > s.n_ctx)
     fail("GPU prefill: context", std::to_string(s.h_len[seq]) + " + " + std::to_string(n) + " tokens",
          "<= " + std::to_string(s.n_ctx), "a longer --ctx");
-  std::vector<int32_t> rows_table((size_t)impl::kPrefillAttnRows * s.pages_per_seq);
-  for (int r = 0; r < impl::kPrefillAttnRows; ++r)
+  std::vector<int32_t> rows_table((size_t)s.attn_rows * s.pages_per_seq);
+  for (int r = 0; r < s.attn_rows; ++r)
     for (int64_t i = 0; i < s.pages_per_seq; ++i) rows_table[r * s.pages_per_seq + i] = (int32_t)(seq * s.pages_per_seq + i);
   cuda::copy_h2d(s.prefill_table.p, rows_table.data(), rows_table.size() * 4, s.stream);
   if (logits) logits->assign((size_t)(all_logits ? n : 1) * hp.n_vocab, 0.f);

@@ -30,7 +30,7 @@ struct session::impl {
   int n_code_head = 0;
   int64_t code_row = 0;
   int64_t idx_stride = 0;
-  static constexpr int kPrefillAttnRows = 64;  // queries per prefill attention launch
+  int attn_rows = 64;  // queries per prefill attention launch (session_params.prefill_attn_rows)
 
   void* stream = nullptr;
   void* blas = nullptr;
@@ -40,11 +40,13 @@ struct session::impl {
   dbuf k_pages, v_pages;  // per layer: [B * pages_per_seq * page_size, n_head_kv, head_dim] bf16
   dbuf codes;             // per layer: [B, n_code_head, code_row] u32
   dbuf page_table;        // [B, pages_per_seq]
-  dbuf prefill_table;     // [kPrefillAttnRows, pages_per_seq]: one sequence's row repeated
+  dbuf prefill_table;     // [attn_rows, pages_per_seq]: one sequence's row repeated
   dbuf x, xb, qkv, q, k, att, gu, logits;
   dbuf tok, next, len, prefill_len, pos0;
   dbuf lists, list_count;  // streaming lists [B, n_head_kv, idx_stride]
-  dbuf ws;                 // attention workspace (the largest of decode, dense and prefill)
+  // Attention workspaces, each zeroed once: the decode step's (hash: the select scratch must stay zero
+  // between steps) and the prefill's (other layouts and partials).
+  dbuf ws, ws_prefill;
   std::vector<int64_t> h_len;
 
   void init();

@@ -159,6 +159,36 @@ TEST_F(GpuModel, LogitsAgreeWithCpuOn256PositionsOfText) {
   }
 }
 
+TEST_F(GpuModel, PrefillMatchesDecodeForEveryChunking) {
+  // The GPU's own decode path (token by token) against its prefill path for several chunkings of the
+  // prompt and of the prefill attention launches; the default setting is checked, the rest shown.
+  const std::vector<int32_t> ids = text_tokens(200);
+  const int64_t V = m->hparams().n_vocab, n = (int64_t)ids.size();
+  gpu::session_params sp;
+  sp.n_ctx = 256;
+  gpu::session d(dm, sp);
+  std::vector<float> dec((size_t)n * V), l;
+  d.prefill(0, ids.data(), 1, &l);
+  std::copy(l.begin(), l.end(), dec.begin());
+  for (int64_t i = 1; i < n; ++i) {
+    int32_t next = 0;
+    d.step(&ids[i], &next, &l);
+    std::copy(l.begin(), l.end(), dec.begin() + i * V);
+  }
+  const int settings[][2] = {{256, 64}, {256, 1}, {1, 64}, {16, 16}, {100, 64}, {256, 8}, {37, 5}};
+  for (const auto& st : settings) {
+    gpu::session_params pp = sp;
+    pp.n_batch = st[0];
+    pp.prefill_attn_rows = st[1];
+    gpu::session g(dm, pp);
+    std::vector<float> pre;
+    g.prefill(0, ids.data(), n, &pre, true);
+    const bool dflt = st[0] == 256 && st[1] == 64;
+    compare("prefill chunk " + std::to_string(st[0]) + " attn rows " + std::to_string(st[1]) + " vs decode",
+            pre.data(), dec.data(), n, V, dflt);
+  }
+}
+
 TEST_F(GpuModel, GreedyContinuationsMatchTheCpu) {
   const char* prompts[] = {"The capital of France is", "Once upon a time, in a small village,",
                            "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"};
