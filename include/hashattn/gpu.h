@@ -57,6 +57,7 @@ struct session_params {
   int prefill_attn_rows = 64; // prompt rows per prefill attention launch
   int64_t budget_ctx = 0;     // context at which a density budget's auto sinks / window are set (0: n_ctx)
   bool graph = true;          // capture the decode step once and replay it
+  bool gemv = true;           // up to 8 rows: our matrix-vector kernel instead of cuBLAS
   float temp = 0;             // sampling on the GPU: <= 0 greedy; else softmax(logits / temp)
   uint64_t seed = 0;
 };

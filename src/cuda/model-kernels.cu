@@ -195,6 +195,59 @@ __global__ void sample_kernel(const float* logits, int64_t n_vocab, float temp, 
   }
 }
 
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {  // read once: no L1 allocation
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ void bf16x8(const uint4& u, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+// One warp per output row: lanes stride over the row in 16-byte pieces; each W piece meets the N rows
+// of x (read through L1: every warp reads the same x).
+template <int N>
+__global__ void __launch_bounds__(256) gemv_kernel(const uint16_t* W, const uint16_t* X, float* Y, int64_t n_out,
+                                                   int n_in, int64_t ldy, float beta) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= n_out) return;
+  const uint4* w = reinterpret_cast<const uint4*>(W + row * (int64_t)n_in);
+  const int n8 = n_in / 8;
+  float acc[N];
+#pragma unroll
+  for (int b = 0; b < N; ++b) acc[b] = 0.f;
+#pragma unroll 4
+  for (int i = lane; i < n8; i += 32) {
+    float wf[8];
+    bf16x8(load_stream(w + i), wf);
+#pragma unroll
+    for (int b = 0; b < N; ++b) {
+      float xf[8];
+      bf16x8(__ldg(reinterpret_cast<const uint4*>(X + (int64_t)b * n_in) + i), xf);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[b] = fmaf(wf[e], xf[e], acc[b]);
+    }
+  }
+#pragma unroll
+  for (int b = 0; b < N; ++b) {
+    float v = acc[b];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) {
+      float* y = Y + (int64_t)b * ldy + row;
+      *y = beta == 0.f ? v : v + beta * *y;
+    }
+  }
+}
+
 __global__ void fill_half_kernel(uint16_t* p, int64_t count, uint64_t seed, float scale, bool f16) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
     const uint64_t h = mix64(seed ^ mix64((uint64_t)i));
@@ -229,6 +282,29 @@ void embed_rows(const void* table, int64_t n_vocab, int dim, const int32_t* ids,
   embed_kernel<<<(unsigned)n, 256, 0, as_stream(stream)>>>(static_cast<const uint16_t*>(table), n_vocab, dim, ids, x,
                                                            advance);
   HASHATTN_CUDA_LAUNCHED("embed_rows");
+}
+
+bool gemv_bf16(int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* x, float* y, int64_t ldy, float beta,
+               void* stream) {
+  if (n < 1 || n > 8 || n_in % 8 || n_in > (int64_t(1) << 30) ||
+      (reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(x)) & 15)
+    return false;
+  const uint16_t* W = static_cast<const uint16_t*>(w);
+  const uint16_t* X = static_cast<const uint16_t*>(x);
+  const unsigned grid = (unsigned)((n_out + 7) / 8);
+  cudaStream_t s = as_stream(stream);
+  switch (n) {
+    case 1: gemv_kernel<1><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    case 2: gemv_kernel<2><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    case 3: gemv_kernel<3><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    case 4: gemv_kernel<4><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    case 5: gemv_kernel<5><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    case 6: gemv_kernel<6><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    case 7: gemv_kernel<7><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+    default: gemv_kernel<8><<<grid, 256, 0, s>>>(W, X, y, n_out, (int)n_in, ldy, beta); break;
+  }
+  HASHATTN_CUDA_LAUNCHED("gemv_bf16");
+  return true;
 }
 
 void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, void* y, void* stream) {

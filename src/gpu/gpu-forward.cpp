@@ -36,6 +36,12 @@ cuda::code_store session::impl::code_store(int layer) const {
   return c;
 }
 
+void session::impl::linear(int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* xin, float* y,
+                           int64_t ldy, float beta) {
+  if (p.gemv && cuda::gemv_bf16(n, n_out, n_in, w, xin, y, ldy, beta, stream)) return;
+  cuda::gemm_bf16(blas, n, n_out, n_in, w, xin, y, ldy, beta);
+}
+
 void session::impl::attend_decode(int l) {
   const model_hparams& hp = m->hp;
   if (method == attn_method::hash) {
@@ -119,7 +125,7 @@ void session::impl::layers(int64_t n, bool decode, int seq, int64_t pos0_host) {
   for (int l = 0; l < hp.n_layer; ++l) {
     const device_layer& w = m->layers[l];
     cuda::rms_norm(x.as<const float>(), w.attn_norm.as<const float>(), n, D, hp.rms_eps, xb.p, stream);
-    cuda::gemm_bf16(blas, n, W, D, w.wqkv.p, xb.p, qkv.as<float>(), W, 0.f);
+    linear(n, W, D, w.wqkv.p, xb.p, qkv.as<float>(), W, 0.f);
     cuda::qkv_params qp;
     qp.n = n;
     qp.n_head = hp.n_head;
@@ -141,18 +147,18 @@ void session::impl::layers(int64_t n, bool decode, int seq, int64_t pos0_host) {
     if (decode) attend_decode(l);
     else attend_prefill(l, seq, pos0_host, n);
     cuda::to_bf16(att.as<const float>(), n * HD, xb.p, stream);
-    cuda::gemm_bf16(blas, n, D, HD, w.wo.p, xb.p, x.as<float>(), D, 1.f);  // + residual
+    linear(n, D, HD, w.wo.p, xb.p, x.as<float>(), D, 1.f);  // + residual
     cuda::rms_norm(x.as<const float>(), w.ffn_norm.as<const float>(), n, D, hp.rms_eps, xb.p, stream);
-    cuda::gemm_bf16(blas, n, 2 * (int64_t)F, D, w.wgu.p, xb.p, gu.as<float>(), 2 * (int64_t)F, 0.f);
+    linear(n, 2 * (int64_t)F, D, w.wgu.p, xb.p, gu.as<float>(), 2 * (int64_t)F, 0.f);
     cuda::swiglu(gu.as<const float>(), n, F, xb.p, stream);
-    cuda::gemm_bf16(blas, n, D, F, w.wdown.p, xb.p, x.as<float>(), D, 1.f);  // + residual
+    linear(n, D, F, w.wdown.p, xb.p, x.as<float>(), D, 1.f);  // + residual
   }
 }
 
 void session::impl::logits_rows(const float* x_rows, int64_t n) {
   const model_hparams& hp = m->hp;
   cuda::rms_norm(x_rows, m->output_norm.as<const float>(), n, hp.n_embd, hp.rms_eps, xb.p, stream);
-  cuda::gemm_bf16(blas, n, hp.n_vocab, hp.n_embd, m->out_w(), xb.p, logits.as<float>(), hp.n_vocab, 0.f);
+  linear(n, hp.n_vocab, hp.n_embd, m->out_w(), xb.p, logits.as<float>(), hp.n_vocab, 0.f);
 }
 
 void session::impl::decode_body() {

@@ -108,6 +108,45 @@ TEST(CudaModelKernels, GemmBf16MatchesFloat64WithAndWithoutAccumulation) {
   blas_destroy(blas);
 }
 
+TEST(CudaModelKernels, GemvMatchesFloat64ForOneToEightRows) {
+  NEED_GPU_M();
+  const uint64_t seed = 104;
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 rng(seed);
+  for (int n : {1, 2, 3, 5, 8})
+    for (int in : {64, 576, 1544}) {
+      const int out = 300;  // not a multiple of the 8 rows of a block
+      std::vector<uint16_t> w((size_t)out * in), x((size_t)n * in);
+      for (auto& v : w) v = fp32_to_bf16(randv(rng, 1, -1, 1)[0]);
+      for (auto& v : x) v = fp32_to_bf16(randv(rng, 1, -2, 2)[0]);
+      const int64_t ldy = out + 3;  // a row stride wider than the row
+      auto y0 = randv(rng, (size_t)n * ldy, -1, 1);
+      for (float beta : {0.f, 1.f}) {
+        dbuf<uint16_t> dw, dx;
+        dw.upload(w);
+        dx.upload(x);
+        dbuf<float> dy;
+        dy.upload(y0);
+        ASSERT_TRUE(gemv_bf16(n, out, in, dw.p, dx.p, dy.p, ldy, beta, nullptr));
+        const auto y = dy.download();
+        for (int r = 0; r < n; ++r) {
+          for (int o = 0; o < out; ++o) {
+            double ref = beta * y0[(size_t)r * ldy + o];
+            for (int i = 0; i < in; ++i)
+              ref += (double)bf16_to_fp32(x[(size_t)r * in + i]) * bf16_to_fp32(w[(size_t)o * in + i]);
+            ASSERT_NEAR(y[(size_t)r * ldy + o], ref, 1e-4 * std::sqrt((double)in)) << "n " << n << " in " << in;
+          }
+          for (int o = out; o < ldy; ++o) ASSERT_EQ(y[(size_t)r * ldy + o], y0[(size_t)r * ldy + o]) << "past the row";
+        }
+      }
+    }
+  // Shapes it does not take are declined (the caller falls back to cuBLAS), nothing launched.
+  dbuf<uint16_t> dw(64), dx(64);
+  dbuf<float> dy(64);
+  EXPECT_FALSE(gemv_bf16(9, 4, 8, dw.p, dx.p, dy.p, 4, 0.f, nullptr));
+  EXPECT_FALSE(gemv_bf16(1, 4, 12, dw.p, dx.p, dy.p, 4, 0.f, nullptr));
+}
+
 // Bias + RoPE + K/V store for decode rows (positions from seq_len) and prefill rows (pos0 + t).
 void rope_case(bool neox, bool factors, bool decode, uint64_t seed) {
   std::printf("rope case neox %d factors %d decode %d seed %llu\n", neox, factors, decode, (unsigned long long)seed);
