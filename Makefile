@@ -33,11 +33,13 @@ test-asan: setup
 	  $$(ninja -C build-asan -t targets all | sed -n 's/^\(test-[a-z0-9-]*-unit\):.*/\1/p' | sort -u)
 	@python3 scripts/ctest-check --build-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
 
-# The CUDA backend compiles without a GPU (sm_90 + PTX): library, cuda tests, CUDA bench, example; then
-# exactly what scripts/gpu-check builds on the GPU machine (its GPU-only configuration).
+# The CUDA backend compiles without a GPU (sm_90 + PTX): library, the tool with --device cuda, cuda tests
+# (kernels and the model on the GPU), CUDA benches, example; then exactly what scripts/gpu-check builds on
+# the GPU machine (its GPU-only configuration).
 build-cuda: setup
 	@cmake --preset cuda >/dev/null
-	@cmake --build build-cuda -j $(JOBS) --target hashattn test-cuda-cuda cuda-decode-bench example-paged-decode
+	@cmake --build build-cuda -j $(JOBS) --target hashattn hashattn_cli test-cuda-cuda test-gpu-cuda cuda-decode-bench \
+	  cuda-e2e-bench example-paged-decode
 	@bash scripts/gpu-check out/gpu-build --build-only
 
 bench: build
