@@ -175,7 +175,7 @@ TEST_F(GpuModel, PrefillMatchesDecodeForEveryChunking) {
     d.step(&ids[i], &next, &l);
     std::copy(l.begin(), l.end(), dec.begin() + i * V);
   }
-  const int settings[][2] = {{256, 64}, {256, 1}, {1, 64}, {16, 16}, {100, 64}, {256, 8}, {37, 5}};
+  const int settings[][2] = {{256, 64}, {256, 1}, {1, 64}, {8, 1}, {8, 8}, {16, 16}, {100, 64}, {37, 5}};
   for (const auto& st : settings) {
     gpu::session_params pp = sp;
     pp.n_batch = st[0];
