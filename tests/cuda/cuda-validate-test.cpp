@@ -77,6 +77,14 @@ TEST(CudaCheckAttend, RefusesEachBadField) {
   }, "attend: index lists");  // idx_stride 0
   refused([](attend_params& p) { p.n_splits = -1; }, "attend: n_splits");
   refused([](attend_params& p) { p.n_splits = plan::MAX_SPLITS + 1; }, "attend: n_splits");
+  // The launch grid is (splits, lists, batch): at most 65535 sequences and lists per sequence.
+  refused([](attend_params& p) { p.batch = 65536; }, "attend: batch");
+  refused([](attend_params& p) {  // per_head lists: one per query head
+    p.n_head = 2 * 65536;
+    p.idx = addr<const int32_t>(0x900000);
+    p.idx_count = addr<const int32_t>(0xa00000);
+    p.idx_stride = 32;
+  }, "attend: lists per sequence");
   refused([](attend_params& p) { p.q = addr<const float>(0x400004); }, "attend: q/out alignment");
   refused([](attend_params& p) { p.out = addr<float>(0x500008); }, "attend: q/out alignment");
 
@@ -92,6 +100,7 @@ TEST(CudaCheckAttend, RefusesEachBadField) {
   p = valid_attend();
   p.n_splits = plan::MAX_SPLITS;
   p.max_ctx = INT32_MAX;
+  p.batch = 65535;
   p.kv.head_dim = p.kv.stride_head = 128;
   p.kv.stride_tok = 256;
   EXPECT_NO_THROW(plan::check_attend(p));
@@ -114,6 +123,8 @@ TEST(CudaCheckSelect, RefusesEachBadField) {
     p.n_head = 32;
     p.codes = valid_codes(2);
   }, "select: query heads per KV group");
+  refused([](select_params& p) { p.batch = 65536; }, "select: batch");  // grid (chunks, lists, batch)
+  refused([](select_params& p) { p.n_head = 65536; p.n_head_kv = 1; }, "select: lists per sequence");
   refused([](select_params& p) { p.bits = 0; }, "select: bits");
   refused([](select_params& p) { p.bits = 33; }, "select: bits");
   refused([](select_params& p) { p.qcodes = nullptr; }, "select: device pointers");
@@ -214,6 +225,8 @@ TEST(CudaCheckEncode, RefusesEachBadField) {
   refused([](encode_params& p) { p.qcodes = nullptr; }, "encode: qcodes");
   refused([](encode_params& p) { p.query_mlp.bits = 16; }, "encode: query bits");
   refused([](encode_params& p) { p.key_mlp.hidden = p.query_mlp.hidden = 1024; }, "shared memory");
+  // 2^32 new tokens in tiles of 16 for 8 code heads: 2^31 jobs, one past the grid's x limit.
+  refused([](encode_params& p) { p.batch = p.n_new = 65536; }, "encode: jobs");
 
   // Accepted: per_group with its encoders and store; codes only (no K/V append); one layer ignores
   // hidden; queries only (nothing of the keys is looked at); nothing at all.
@@ -239,6 +252,10 @@ TEST(CudaCheckEncode, RefusesEachBadField) {
   EXPECT_NO_THROW(plan::check_encode(p, dev));
   p.q = nullptr;
   p.query_mlp = mlp_device{};
+  EXPECT_NO_THROW(plan::check_encode(p, dev));
+  p = valid_encode();  // 2^31 - 16 new tokens: 2^27 - 1 tiles x 8 + 8 query jobs fit
+  p.batch = 1;
+  p.n_new = INT32_MAX - 15;
   EXPECT_NO_THROW(plan::check_encode(p, dev));
 }
 

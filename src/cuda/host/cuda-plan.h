@@ -24,6 +24,8 @@ constexpr int SEL_TILE = SEL_THREADS * 16;  // select: tokens per compaction til
 constexpr int MAX_QPL = 8;                  // select: query heads per list (per_group)
 constexpr int MAX_SPLITS = 128;             // attend: splits per list
 constexpr int MIN_PER_SPLIT = 128;          // attend: tokens per split when the plan picks the count
+constexpr int64_t GRID_X_MAX = 2147483647;  // CUDA's launch limits: gridDim.x, gridDim.y and .z
+constexpr int64_t GRID_YZ_MAX = 65535;
 
 // What the plan needs to know about the device.
 struct device_info {
@@ -47,6 +49,8 @@ const char* type_name(dtype t);
 
 // ---- checks (throw hashattn::error naming the field; `op` prefixes the message) ----
 void check_paged_kv(const paged_kv& kv, const char* op);
+// A grid dimension: what (a count of the params) must be <= max, else "<op>: <what>" is refused.
+void check_grid(const char* op, const char* what, int64_t n, int64_t max);
 void check_code_store(const code_store& c, const char* op, int n_code_head, int64_t max_ctx);
 
 // ---- encode ----
@@ -77,7 +81,8 @@ struct encode_layout {
   int max_dim = 0;        // widest activation of a token
   size_t smem = 0;        // dynamic shared memory bytes per job
 };
-// encode_validate: the shape, pointers and MLPs, and the shared memory against dev.max_smem_optin.
+// encode_validate: the shape, pointers and MLPs, the jobs (one grid dimension), and the shared memory
+// against dev.max_smem_optin.
 void check_encode(const encode_params& p, const device_info& dev);
 encode_layout encode_layout_of(const encode_params& p);  // p must be valid
 
@@ -93,7 +98,8 @@ struct select_layout {
 inline int select_lists(const select_params& p) {  // per_head: n_head lists, per_group: n_head_kv
   return p.mode == gqa_mode::per_group ? p.n_head_kv : p.n_head;
 }
-// select_validate: shape, bits, pointers, the code store, the budget, idx_stride (>= the longest list).
+// select_validate: shape (grid (chunks, lists, batch)), bits, pointers, the code store, the budget,
+// idx_stride (>= the longest list).
 void check_select(const select_params& p);
 select_layout select_layout_of(const select_params& p, const device_info& dev);  // p must be valid
 
@@ -106,7 +112,8 @@ struct attend_layout {
   int n_lists = 0, nq = 0, n_splits = 0;
   size_t off_ticket = 0, off_ml = 0, off_o = 0, bytes = 0;
 };
-// attend_validate: the KV pages, head_dim 64/128, the group size of grouped lists, pointers, n_splits.
+// attend_validate: the KV pages, head_dim 64/128, the group size of grouped lists, pointers, n_splits,
+// the grid (splits, lists, batch).
 void check_attend(const attend_params& p);
 attend_layout attend_layout_of(const attend_params& p, const device_info& dev);  // p must be valid
 

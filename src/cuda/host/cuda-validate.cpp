@@ -43,6 +43,12 @@ void check_code_store(const code_store& c, const char* op, int n_code_head, int6
     fail(w + "stride_head", std::to_string(c.stride_head), ">= round_up(max_ctx, 4) = " + std::to_string(row));
 }
 
+void check_grid(const char* op, const char* what, int64_t n, int64_t max) {
+  if (n > max)
+    fail(std::string(op) + ": " + what, std::to_string(n), "<= " + std::to_string(max),
+         "a dimension of the kernel's launch grid");
+}
+
 namespace {
 
 void check_mlp(const mlp_device& m, const char* which, int n_enc, int head_dim) {
@@ -95,6 +101,11 @@ void check_encode(const encode_params& p, const device_info& dev) {
     if (bits && p.query_mlp.bits != bits)
       fail("encode: query bits", std::to_string(p.query_mlp.bits), std::to_string(bits), "key and query codes must have the same width");
   }
+  // One job per (code head, tile of new tokens) and per (query head, tile of sequences), in one row.
+  const int64_t key_jobs = p.n_new > 0 ? ceil_div((int64_t)p.batch * p.n_new, ENC_TT) * n_code_head : 0;
+  const int64_t q_jobs = p.q ? ceil_div(p.batch, ENC_TT) * p.n_head : 0;
+  check_grid("encode", "jobs (code heads x tiles of new tokens + query heads x tiles of sequences)",
+             key_jobs + q_jobs, GRID_X_MAX);
   const size_t smem = encode_layout_of(p).smem;
   if ((int64_t)smem > dev.max_smem_optin)
     fail("encode: encoder weights per head in shared memory", std::to_string(smem) + " bytes",
@@ -110,6 +121,8 @@ void check_select(const select_params& p) {
   const int qpl = pg ? p.n_head / p.n_head_kv : 1;
   if (qpl > MAX_QPL)
     fail("select: query heads per KV group in per_group mode", std::to_string(qpl), "<= 8");
+  check_grid("select", "batch", p.batch, GRID_YZ_MAX);
+  check_grid("select", "lists per sequence", select_lists(p), GRID_YZ_MAX);
   if (p.bits < 1 || p.bits > 32) fail("select: bits", std::to_string(p.bits), "1 .. 32");
   if (!p.qcodes || !p.seq_len || !p.idx || !p.idx_count)
     fail("select: device pointers", "null qcodes/seq_len/idx/idx_count", "all set");
@@ -139,6 +152,8 @@ void check_attend(const attend_params& p) {
   if (grouped && g != 1 && g != 2 && g != 4 && g != 8)
     fail("attend: query heads per KV head", std::to_string(g), "1, 2, 4 or 8 for dense and per_group lists",
          "use per_head lists for other ratios");
+  check_grid("attend", "batch", p.batch, GRID_YZ_MAX);
+  check_grid("attend", "lists per sequence", grouped ? p.kv.n_head_kv : p.n_head, GRID_YZ_MAX);
   if (!p.q || !p.out || !p.seq_len) fail("attend: q/out/seq_len", "null", "device pointers");
   if (p.max_ctx < 1 || p.max_ctx > INT32_MAX) fail("attend: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");
   if (p.idx && (!p.idx_count || p.idx_stride < 1))
