@@ -1,9 +1,9 @@
-// The host-only part of the CUDA backend: every check of the params of cuda.h and the launch planning
-// (job and grid sizes, split and chunk counts, workspace layouts). Plain C++ over core.h and cuda.h types,
-// no CUDA header: it is compiled in every build (the CPU build too) and unit-tested there
-// (tests/cuda/*-test.cpp); the .cu files call it and add only what needs the device. What the plan
-// needs to know about the device comes in as a device_info, so each function below is a function of
-// its arguments alone.
+// The host-only part of the CUDA backend: the checks of the params of cuda.h (the <op>_validate) and the
+// launch planning (job and grid sizes, split and chunk counts, workspace layouts). Plain C++ over core.h
+// and cuda.h types, no CUDA header: it is compiled in every build (the CPU build too) and unit-tested
+// there (tests/cuda/*-test.cpp); the .cu files call it and add only what needs the device. What the
+// plan needs to know about the device comes in as a device_info, so each function below depends on its
+// arguments alone (and on what dev.attend_ctas_per_sm answers).
 // Workspace layouts: each region starts at a multiple of 256 bytes; `bytes` is the total to allocate.
 #pragma once
 #include <cstddef>
