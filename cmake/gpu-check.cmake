@@ -30,7 +30,8 @@ find_package(OpenMP REQUIRED COMPONENTS CXX)
 file(GLOB _gc_src CONFIGURE_DEPENDS
      ${CMAKE_SOURCE_DIR}/src/core/*.cpp ${CMAKE_SOURCE_DIR}/src/gguf/*.cpp ${CMAKE_SOURCE_DIR}/src/ref/*.cpp
      ${CMAKE_SOURCE_DIR}/src/cpu/*.cpp ${CMAKE_SOURCE_DIR}/src/backend/*.cpp
-     ${CMAKE_SOURCE_DIR}/src/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cpp ${CMAKE_SOURCE_DIR}/src/hash/hash-weights.cpp)
+     ${CMAKE_SOURCE_DIR}/src/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cpp ${CMAKE_SOURCE_DIR}/src/cuda/host/*.cpp
+     ${CMAKE_SOURCE_DIR}/src/hash/hash-weights.cpp)
 find_path(HASHATTN_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas)
 find_library(HASHATTN_CBLAS_LIB NAMES openblas cblas)
 set(_gc_blas_inc)

@@ -18,11 +18,12 @@ namespace cuda {
 namespace {
 
 using namespace detail;
+using plan::MAX_SPLITS;
 
 constexpr int ATT_THREADS = 128;
 constexpr int ATT_WARPS = ATT_THREADS / 32;
-constexpr int MAX_SPLITS = 128;
-constexpr int MIN_PER_SPLIT = 128;
+// The workspace layout (plan::attend_layout_of) counts a float2 as 2 floats.
+static_assert(sizeof(float2) == 2 * sizeof(float), "workspace layout");
 
 struct attend_args {
   const float* q;
@@ -325,11 +326,6 @@ kernel_fn pick(dtype t, int d, int nq) {
   return nullptr;
 }
 
-struct attend_layout {
-  int n_lists, nq, n_splits;
-  size_t off_ticket, off_ml, off_o, bytes;
-};
-
 // Raises the dynamic shared-memory limit of a kernel once per device; returns its CTAs per SM.
 int prepare_kernel(kernel_fn fn, size_t smem) {
   static thread_local std::vector<std::pair<std::pair<int, kernel_fn>, int>> done;
@@ -345,69 +341,20 @@ int prepare_kernel(kernel_fn fn, size_t smem) {
   return per_sm;
 }
 
-attend_layout layout_of(const attend_params& p) {
-  attend_layout l{};
-  const int g = p.n_head / p.kv.n_head_kv;
-  const bool grouped = p.idx == nullptr || p.per_group;
-  l.n_lists = grouped ? p.kv.n_head_kv : p.n_head;
-  l.nq = grouped ? g : 1;
-  const int64_t max_count = p.idx ? p.idx_stride : p.max_ctx;
-  if (p.n_splits > 0) {
-    l.n_splits = p.n_splits;
-  } else {
-    // Splits per list: the fewest waves of resident CTAs per unit of work (no nearly empty last wave).
-    const int64_t lists = (int64_t)p.batch * l.n_lists;
-    const int64_t resident = (int64_t)detail::sm_count() * prepare_kernel(pick(p.kv.type, p.kv.head_dim, l.nq), kv_smem_bytes(l.nq));
-    const int64_t cap = std::min<int64_t>(MAX_SPLITS, std::max<int64_t>(1, detail::ceil_div(max_count, MIN_PER_SPLIT)));
-    double best = 1e300;
-    l.n_splits = 1;
-    for (int64_t sp = 1; sp <= cap; ++sp) {
-      const double cost = (double)detail::ceil_div(lists * sp, resident) / (double)sp;
-      if (cost < best * 0.999) {
-        best = cost;
-        l.n_splits = (int)sp;
-      }
-    }
-  }
-  const int64_t lists = (int64_t)p.batch * l.n_lists;
-  const int64_t rows = (int64_t)p.batch * p.n_head * l.n_splits;
-  size_t off = 0;
-  l.off_ticket = off;
-  off = detail::align_up(off + lists * sizeof(unsigned));
-  l.off_ml = off;
-  off = detail::align_up(off + rows * sizeof(float2));
-  l.off_o = off;
-  off = detail::align_up(off + rows * p.kv.head_dim * sizeof(float));
-  l.bytes = l.n_splits > 1 ? off : 0;
-  return l;
+// The plan asks the device only when it picks the split count itself.
+plan::attend_layout layout_of(const attend_params& p) {
+  return plan::attend_layout_of(p, p.n_splits > 0 ? plan::device_info{} : detail::current_device());
 }
 
 }  // namespace
 
-void attend_validate(const attend_params& p) {
-  if (p.batch < 1) fail("attend: batch", std::to_string(p.batch), ">= 1");
-  detail::check_paged_kv(p.kv, "attend", p.batch);
-  if (!p.kv.k || !p.kv.v) fail("attend: kv.k/kv.v", "null", "device pointers");
-  if (p.n_head < 1 || p.n_head % p.kv.n_head_kv != 0)
-    fail("attend: n_head", std::to_string(p.n_head), "a positive multiple of n_head_kv = " + std::to_string(p.kv.n_head_kv));
-  if (p.kv.head_dim != 64 && p.kv.head_dim != 128)
-    fail("attend: head_dim", std::to_string(p.kv.head_dim), "64 or 128", "the CUDA kernel is specialized for these");
-  if (p.kv.type != dtype::bf16 && p.kv.type != dtype::f16)
-    fail("attend: KV dtype", detail::type_name(p.kv.type), "bf16 or f16");
-  const int g = p.n_head / p.kv.n_head_kv;
-  const bool grouped = p.idx == nullptr || p.per_group;
-  if (grouped && (g < 1 || g > 8 || g == 5))
-    fail("attend: query heads per KV head", std::to_string(g), "1, 2, 3, 4, 6, 7 or 8 for dense and per_group lists",
-         "use per_head lists for other ratios");
-  if (!p.q || !p.out || !p.seq_len) fail("attend: q/out/seq_len", "null", "device pointers");
-  if (p.max_ctx < 1 || p.max_ctx > INT32_MAX) fail("attend: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");
-  if (p.idx && (!p.idx_count || p.idx_stride < 1))
-    fail("attend: index lists", "idx without idx_count or idx_stride < 1", "idx_count set and idx_stride >= 1");
-  if (p.n_splits < 0 || p.n_splits > MAX_SPLITS)
-    fail("attend: n_splits", std::to_string(p.n_splits), "0 (auto) .. " + std::to_string(MAX_SPLITS));
-  if ((reinterpret_cast<uintptr_t>(p.q) & 15) || (reinterpret_cast<uintptr_t>(p.out) & 15))
-    fail("attend: q/out alignment", "not 16-byte aligned", "16-byte aligned device pointers");
+namespace detail {
+int attend_ctas_per_sm(dtype type, int head_dim, int nq) {
+  return prepare_kernel(pick(type, head_dim, nq), kv_smem_bytes(nq));
 }
+}  // namespace detail
+
+void attend_validate(const attend_params& p) { plan::check_attend(p); }
 
 int attend_n_splits(const attend_params& p) {
   attend_validate(p);
@@ -421,7 +368,7 @@ size_t attend_workspace_size(const attend_params& p) {
 
 void attend_run(const attend_params& p, void* workspace, void* stream) {
   attend_validate(p);
-  const attend_layout l = layout_of(p);
+  const plan::attend_layout l = layout_of(p);
   if (l.bytes > 0 && !workspace) fail("attend: workspace", "null", "attend_workspace_size() bytes, zeroed once");
   kernel_fn fn = pick(p.kv.type, p.kv.head_dim, l.nq);
   HASHATTN_ASSERT(fn != nullptr);
@@ -435,7 +382,7 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
   a.stride_head = p.kv.stride_head;
   a.pt_stride = p.kv.page_table_stride;
   a.pt = p.kv.page_table;
-  a.page_shift = detail::log2_int(p.kv.page_size);
+  a.page_shift = plan::log2_int(p.kv.page_size);
   a.page_mask = (int64_t)p.kv.page_size - 1;
   a.seq_len = p.seq_len;
   a.idx = p.idx;

@@ -1,5 +1,6 @@
-// Shared helpers of the CUDA backend: error checks (device, statement, file:line), the budget rule
-// on the device, element loads/conversions for fp32/fp16/bf16, block-wide scans, launch sizing.
+// Shared helpers of the CUDA backend: error checks (device, statement, file:line), the device facts
+// the host-only plan needs (cuda/host/cuda-plan.h: the checks and launch planning), the budget rule on
+// the device, element loads/conversions for fp32/fp16/bf16, block-wide scans.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/host/cuda-plan.h"
 #include "hashattn/cuda.h"
 #include "hashattn/error.h"
 
@@ -32,6 +34,10 @@ inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 // Streaming multiprocessors and opt-in shared memory of the current device (cached per device).
 int sm_count();
 int max_smem_optin();
+// The current device as the plan sees it (SMs, shared memory, the attend kernel's occupancy).
+plan::device_info current_device();
+// CTAs of the attend kernel for (KV type, head_dim, query heads per list) resident on one SM (attend.cu).
+int attend_ctas_per_sm(dtype type, int head_dim, int nq);
 
 
 // Selection plan of one list for a context of n tokens: core's select_split_of (core.h), the one rule.
@@ -118,24 +124,6 @@ __device__ __forceinline__ int block_exclusive_scan(int v, int* sh, int* total) 
   __syncthreads();  // sh may be reused right after
   return res;
 }
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-inline bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
-inline int log2_int(int64_t x) {
-  int s = 0;
-  while ((int64_t(1) << s) < x) ++s;
-  return s;
-}
-inline size_t align_up(size_t a) { return (a + 255) & ~size_t(255); }
-
-inline const char* type_name(dtype t) {
-  return t == dtype::f32 ? "f32" : t == dtype::f16 ? "f16" : t == dtype::bf16 ? "bf16" : "unknown";
-}
-
-// Checks of device pointers shared by the ops.
-void check_paged_kv(const paged_kv& kv, const char* op, int batch);
-void check_code_store(const code_store& c, const char* op, int n_code_head, int64_t max_ctx);
 
 }  // namespace detail
 }  // namespace cuda

@@ -14,17 +14,12 @@ namespace cuda {
 namespace {
 
 using namespace detail;
+using plan::ENC_THREADS;
+using plan::ENC_TT;
+using plan::mlp_args;
+using plan::weight_floats;
 
-constexpr int ENC_TT = 16;
-constexpr int ENC_THREADS = 512;
 constexpr int ENC_MAX_SPLIT = 16;  // threads that share one output's dot product (split over inputs)
-
-struct mlp_args {
-  const float* w[3];
-  const float* b[3];
-  int n_layer;
-  int dims[4];
-};
 
 struct encode_args {
   int n_new, n_head, n_head_kv, head_dim, group, per_group, n_code_head;
@@ -51,16 +46,6 @@ struct encode_args {
   int key_tiles, q_tiles, n_key_jobs;
   int max_dim;
 };
-
-// Floats of shared memory a head's weights take (each segment rounded up to 4 floats).
-__host__ __device__ inline int64_t weight_floats(const mlp_args& m) {
-  int64_t f = 0;
-  for (int l = 0; l < m.n_layer; ++l) {
-    f += ((int64_t)m.dims[l] * m.dims[l + 1] + 3) / 4 * 4;
-    f += (m.dims[l + 1] + 3) / 4 * 4;
-  }
-  return f;
-}
 
 __device__ void copy_async(float* dst, const float* src, int64_t n) {
   const bool vec = ((reinterpret_cast<uintptr_t>(src) & 15) == 0) && (n % 4 == 0);
@@ -207,89 +192,14 @@ __global__ void __launch_bounds__(ENC_THREADS) encode_kernel(encode_args a) {
   }
 }
 
-mlp_args to_args(const mlp_device& m) {
-  mlp_args r{};
-  r.n_layer = m.n_layers;
-  r.dims[0] = m.in_dim;
-  for (int l = 1; l < m.n_layers; ++l) r.dims[l] = m.hidden;
-  r.dims[m.n_layers] = m.bits;
-  for (int l = 0; l < 3; ++l) {
-    r.w[l] = m.w[l];
-    r.b[l] = m.b[l];
-  }
-  return r;
-}
-
-void check_mlp(const mlp_device& m, const char* which, int n_enc, int head_dim) {
-  const std::string w = std::string("encode: ") + which;
-  if (m.n_layers < 1 || m.n_layers > 3)
-    fail(w + " n_layers", std::to_string(m.n_layers), "1, 2 or 3");
-  if (m.n_enc != n_enc)
-    fail(w + " n_enc", std::to_string(m.n_enc), std::to_string(n_enc),
-         "one encoder per code head (per_head: n_head, per_group: n_head_kv) or per query head");
-  if (m.in_dim != head_dim) fail(w + " input width", std::to_string(m.in_dim), std::to_string(head_dim));
-  if (m.bits < 1 || m.bits > 32)
-    fail(w + " bits", std::to_string(m.bits), "1 .. 32", "the CUDA backend packs codes into uint32 words");
-  if (m.n_layers > 1 && (m.hidden < 1 || m.hidden > 1024))
-    fail(w + " hidden width", std::to_string(m.hidden), "1 .. 1024");
-  for (int l = 0; l < m.n_layers; ++l)
-    if (!m.w[l] || !m.b[l]) fail(w + " weights of layer " + std::to_string(l), "null", "device pointers");
-}
-
-size_t smem_bytes(const mlp_args& km, const mlp_args& qm, bool has_k, bool has_q, int max_dim) {
-  int64_t wf = 0;
-  if (has_k) wf = weight_floats(km);
-  if (has_q) wf = std::max<int64_t>(wf, weight_floats(qm));
-  return (size_t)(wf + 2 * ENC_TT * (int64_t)max_dim + ENC_THREADS) * sizeof(float);
-}
-
 }  // namespace
 
-void encode_validate(const encode_params& p) {
-  if (p.batch < 1) fail("encode: batch", std::to_string(p.batch), ">= 1");
-  if (p.n_head < 1 || p.n_head_kv < 1 || p.n_head % p.n_head_kv != 0)
-    fail("encode: heads", std::to_string(p.n_head) + " query / " + std::to_string(p.n_head_kv) + " KV",
-         "n_head a positive multiple of n_head_kv");
-  if (p.head_dim < 1 || p.head_dim > 1024) fail("encode: head_dim", std::to_string(p.head_dim), "1 .. 1024");
-  const int n_code_head = p.mode == gqa_mode::per_group ? p.n_head_kv : p.n_head;
-  int bits = 0;
-  if (p.n_new > 0) {
-    if (!p.k_new) fail("encode: k_new", "null", "a device pointer when n_new > 0");
-    if (!p.pos0 && !p.seq_len) fail("encode: positions", "pos0 and seq_len both null", "one of them");
-    check_mlp(p.key_mlp, "key_mlp", n_code_head, p.head_dim);
-    bits = p.key_mlp.bits;
-    if (p.codes.codes == nullptr) fail("encode: codes", "null", "a device pointer");
-    if (p.codes.n_code_head != n_code_head)
-      fail("encode: codes.n_code_head", std::to_string(p.codes.n_code_head), std::to_string(n_code_head));
-    if (p.kv.k != nullptr) {
-      if (!p.v_new) fail("encode: v_new", "null", "a device pointer when K/V are appended");
-      detail::check_paged_kv(p.kv, "encode", p.batch);
-      if (p.kv.n_head_kv != p.n_head_kv || p.kv.head_dim != p.head_dim)
-        fail("encode: kv shape", std::to_string(p.kv.n_head_kv) + "x" + std::to_string(p.kv.head_dim),
-             std::to_string(p.n_head_kv) + "x" + std::to_string(p.head_dim));
-    }
-    if (p.kv_in_type != dtype::f32 && p.kv_in_type != dtype::f16 && p.kv_in_type != dtype::bf16)
-      fail("encode: kv_in_type", std::to_string((int)p.kv_in_type), "f32, f16 or bf16");
-  }
-  if (p.q) {
-    check_mlp(p.query_mlp, "query_mlp", p.n_head, p.head_dim);
-    if (!p.qcodes) fail("encode: qcodes", "null", "a device pointer when q is given");
-    if (bits && p.query_mlp.bits != bits)
-      fail("encode: query bits", std::to_string(p.query_mlp.bits), std::to_string(bits), "key and query codes must have the same width");
-  }
-  const mlp_args km = to_args(p.key_mlp), qm = to_args(p.query_mlp);
-  int max_dim = p.head_dim;
-  if (p.n_new > 0) max_dim = std::max({max_dim, km.dims[1], km.dims[km.n_layer]});
-  if (p.q) max_dim = std::max({max_dim, qm.dims[1], qm.dims[qm.n_layer]});
-  const size_t smem = smem_bytes(km, qm, p.n_new > 0, p.q != nullptr, max_dim);
-  if ((int64_t)smem > detail::max_smem_optin())
-    fail("encode: encoder weights per head in shared memory", std::to_string(smem) + " bytes",
-         "<= " + std::to_string(detail::max_smem_optin()), "use a narrower hidden layer");
-}
+void encode_validate(const encode_params& p) { plan::check_encode(p, detail::current_device()); }
 
 void encode_run(const encode_params& p, void* stream) {
   encode_validate(p);
   if (p.n_new <= 0 && !p.q) return;
+  const plan::encode_layout l = plan::encode_layout_of(p);
   encode_args a{};
   a.n_new = p.n_new > 0 ? p.n_new : 1;
   a.n_head = p.n_head;
@@ -297,9 +207,9 @@ void encode_run(const encode_params& p, void* stream) {
   a.head_dim = p.head_dim;
   a.group = p.n_head / p.n_head_kv;
   a.per_group = p.mode == gqa_mode::per_group;
-  a.n_code_head = a.per_group ? p.n_head_kv : p.n_head;
+  a.n_code_head = l.n_code_head;
   a.batch = p.batch;
-  a.n_key_tok = p.n_new > 0 ? (int64_t)p.batch * p.n_new : 0;
+  a.n_key_tok = l.n_key_tok;
   a.k_new = p.k_new;
   a.v_new = p.v_new;
   a.in_type = (int)p.kv_in_type;
@@ -313,24 +223,19 @@ void encode_run(const encode_params& p, void* stream) {
   a.stride_head = p.kv.stride_head;
   a.pt = p.kv.page_table;
   a.pt_stride = p.kv.page_table_stride;
-  a.page_shift = a.k ? detail::log2_int(p.kv.page_size) : 0;
+  a.page_shift = a.k ? plan::log2_int(p.kv.page_size) : 0;
   a.page_mask = a.k ? (int64_t)p.kv.page_size - 1 : 0;
-  a.kmlp = to_args(p.key_mlp);
+  if (p.n_new > 0) a.kmlp = plan::to_args(p.key_mlp);  // an MLP without jobs is never read
   a.codes = p.codes.codes;
   a.c_stride_seq = p.codes.stride_seq;
   a.c_stride_head = p.codes.stride_head;
   a.q = p.q;
-  a.qmlp = to_args(p.query_mlp);
+  if (p.q) a.qmlp = plan::to_args(p.query_mlp);
   a.qcodes = p.qcodes;
-  a.key_tiles = (int)detail::ceil_div(a.n_key_tok, ENC_TT);
-  a.q_tiles = p.q ? (int)detail::ceil_div(p.batch, ENC_TT) : 0;
-  a.n_key_jobs = p.n_new > 0 ? a.key_tiles * a.n_code_head : 0;
-  const int n_q_jobs = p.q ? a.q_tiles * p.n_head : 0;
-  int max_dim = p.head_dim;
-  if (p.n_new > 0) max_dim = std::max({max_dim, a.kmlp.dims[1], a.kmlp.dims[a.kmlp.n_layer]});
-  if (p.q) max_dim = std::max({max_dim, a.qmlp.dims[1], a.qmlp.dims[a.qmlp.n_layer]});
-  a.max_dim = max_dim;
-  const size_t smem = smem_bytes(a.kmlp, a.qmlp, p.n_new > 0, p.q != nullptr, max_dim);
+  a.key_tiles = l.key_tiles;
+  a.q_tiles = l.q_tiles;
+  a.n_key_jobs = l.n_key_jobs;
+  a.max_dim = l.max_dim;
   static thread_local int configured_device = -1;
   int dev = 0;
   HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
@@ -339,8 +244,7 @@ void encode_run(const encode_params& p, void* stream) {
                                              detail::max_smem_optin()));
     configured_device = dev;
   }
-  const int jobs = a.n_key_jobs + n_q_jobs;
-  encode_kernel<<<jobs, ENC_THREADS, smem, detail::as_stream(stream)>>>(a);
+  encode_kernel<<<l.jobs, ENC_THREADS, l.smem, detail::as_stream(stream)>>>(a);
   HASHATTN_CUDA_LAUNCHED("encode_kernel");
 }
 

@@ -15,12 +15,14 @@ namespace cuda {
 namespace {
 
 using namespace detail;
+using plan::MAX_QPL;      // query heads per list
+using plan::SEL_THREADS;
+using plan::SEL_TILE;     // tokens per compaction tile (16 per thread)
 
-constexpr int SEL_THREADS = 256;
 constexpr int SEL_WARPS = SEL_THREADS / 32;
-constexpr int SEL_TILE = SEL_THREADS * 16;  // tokens per compaction tile (16 per thread)
-constexpr int MAX_LEVELS = 8 * 32 + 1;
-constexpr int MAX_QPL = 8;                  // query heads per list
+constexpr int MAX_LEVELS = MAX_QPL * 32 + 1;
+// The workspace layout (plan::select_layout_of) counts int4 and int2 as 4 and 2 ints.
+static_assert(sizeof(int4) == 4 * sizeof(int32_t) && sizeof(int2) == 2 * sizeof(int32_t), "workspace layout");
 
 struct select_args {
   const uint32_t* qcodes;
@@ -271,86 +273,21 @@ __global__ void __launch_bounds__(SEL_THREADS) select_compact_kernel(select_args
   }
 }
 
-struct select_layout {
-  int n_lists, qpl, levels, n_chunks;
-  int64_t chunk;
-  size_t off_ticket, off_tot, off_lp, off_meta, off_cum, bytes;
-};
-
-select_layout layout_of(const select_params& p) {
-  select_layout l{};
-  const bool pg = p.mode == gqa_mode::per_group;
-  l.n_lists = pg ? p.n_head_kv : p.n_head;
-  l.qpl = pg ? p.n_head / p.n_head_kv : 1;
-  l.levels = l.qpl * p.bits + 1;
-  // Chunks: enough CTAs to fill the device about twice, each at least one compaction tile.
-  const int64_t max_chunks = std::max<int64_t>(1, detail::ceil_div(p.max_ctx, SEL_TILE));
-  // Chunks per list: the fewest waves (8 resident CTAs per SM) per unit of work, at most max_chunks.
-  const int64_t lists = (int64_t)p.batch * l.n_lists, resident = 8 * (int64_t)detail::sm_count();
-  int64_t nc = 1;
-  double best = 1e300;
-  for (int64_t c = 1; c <= std::min<int64_t>(max_chunks, 1024); ++c) {
-    const double cost = (double)detail::ceil_div(lists * c, resident) / (double)c;
-    if (cost < best * 0.999) {
-      best = cost;
-      nc = c;
-    }
-  }
-  l.chunk = detail::round_up(detail::ceil_div(std::max<int64_t>(p.max_ctx, 1), nc), SEL_TILE);
-  l.n_chunks = (int)detail::ceil_div(std::max<int64_t>(p.max_ctx, 1), l.chunk);
-  size_t off = 0;
-  l.off_ticket = off;
-  off = detail::align_up(off + lists * sizeof(unsigned));
-  l.off_tot = off;
-  off = detail::align_up(off + lists * l.levels * sizeof(int));
-  l.off_lp = off;
-  off = detail::align_up(off + lists * sizeof(int4));
-  l.off_meta = off;
-  off = detail::align_up(off + lists * l.n_chunks * sizeof(int2));
-  l.off_cum = off;
-  off = detail::align_up(off + lists * l.n_chunks * (size_t)l.levels * sizeof(int));
-  l.bytes = off;
-  return l;
-}
-
 }  // namespace
 
-int select_n_lists(const select_params& p) {
-  return p.mode == gqa_mode::per_group ? p.n_head_kv : p.n_head;
-}
+int select_n_lists(const select_params& p) { return plan::select_lists(p); }
 
-void select_validate(const select_params& p) {
-  if (p.batch < 1) fail("select: batch", std::to_string(p.batch), ">= 1");
-  if (p.n_head < 1 || p.n_head_kv < 1 || p.n_head % p.n_head_kv != 0)
-    fail("select: heads", std::to_string(p.n_head) + " query / " + std::to_string(p.n_head_kv) + " KV",
-         "n_head a positive multiple of n_head_kv");
-  const bool pg = p.mode == gqa_mode::per_group;
-  const int qpl = pg ? p.n_head / p.n_head_kv : 1;
-  if (qpl > MAX_QPL)
-    fail("select: query heads per KV group in per_group mode", std::to_string(qpl), "<= 8");
-  if (p.bits < 1 || p.bits > 32) fail("select: bits", std::to_string(p.bits), "1 .. 32");
-  if (!p.qcodes || !p.seq_len || !p.idx || !p.idx_count)
-    fail("select: device pointers", "null qcodes/seq_len/idx/idx_count", "all set");
-  if (p.max_ctx < 1 || p.max_ctx > INT32_MAX)
-    fail("select: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");
-  detail::check_code_store(p.codes, "select", select_n_lists(p), p.max_ctx);
-  budget_validate(p.budget);
-  const int64_t need = budget_max_tokens(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window,
-                                         p.max_ctx);
-  if (p.idx_stride < need)
-    fail("select: idx_stride", std::to_string(p.idx_stride), ">= " + std::to_string(need),
-         "the longest list over contexts up to max_ctx (below the budget's floor a list holds every token)");
-}
+void select_validate(const select_params& p) { plan::check_select(p); }
 
 size_t select_workspace_size(const select_params& p) {
   select_validate(p);
-  return layout_of(p).bytes;
+  return plan::select_layout_of(p, detail::current_device()).bytes;
 }
 
 void select_run(const select_params& p, void* workspace, void* stream) {
   select_validate(p);
   if (!workspace) fail("select: workspace", "null", "select_workspace_size() bytes, zeroed once");
-  const select_layout l = layout_of(p);
+  const plan::select_layout l = plan::select_layout_of(p, detail::current_device());
   char* ws = static_cast<char*>(workspace);
   select_args a{};
   a.qcodes = p.qcodes;

@@ -419,7 +419,9 @@ INSTANTIATE_TEST_SUITE_P(Cuda, EncodeTest, testing::ValuesIn(encode_cases()),
                          [](const testing::TestParamInfo<encode_case>& i) { return name_of(i.param); });
 
 // ---------------------------------------------------------------- validation
-TEST(CudaValidate, BadParamsAreRefused) {
+// Every check is tested field by field on the CPU (tests/cuda/cuda-validate-test.cpp); here, that the
+// public entry points reach them, and the encode check sees this device's shared memory.
+TEST(CudaValidate, EntryPointsUseTheHostChecks) {
   NEED_GPU();
   dbuf<uint16_t> kv(1024);
   dbuf<int32_t> pt(16), len(4);
@@ -443,25 +445,16 @@ TEST(CudaValidate, BadParamsAreRefused) {
   p.kv.page_table = pt.p;
   p.kv.page_table_stride = 4;
   EXPECT_NO_THROW(attend_validate(p));
-  auto bad = [&](auto mutate, const char* what) {
-    attend_params b = p;
-    mutate(b);
-    EXPECT_THROW(attend_validate(b), hashattn::error) << what;
-  };
-  bad([](attend_params& b) { b.kv.page_size = 3; }, "page size not a power of two");
-  bad([](attend_params& b) { b.kv.head_dim = 96; b.kv.stride_head = 96; b.kv.stride_tok = 192; }, "head_dim 96");
-  bad([](attend_params& b) { b.n_head = 3; }, "n_head not a multiple");
-  bad([](attend_params& b) { b.kv.type = dtype::f32; }, "f32 KV");
-  bad([](attend_params& b) { b.kv.stride_tok = 100; }, "unaligned stride");
-  bad([](attend_params& b) { b.n_splits = 1000; }, "too many splits");
-  bad([](attend_params& b) { b.q = nullptr; }, "null q");
+  EXPECT_GE(attend_n_splits(p), 1);
+  attend_params b = p;
+  b.kv.page_size = 3;
   try {
-    attend_params b = p;
-    b.kv.page_size = 3;
     attend_validate(b);
+    ADD_FAILURE() << "page size 3 accepted";
   } catch (const hashattn::error& e) {
     EXPECT_NE(std::string(e.what()).find("page_size"), std::string::npos) << e.what();
   }
+  EXPECT_THROW(attend_workspace_size(b), hashattn::error);
   select_params s;
   dbuf<uint32_t> codes(64), qc(8);
   dbuf<int32_t> idx(64), cnt(4);
@@ -483,18 +476,26 @@ TEST(CudaValidate, BadParamsAreRefused) {
   s.idx_count = cnt.p;
   s.idx_stride = 8;
   EXPECT_NO_THROW(select_validate(s));
-  select_params s2 = s;
-  s2.idx_stride = 7;
-  EXPECT_THROW(select_validate(s2), hashattn::error);
-  s2 = s;
-  s2.bits = 33;
-  EXPECT_THROW(select_validate(s2), hashattn::error);
-  s2 = s;
-  s2.mode = gqa_mode::per_group;  // code heads must then be n_head_kv
-  EXPECT_THROW(select_validate(s2), hashattn::error);
-  s2 = s;
-  s2.budget.density = 0;
-  EXPECT_THROW(select_validate(s2), hashattn::error);
+  EXPECT_GT(select_workspace_size(s), 0u);
+  s.idx_stride = 7;
+  EXPECT_THROW(select_validate(s), hashattn::error);
+  EXPECT_THROW(select_workspace_size(s), hashattn::error);
+  // Encoder weights of hidden width 1024 do not fit any device's shared memory.
+  dbuf<float> w(16);
+  encode_params e;
+  e.batch = 1;
+  e.n_head = 4;
+  e.n_head_kv = 2;
+  e.head_dim = 64;
+  e.q = q.p;
+  e.qcodes = qc.p;
+  e.query_mlp.n_enc = 4;
+  e.query_mlp.in_dim = 64;
+  e.query_mlp.hidden = 64;
+  for (int l = 0; l < 3; ++l) e.query_mlp.w[l] = e.query_mlp.b[l] = w.p;
+  EXPECT_NO_THROW(encode_validate(e));
+  e.query_mlp.hidden = 1024;
+  EXPECT_THROW(encode_validate(e), hashattn::error);
 }
 
 }  // namespace
