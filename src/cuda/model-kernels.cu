@@ -328,7 +328,7 @@ void swiglu(const float* gu, int64_t n, int n_ff, void* h, void* stream) {
 void qkv_rope_store(const qkv_params& p, void* stream) {
   if (p.n <= 0) return;
   if (p.kv.type != dtype::bf16 && p.kv.type != dtype::f16)
-    fail("qkv_rope_store: kv.type", detail::type_name(p.kv.type), "bf16 or f16");
+    fail("qkv_rope_store: kv.type", dtype_name(p.kv.type), "bf16 or f16");
   if (p.rope_dims % 2 || p.rope_dims > p.head_dim || p.rope_dims < 0)
     fail("qkv_rope_store: rope_dims", std::to_string(p.rope_dims), "even, <= head_dim");
   if (!p.qkv || !p.q_out || !p.kv.k || !p.kv.v || !p.kv.page_table)
@@ -356,7 +356,7 @@ void sample_tokens(const float* logits, int batch, int64_t n_vocab, float temp, 
 
 void fill_random_half(void* p, dtype type, int64_t count, uint64_t seed, float scale, void* stream) {
   if (count <= 0) return;
-  if (type != dtype::bf16 && type != dtype::f16) fail("fill_random_half: type", detail::type_name(type), "bf16 or f16");
+  if (type != dtype::bf16 && type != dtype::f16) fail("fill_random_half: type", dtype_name(type), "bf16 or f16");
   fill_half_kernel<<<grid_for(count, 256), 256, 0, as_stream(stream)>>>(static_cast<uint16_t*>(p), count, seed, scale,
                                                                         type == dtype::f16);
   HASHATTN_CUDA_LAUNCHED("fill_random_half");
