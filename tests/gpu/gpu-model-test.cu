@@ -137,7 +137,6 @@ TEST_F(GpuModel, LogitsAgreeWithCpuOn256PositionsOfText) {
     const std::string tag = kvt == dtype::f16 ? "f16 KV" : "bf16 KV";
     gpu::session_params sp;
     sp.n_ctx = 512;
-    sp.n_batch = 100;  // chunk boundaries inside the text
     sp.kv_type = kvt;
     // Prefill path: every position's logits.
     gpu::session g(dm, sp);
@@ -183,7 +182,7 @@ TEST_F(GpuModel, PrefillMatchesDecodeForEveryChunking) {
     gpu::session g(dm, pp);
     std::vector<float> pre;
     g.prefill(0, ids.data(), n, &pre, true);
-    const bool dflt = st[0] == 256 && st[1] == 64;
+    const bool dflt = st[0] == gpu::session_params{}.n_batch && st[1] == gpu::session_params{}.prefill_attn_rows;
     compare("prefill chunk " + std::to_string(st[0]) + " attn rows " + std::to_string(st[1]) + " vs decode",
             pre.data(), dec.data(), n, V, dflt);
   }
