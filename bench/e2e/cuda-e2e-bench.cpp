@@ -132,8 +132,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "synthetic contents and random encoders");
   app.add_option("-t,--threads", threads, "host threads for the upload")->check(CLI::Range(0, 4096));
   app.add_option("--json", json, "write the rows as JSON");
-  bool no_gemv = false;
-  app.add_flag("--no-gemv", no_gemv, "cuBLAS for every projection (not our matrix-vector kernel for B <= 8)");
+  bool gemv = false;
+  app.add_flag("--gemv", gemv, "our matrix-vector kernel for the projections of B <= 8 (default: cuBLAS)");
   CLI11_PARSE(app, argc, argv);
   try {
     const auto B = parse_list(batches, "batch");
@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
             sp.batch = (int)b;
             sp.n_ctx = ctx + warmup + reps + 1;
             sp.policy = pol;
-            sp.gemv = !no_gemv;
+            sp.gemv = gemv;
             if (!policy_spec_parse(pol).is_dense() && policy_spec_parse(pol).is_hash()) sp.hash = encoders(pol);
             gpu::session s(dm, sp);
             s.fill_synthetic(ctx, seed);
