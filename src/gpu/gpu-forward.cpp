@@ -42,26 +42,30 @@ void session::impl::linear(int64_t n, int64_t n_out, int64_t n_in, const void* w
   cuda::gemm_bf16(blas, n, n_out, n_in, w, xin, y, ldy, beta);
 }
 
+cuda::decode_params session::impl::hash_decode(int l) const {
+  cuda::decode_params dp;
+  dp.batch = B;
+  dp.n_head = m->hp.n_head;
+  dp.mode = mode;
+  dp.q = q.as<const float>();
+  dp.k_new = k.p;  // the new key's code; K/V are already in the pages
+  dp.kv_in_type = dtype::f32;
+  dp.append_kv = false;
+  dp.kv = kv(l, false);
+  dp.codes = code_store(l);
+  dp.key_mlp = hash.key[l];
+  dp.query_mlp = hash.query[l];
+  dp.seq_len = len.as<const int32_t>();
+  dp.max_ctx = n_ctx;
+  dp.budget = budget;
+  dp.out = att.as<float>();
+  return dp;
+}
+
 void session::impl::attend_decode(int l) {
   const model_hparams& hp = m->hp;
   if (method == attn_method::hash) {
-    cuda::decode_params dp;
-    dp.batch = B;
-    dp.n_head = hp.n_head;
-    dp.mode = mode;
-    dp.q = q.as<const float>();
-    dp.k_new = k.p;  // the new key's code; K/V are already in the pages
-    dp.kv_in_type = dtype::f32;
-    dp.append_kv = false;
-    dp.kv = kv(l, false);
-    dp.codes = code_store(l);
-    dp.key_mlp = hash.key[l];
-    dp.query_mlp = hash.query[l];
-    dp.seq_len = len.as<const int32_t>();
-    dp.max_ctx = n_ctx;
-    dp.budget = budget;
-    dp.out = att.as<float>();
-    cuda::decode_run(dp, ws.p, stream);
+    cuda::decode_run(hash_decode(l), ws.p, stream);
     return;
   }
   cuda::attend_params a;

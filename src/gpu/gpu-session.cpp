@@ -148,25 +148,7 @@ void session::impl::init() {
     }
     w = std::max(w, cuda::attend_workspace_size(a));
   }
-  if (method == attn_method::hash) {
-    cuda::decode_params dp;
-    dp.batch = B;
-    dp.n_head = hp.n_head;
-    dp.mode = mode;
-    dp.q = q.as<const float>();
-    dp.k_new = k.p;
-    dp.kv_in_type = dtype::f32;
-    dp.append_kv = false;
-    dp.kv = kv(0, false);
-    dp.codes = code_store(0);
-    dp.key_mlp = hash.key[0];
-    dp.query_mlp = hash.query[0];
-    dp.seq_len = len.as<const int32_t>();
-    dp.max_ctx = n_ctx;
-    dp.budget = budget;
-    dp.out = att.as<float>();
-    w = std::max(w, cuda::decode_workspace_size(dp));
-  }
+  if (method == attn_method::hash) w = std::max(w, cuda::decode_workspace_size(hash_decode(0)));
   ws = dbuf(std::max<size_t>(w, 256), "attention workspace");
   cuda::workspace_clear(ws.p, ws.bytes, stream);
   cuda::workspace_clear(ws_prefill.p, ws_prefill.bytes, stream);

@@ -57,6 +57,7 @@ struct session::impl {
   void layers(int64_t n, bool decode, int seq, int64_t pos0);
   // y [n, n_out] (+)= x [n, n_in] W^T: the matrix-vector kernel for a few rows, else cuBLAS.
   void linear(int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* xin, float* y, int64_t ldy, float beta);
+  cuda::decode_params hash_decode(int layer) const;  // a layer's hash decode step (sized at init, run per step)
   void attend_decode(int layer);
   void attend_prefill(int layer, int seq, int64_t pos0, int64_t n);
   void logits_rows(const float* x_rows, int64_t n);  // norm + output GEMM into logits
