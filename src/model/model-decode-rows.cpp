@@ -32,10 +32,11 @@ void session::impl::decode_rows(const seq_row* rows, const int32_t* toks, int64_
     for (int64_t r = 0; r < n; ++r) {
       const seq_row& R = rows[r];
       const float* q = Q.data() + r * qd;
-      const float* k = K.data() + r * kv_dim;
+      float* k = K.data() + r * kv_dim;
       cpu::f32_to_f16_row(k, R.seq->k_row(l, R.pos), kv_dim);
       cpu::f32_to_f16_row(V.data() + r * kv_dim, R.seq->v_row(l, R.pos), kv_dim);
       if (observer) observer(l, q, k, V.data() + r * kv_dim, R.pos, 1);
+      cpu::f16_to_f32_row(R.seq->k_row(l, R.pos), k, kv_dim);  // the policy sees the cached (fp16) key
       R.pol->on_append(l, k, R.pos, 1);
       attn_decode_params ap;
       ap.q = q;

@@ -253,6 +253,10 @@ void session::impl::prefill_seq(kv_seq& sq, attention_policy& pol, int64_t pos0,
       cpu::f32_to_f16_row(V.data() + i * kv_dim, sq.v_row(l, pos0 + i), kv_dim);
     }
     if (observer) observer(l, Q.data(), K.data(), V.data(), pos0, n);
+    // The policy indexes the keys as the cache holds them (fp16 values): the same whether a key was
+    // prefilled, decoded or read back from shared pages.
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) cpu::f16_to_f32_row(sq.k_row(l, pos0 + i), K.data() + i * kv_dim, kv_dim);
     pol.on_append(l, K.data(), pos0, n);
     attn_prefill(l, pos0, n, sq);
     layer_out_ffn(L, n, wpath::tiles);

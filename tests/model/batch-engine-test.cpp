@@ -184,6 +184,36 @@ TEST(batch_engine, fork_shares_prefix_pages_and_matches_float64) {
   EXPECT_EQ(e.pages_free(), e.pages_total());
 }
 
+// A forked sequence's policy is told the shared keys as the cache holds them: a stateful selector
+// (SimHash codes of every key) then selects exactly as in a sequence that prefilled the same tokens.
+TEST(batch_engine, fork_gives_a_stateful_policy_the_shared_keys) {
+  const uint64_t seed = 3005;
+  HASHATTN_SEED(seed);
+  const tiny_cfg c = quant_cfg();
+  const tiny_model tm = build(c, seed);
+  auto m = load(tm);
+  std::mt19937_64 rng(seed + 1);
+  batch_params bp;
+  bp.n_ctx = 40;
+  bp.max_seqs = 3;
+  bp.page_size = 4;
+  bp.n_threads = 1;
+  batch_engine e(*m, bp);
+  const auto prompt = random_tokens(18, c.n_vocab, rng);
+  const int64_t a = e.open();
+  e.prefill(a, prompt.data(), 18);
+  const int64_t b = e.fork(a, 18, policy_of("simhash"));
+  const int64_t d = e.open(policy_of("simhash"));
+  e.prefill(d, prompt.data(), 18);
+  for (int t = 0; t < 8; ++t) {
+    const int64_t ids[2] = {b, d};
+    const int32_t tk = (int32_t)(rng() % c.n_vocab), tks[2] = {tk, tk};
+    e.step(ids, tks, 2);
+    ASSERT_EQ(0, std::memcmp(e.logits(b), e.logits(d), sizeof(float) * c.n_vocab)) << "step " << t;
+  }
+  EXPECT_LT(e.attended_density(b), 0.9) << "the policy was sparse";
+}
+
 TEST(batch_engine, refuses_bad_use_before_writing_anything) {
   const tiny_cfg c;
   const tiny_model tm = build(c, 3004);
