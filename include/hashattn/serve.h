@@ -84,6 +84,9 @@ class scheduler {
   void shutdown(bool finish_running);
   // Blocks until nothing is queued or running.
   void drain();
+  // After shutdown(): waits for the scheduler thread to end (the prefix cache's sequences closed, so
+  // every page is back in the pool unless one leaked).
+  void join();
   metrics snapshot() const;
   int64_t n_ctx() const;
 

@@ -331,6 +331,10 @@ scheduler::scheduler(const model& m, const tokenizer& tok, const scheduler_param
 
 scheduler::~scheduler() {
   shutdown(false);
+  join();
+}
+
+void scheduler::join() {
   if (p_->th.joinable()) p_->th.join();
 }
 

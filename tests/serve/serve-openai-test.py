@@ -153,7 +153,7 @@ class ServeTest(unittest.TestCase):
                 if attn == "hash":
                     args += ["--hash", self.hash]
                 self.assertEqual(r.choices[0].text, self.generate(args))
-                self.assertEqual(r.model_extra["hashattn"]["attn"], "dense" if attn == "dense" else "hash@1/8")
+                self.assertEqual(r.model_extra["hashattn"]["attn"], "dense" if attn == "dense" else "hash/head@1/8")
                 if attn == "hash":
                     self.assertLess(r.model_extra["hashattn"]["density"], 0.5)
 

@@ -9,6 +9,9 @@
 #ifdef HASHATTN_HAVE_HTTPLIB
 #include <httplib.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <chrono>
@@ -30,6 +33,14 @@ namespace hashattn::cli {
 namespace {
 
 using nlohmann::json;
+
+int g_stop_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int) {
+  const char c = 's';
+  const ssize_t n = write(g_stop_pipe[1], &c, 1);  // async-signal-safe
+  (void)n;
+}
 
 struct channel {
   std::mutex mu;
@@ -321,12 +332,15 @@ int run_serve(const serve_options& o) {
   if (o.port < 0 || o.port > 65535) fail("--port", std::to_string(o.port), "0 .. 65535");
   if (o.parallel < 1 || o.parallel > 256) fail("--parallel", std::to_string(o.parallel), "1 .. 256");
   if (o.max_body < 64) fail("--max-body", std::to_string(o.max_body), ">= 64 bytes");
-  // SIGTERM / SIGINT go to one waiting thread: blocked before any thread starts (OpenMP's included).
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // SIGTERM / SIGINT: the handler (on whichever thread the signal lands: OpenBLAS starts its own at
+  // load time) writes to a pipe that one waiting thread reads.
+  if (pipe(g_stop_pipe) != 0) fail("serve: cannot create a pipe for signals");
+  struct sigaction sa = {};
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   server_state S(o);
   S.m = model::load(o.model);
@@ -368,21 +382,29 @@ int run_serve(const serve_options& o) {
                S.m->describe().c_str(), o.host.c_str(), o.port, S.model_id.c_str(), o.parallel,
                (long long)S.sched->n_ctx(), S.method.c_str(), o.api_key.empty() ? "" : ", API key required");
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    if (!o.quiet) std::fprintf(stderr, "hashattn serve: signal %d: finishing running requests\n", sig);
+    char c = 0;
+    while (read(g_stop_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    if (c == 'q') return;  // listen ended by itself
+    if (!o.quiet) std::fprintf(stderr, "hashattn serve: stopping: finishing running requests\n");
     S.sched->shutdown(true);
     S.sched->drain();
     svr.stop();
   });
-  svr.listen_after_bind();
-  if (waiter.joinable()) {
-    // listen ended without a signal (an error): wake the waiter
-    pthread_kill(waiter.native_handle(), SIGTERM);
-    waiter.join();
+  const bool listened = svr.listen_after_bind();
+  if (!listened) {
+    const char q = 'q';
+    if (write(g_stop_pipe[1], &q, 1) < 0) std::perror("hashattn serve: pipe");
   }
+  waiter.join();
+  S.sched->shutdown(true);
+  S.sched->join();
+  const serve::metrics m = S.sched->snapshot();
   S.sched.reset();
-  if (!o.quiet) std::fprintf(stderr, "hashattn serve: stopped\n");
+  if (!o.quiet)
+    std::fprintf(stderr, "hashattn serve: stopped after %lld requests (%lld failed, %lld cancelled); KV pages in use: %lld of %lld\n",
+                 (long long)(m.requests_ok + m.requests_failed + m.requests_cancelled), (long long)m.requests_failed,
+                 (long long)m.requests_cancelled, (long long)m.pages_used, (long long)m.pages_total);
   return 0;
 }
 
