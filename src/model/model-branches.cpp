@@ -68,8 +68,8 @@ branch_decoder::branch_decoder(session& s, std::vector<attention_policy*> polici
     b.seqs.back().reserve(b.fork + max_steps);
   }
   b.logits.assign(B * (size_t)S.hp.n_vocab, 0.f);
-  b.cos_t.resize(S.hp.rope_dims / 2);
-  b.sin_t.resize(S.hp.rope_dims / 2);
+  b.cos_t.resize(S.rope_row());
+  b.sin_t.resize(S.rope_row());
 }
 
 branch_decoder::~branch_decoder() {
@@ -117,9 +117,8 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
   for (int br : b.rows) b.row_toks.push_back(tokens[br]);
   S.rows_resize(n);
   S.rows_embed(b.row_toks.data(), n);
-  cpu::rope_angles(pos, hp.rope_dims, hp.rope_base, W.rope_freqs.empty() ? nullptr : W.rope_freqs.data(),
-                   b.cos_t.data(), b.sin_t.data());
-  const float scale = 1.0f / std::sqrt((float)hp.head_dim);
+  S.rope_row_angles(pos, b.cos_t.data(), b.sin_t.data());
+  const float scale = hp.attn_scale;
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
     S.layer_qkv(L, n, b.cos_t.data(), b.sin_t.data(), 0, true);
@@ -139,7 +138,9 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
       ap.scale = scale;
       ap.out = S.A.data() + r * qd;
       ap.n_threads = S.nt;
-      if (!pol.is_dense()) {
+      if (S.window_lists(l, pos, b.lists)) {  // a sliding-window layer: its window, whatever the policy
+        attn_params_set_lists(ap, b.lists);
+      } else if (!pol.is_dense()) {
         pol.select(l, q, ap.kv, b.lists);
         attn_params_set_lists(ap, b.lists);
       }
