@@ -1,4 +1,4 @@
-// Chat templates. Only ChatML is rendered:
+// Chat templates: ChatML and Gemma (tokenizer.h). ChatML:
 //   [<|im_start|>system\n{default system}<|im_end|>\n]   when the first message is not "system"
 //   <|im_start|>{role}\n{content}<|im_end|>\n            per message
 //   <|im_start|>assistant\n                              when add_generation_prompt
@@ -36,6 +36,10 @@ chat_template chat_template_detect(const std::string& text) {
     t.warning = "the model has no chat template; using ChatML";
     return t;
   }
+  if (text.find("<start_of_turn>") != std::string::npos && text.find("<end_of_turn>") != std::string::npos) {
+    t.format = chat_format::gemma;
+    return t;
+  }
   const bool chatml = text.find("<|im_start|>") != std::string::npos && text.find("<|im_end|>") != std::string::npos;
   if (!chatml) {
     t.warning = "unrecognized chat template (not ChatML); using ChatML, which may not match this model";
@@ -71,8 +75,36 @@ chat_template chat_template_from_gguf(const gguf::file& f) {
   return chat_template_detect(v ? v->s : std::string());
 }
 
+static std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\n\r\f\v");
+  if (a == std::string::npos) return {};
+  return s.substr(a, s.find_last_not_of(" \t\n\r\f\v") - a + 1);
+}
+
+static std::string apply_gemma(const std::vector<chat_message>& messages, bool add_generation_prompt) {
+  std::string out, system;
+  for (size_t k = 0; k < messages.size(); k++) {
+    const auto& m = messages[k];
+    if (m.role.empty()) fail("chat template: message " + std::to_string(k) + " has an empty role");
+    if (m.role == "system") {
+      system += trim(m.content);
+      continue;
+    }
+    const std::string role = m.role == "assistant" ? "model" : m.role;
+    out += "<start_of_turn>" + role + "\n";
+    if (!system.empty() && role != "model") {
+      out += system + "\n\n";
+      system.clear();
+    }
+    out += trim(m.content) + "<end_of_turn>\n";
+  }
+  if (add_generation_prompt) out += "<start_of_turn>model\n";
+  return out;
+}
+
 std::string apply_chat_template(const chat_template& t, const std::vector<chat_message>& messages,
                        bool add_generation_prompt) {
+  if (t.format == chat_format::gemma) return apply_gemma(messages, add_generation_prompt);
   std::string out;
   for (size_t k = 0; k < messages.size(); k++) {
     const auto& m = messages[k];

@@ -237,7 +237,11 @@ TEST(tokenizer, vocabulary_validation) {
     edit(v);
     expect_error([&] { tokenizer::from_vocab(v); }, needles);
   };
-  bad([](tokenizer_vocab& v) { v.model = "llama"; }, {"unsupported tokenizer model 'llama'", "SentencePiece"});
+  bad([](tokenizer_vocab& v) { v.model = "bert"; }, {"unsupported tokenizer model 'bert'", "SentencePiece"});
+  bad([](tokenizer_vocab& v) {
+    v.model = "llama";
+    v.scores.assign(3, 0.f);
+  }, {"scores length differs"});
   bad([](tokenizer_vocab& v) { v.tokens.clear(); v.types.clear(); }, {"empty"});
   bad([](tokenizer_vocab& v) { v.types.pop_back(); }, {"token_type length", "269", "270"});
   bad([](tokenizer_vocab& v) { v.types[3] = 9; }, {"token 3", "unknown token type", "9"});
@@ -267,10 +271,10 @@ TEST(tokenizer, from_gguf_metadata) {
   EXPECT_EQ(t->encode("hello12", true), (ids{265, 259, '1', '2'}));
 
   gguf::writer w2 = w;
-  w2.set("tokenizer.ggml.model", gguf::value::from_string("llama"));
+  w2.set("tokenizer.ggml.model", gguf::value::from_string("bert"));
   auto b2 = w2.to_bytes();
   auto f2 = gguf::file::from_buffer(b2.data(), b2.size());
-  expect_error([&] { tokenizer::from_gguf(*f2); }, {"tokenizer.ggml.model 'llama'", "gpt2"});
+  expect_error([&] { tokenizer::from_gguf(*f2); }, {"tokenizer.ggml.model 'bert'", "gpt2", "llama"});
   gguf::writer w3 = w;
   w3.set("tokenizer.ggml.eos_token_id", gguf::value::from_u32(5000));
   auto b3 = w3.to_bytes();
@@ -358,3 +362,30 @@ TEST(chat_template, unknown_and_missing_fall_back_to_chatml_with_warning) {
   auto f = gguf::file::from_buffer(b.data(), b.size());
   expect_error([&] { chat_template_from_gguf(*f); }, {"tokenizer.chat_template has the wrong type", "u32"});
 }
+
+namespace hashattn {
+namespace {
+
+// Gemma's turns, against the expected output of llama.cpp's tests/test-chat-template.cpp (llama.cpp
+// 0.3.36's vendored tree, case "google/gemma-7b-it": its built-in rendering, system merged into the
+// first user turn).
+TEST(chat_template, gemma_turns_as_llama_cpp) {
+  const char* tmpl =
+      "{% for message in messages %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + "
+      "'<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+  const chat_template t = chat_template_detect(tmpl);
+  EXPECT_EQ(t.format, chat_format::gemma);
+  EXPECT_TRUE(t.warning.empty());
+  const std::vector<chat_message> conv = {{"system", "You are a helpful assistant"}, {"user", "Hello"},
+                                          {"assistant", "Hi there"},                  {"user", "Who are you"},
+                                          {"assistant", "   I am an assistant   "},    {"user", "Another question"}};
+  EXPECT_EQ(apply_chat_template(t, conv, true),
+            "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\nHi "
+            "there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an "
+            "assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(apply_chat_template(t, {{"user", "hi"}}, false), "<start_of_turn>user\nhi<end_of_turn>\n");
+  expect_error([&] { apply_chat_template(t, {{"", "x"}}, true); }, {"empty role"});
+}
+
+}  // namespace
+}  // namespace hashattn
