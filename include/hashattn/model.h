@@ -55,7 +55,7 @@ struct model_hparams {
   int head_dim = 0;
   int n_ff = 0;
   int64_t n_vocab = 0;
-  int64_t n_ctx_train = 0;   // <arch>.context_length
+  int64_t n_ctx_train = 0;   // <arch>.context_length (YaRN: at least original_context_length x factor)
   float rope_base = 10000.f;
   int rope_dims = 0;         // dims rotated per head (<= head_dim)
   rope_layout rope = rope_layout::adjacent;

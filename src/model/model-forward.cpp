@@ -432,7 +432,7 @@ session::session(const model& m, const session_params& p, std::unique_ptr<attent
   if (s.n_ctx > hp.n_ctx_train)
     fail("session: context size", std::to_string(s.n_ctx),
          "at most the model's training context " + std::to_string(hp.n_ctx_train),
-         "RoPE scaling for longer contexts is not supported");
+         "the model's RoPE (and its scaling, if any) covers no more");
   if (p.n_threads < 0) fail("session: threads", std::to_string(p.n_threads), ">= 0 (0: all)");
   s.nt = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
   s.be = &backend_get(p.backend);

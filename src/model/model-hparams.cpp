@@ -91,6 +91,9 @@ void read_scaling(const gguf::file& f, const std::string& a, model_hparams& hp, 
     hp.yarn_orig_ctx = f.get_int(a + "rope.scaling.original_context_length", hp.n_ctx_train);
     positive(a + "rope.scaling.original_context_length", hp.yarn_orig_ctx, 1 << 24);
     yarn_corr_dims(hp.rope_dims, hp.yarn_orig_ctx, r.base, 32.0f, 1.0f, r);
+    // The context YaRN stretches to (Qwen2.5 files keep context_length at the original 32K).
+    const double stretched = (double)hp.yarn_orig_ctx * fac;
+    if (stretched > (double)hp.n_ctx_train && stretched <= (double)(1 << 24)) hp.n_ctx_train = (int64_t)stretched;
   }
 }
 

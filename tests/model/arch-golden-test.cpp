@@ -309,6 +309,65 @@ TEST(arch_golden, hparams_of_each_case) {
   }
 }
 
+// YaRN stretches the usable context to original_context_length x factor when that is longer.
+TEST(arch_golden, yarn_stretches_the_context) {
+  json spec = golden_case("qwen2-yarn")["spec"];
+  for (auto& m : spec["metadata"])
+    if (m[0] == "qwen2.context_length") m[2] = 128;
+  const built b = build_case(goldens()["seed"], spec, false, false);
+  auto m = model::from_gguf(gguf::file::from_buffer(b.bytes.data(), b.bytes.size()));
+  EXPECT_EQ(m->hparams().n_ctx_train, 64 * 4);
+}
+
+// model_check (hashattn info): what runs, what is missing, the notes.
+TEST(arch_golden, model_check_says_what_is_missing) {
+  const uint64_t seed = goldens()["seed"];
+  auto check = [&](const json& spec) {
+    const built b = build_case(seed, spec, false, false);
+    return model_check(*gguf::file::from_buffer(b.bytes.data(), b.bytes.size()));
+  };
+  auto has = [](const std::vector<std::string>& v, const std::string& needle) {
+    for (const auto& s : v)
+      if (s.find(needle) != std::string::npos) return true;
+    return false;
+  };
+  {
+    const model_support s = check(golden_case("gemma3")["spec"]);
+    EXPECT_TRUE(s.runs);
+    EXPECT_TRUE(s.missing.empty());
+    EXPECT_TRUE(has(s.notes, "5 sliding-window layers keep their window")) << testing::PrintToString(s.notes);
+    EXPECT_TRUE(has(s.notes, "on the 1 global layers only"));
+    EXPECT_NE(s.summary.find("gemma3"), std::string::npos);
+    EXPECT_NE(s.tokenizer.find("none"), std::string::npos) << "no tokenizer keys in these files";
+  }
+  {
+    const model_support s = check(golden_case("mistral")["spec"]);
+    EXPECT_TRUE(s.runs);
+    EXPECT_TRUE(has(s.notes, "'llama.attention.sliding_window' = 4096 is ignored")) << testing::PrintToString(s.notes);
+  }
+  {  // another architecture, an unknown scaling: both named
+    json spec = golden_case("qwen2-yarn")["spec"];
+    for (auto& m : spec["metadata"]) {
+      if (m[0] == "general.architecture") m[2] = "phi3";
+      if (m[0] == "qwen2.rope.scaling.type") m[0] = "phi3.rope.scaling.type", m[2] = "longrope";
+    }
+    const model_support s = check(spec);
+    EXPECT_FALSE(s.runs);
+    EXPECT_TRUE(has(s.missing, "architecture 'phi3'")) << testing::PrintToString(s.missing);
+    EXPECT_TRUE(has(s.missing, "RoPE scaling 'longrope' (metadata 'phi3.rope.scaling.type'"));
+  }
+  {  // the loader's refusal when nothing else is found: a missing tensor, by name
+    json spec = golden_case("mistral")["spec"];
+    json kept = json::array();
+    for (const auto& t : spec["tensors"])
+      if (t["name"] != "blk.1.ffn_up.weight") kept.push_back(t);
+    spec["tensors"] = kept;
+    const model_support s = check(spec);
+    EXPECT_FALSE(s.runs);
+    EXPECT_TRUE(has(s.missing, "blk.1.ffn_up.weight' is missing")) << testing::PrintToString(s.missing);
+  }
+}
+
 // Every refusal at load names the file and the key.
 TEST(arch_golden, refusals_name_the_file_and_the_key) {
   const uint64_t seed = goldens()["seed"];
