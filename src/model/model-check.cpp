@@ -57,7 +57,7 @@ model_support model_check(const gguf::file& f) {
                           (hp.rope_scaling == "llama3" ? (f.find_tensor("rope_freqs.weight") ? " (rope_freqs tensor)" : " (from the metadata)") : ""));
       if (!hp.window.empty() || hp.rope_scaling == "linear" || hp.rope_scaling == "yarn" || hp.qk_norm)
         s.notes.push_back("CPU only: the GPU runtime runs llama and qwen2 layers without linear or YaRN RoPE scaling");
-    } catch (const error& e) {
+    } catch (const std::exception& e) {
       s.missing.push_back(e.what());
     }
   }
@@ -69,7 +69,7 @@ model_support model_check(const gguf::file& f) {
       s.tokenizer_ok = true;
       s.tokenizer = f.get_string("tokenizer.ggml.model") + ", pre-tokenizer " + t->pre() + ", " +
                     std::to_string(t->n_vocab()) + " tokens";
-    } catch (const error& e) {
+    } catch (const std::exception& e) {
       s.tokenizer = e.what();
     }
   }
