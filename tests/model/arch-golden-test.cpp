@@ -2,8 +2,9 @@
 // tests/data/make-arch-goldens.py with llama-cpp-python and the gguf package): the random-weight
 // models are rebuilt here byte for byte from the spec in the JSON (the same per-tensor splitmix64
 // recipe as the script; the data digest must match the script's), then our logits over 256 positions
-// are compared with llama.cpp's, through prefill (all rows at once) and through decode (one token at a
-// time: the mat-vec path and, on gemma3's sliding-window layers, the window's index lists).
+// are compared with llama.cpp's, through prefill (all rows at once), through decode (one token at a
+// time: the mat-vec path and, on gemma3's sliding-window layers, the window's index lists) and through
+// the branch decoder (one dense branch forked after 100 tokens: batched layer halves, paged KV).
 // Agreement required: top-1 on >= 99% of the positions, and every logit of llama.cpp's top 8 (all
 // positions) and of its full rows (8 positions) within kRelErr of the row's largest |logit|.
 // kRelErr = 0.03: llama.cpp quantizes activations to 8 bits in its quantized products (Q8_K for the
@@ -22,6 +23,7 @@
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
 #include "hashattn/model.h"
+#include "hashattn/policy.h"
 #include "model/model-impl.h"
 
 namespace hashattn {
@@ -240,8 +242,27 @@ void check_case(const std::string& name, bool rope_freqs_tensor = false, bool ou
   session one(*m, sp);
   for (int64_t i = 0; i < n; ++i) std::memcpy(dec.data() + i * V, one.eval(&toks[i], 1), V * sizeof(float));
   const agreement ad = compare(c, V, [&](int i) { return dec.data() + (size_t)i * V; });
+  // The branch decoder (the evaluation's path: batched layer halves, paged KV): one dense branch forked
+  // after P tokens; rows before P are the prefill's.
+  const int64_t P = 100;
+  std::vector<float> brl((size_t)n * V);
+  {
+    session s(*m, sp);
+    s.eval(toks.data(), P, true);
+    for (int64_t i = 0; i < P; ++i) std::memcpy(brl.data() + i * V, s.logits_at(i), V * sizeof(float));
+    const model_hparams& hp = m->hparams();
+    auto pol = make_dense_policy();
+    pol->begin(hp.n_layer, layer_shape{hp.n_head, hp.n_head_kv, hp.head_dim}, sp.n_ctx);
+    branch_decoder bd(s, {pol.get()}, n - P);
+    for (int64_t i = P; i < n; ++i) {
+      bd.step(&toks[i]);
+      std::memcpy(brl.data() + i * V, bd.logits(0), V * sizeof(float));
+    }
+  }
+  const agreement ab = compare(c, V, [&](int i) { return brl.data() + (size_t)i * V; });
   const bool f16 = name.size() > 4 && name.substr(name.size() - 4) == "-f16";
-  for (const auto& [what, a] : {std::pair<const char*, agreement>{"prefill", ap}, {"decode", ad}}) {
+  for (const auto& [what, a] :
+       {std::pair<const char*, agreement>{"prefill", ap}, {"decode", ad}, {"branch", ab}}) {
     std::printf("  %s: top-1 %d / %d (decisive positions %d / %d), worst relative error %.4f (position %d)\n", what,
                 a.top1, a.n, a.top1_decisive, a.n_decisive, a.worst_rel, a.worst_pos);
     if (f16) {
