@@ -33,6 +33,7 @@ position and its full logits rows at 4 positions.
 Usage: .venv-bench/bin/python tests/data/make-arch-goldens.py   (needs llama-cpp-python, gguf, numpy:
 `scripts/setup --bench`). Files go to a temporary directory.
 """
+import importlib.metadata
 import json
 import math
 import os
@@ -291,7 +292,7 @@ def main():
     names = sys.argv[1:] or [n + v for n in ["mistral", "llama3", "qwen2-yarn", "gemma3"] for v in ["-f16", ""]]
     out = {"about": "llama.cpp logits on random-weight models; made by tests/data/make-arch-goldens.py",
            "seed": SEED, "n_pos": N_POS, "top": TOP,
-           "reference": {"llama_cpp_python": llama_cpp.__version__, "gguf": gguf.__version__ if hasattr(gguf, "__version__") else "?",
+           "reference": {"llama_cpp_python": llama_cpp.__version__, "gguf": importlib.metadata.version("gguf"),
                          "numpy": np.__version__, "threads": 2},
            "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
