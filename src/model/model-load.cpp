@@ -1,11 +1,12 @@
-// Loads a llama-family model from GGUF: reads every hyperparameter from the metadata
-// (<arch>.block_count, .embedding_length, .attention.head_count[_kv], .attention.key_length,
-// .feed_forward_length, .context_length, .rope.freq_base, .rope.dimension_count,
-// .attention.layer_norm_rms_epsilon), checks every tensor's presence, shape and type, and keeps
-// views of the matrices in the mapping. Tensor shapes (GGUF ne order, ne[0] contiguous):
+// Loads a model (llama, qwen2, gemma3) from GGUF: the hyperparameters from the metadata
+// (model-hparams.cpp), then every tensor's presence, shape and type, keeping views of the matrices in
+// the mapping. Every refusal names the file (when it has a path) and the key or tensor. Tensor shapes
+// (GGUF ne order, ne[0] contiguous):
 //   token_embd [n_embd, n_vocab]; output [n_embd, n_vocab] (absent: tied); *_norm [n_embd]
 //   attn_q [n_embd, n_head*hd]; attn_k/v [n_embd, n_kv*hd]; attn_output [n_head*hd, n_embd]
 //   ffn_gate/up [n_embd, n_ff]; ffn_down [n_ff, n_embd]; attn_q/k/v.bias (qwen2) [rows]
+//   gemma3: attn_q_norm / attn_k_norm [hd]; post_attention_norm / post_ffw_norm [n_embd]
+//   rope_freqs [rope_dims / 2] (optional: the llama3 frequency factors)
 #include <cmath>
 #include <sstream>
 
@@ -124,10 +125,9 @@ std::unique_ptr<model> model::load_checked(std::shared_ptr<const gguf::file> fp)
   }
   hp.rope_freq_factors = !im.rope_freqs.empty();
   for (auto& r : hp.rope_sets) r.freq_factors = hp.rope_freq_factors;
-  if (hp.arch == "gemma3") {
-    hp.rope_sets[0].freq_factors = false;  // llama.cpp's gemma3 passes no frequency factors
-    for (auto& r : hp.rope_sets) r.freq_factors = false;
-    if (hp.rope_freq_factors) fail("model: tensor 'rope_freqs.weight' in a gemma3 file is not supported");
+  if (hp.arch == "gemma3") {  // llama.cpp's gemma3 passes no frequency factors
+    if (hp.rope_freq_factors)
+      fail("model: RoPE frequency factors (tensor 'rope_freqs.weight' or llama3 scaling) in a gemma3 file are not supported");
     for (const char* t : {"dense_2.weight", "dense_3.weight"})
       if (f.find_tensor(t)) fail(std::string("model: tensor '") + t + "' (an embedding model's) is not supported");
   }
