@@ -71,6 +71,7 @@ class tokenizer {
 
  private:
   tokenizer();
+  static std::unique_ptr<tokenizer> from_gguf_checked(const gguf::file& f);
   struct impl;
   std::unique_ptr<impl> p_;
 };

@@ -256,6 +256,16 @@ std::unique_ptr<tokenizer> tokenizer::from_vocab(tokenizer_vocab v) {
 }
 
 std::unique_ptr<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
+  // Every refusal names the file (when it has a path) and, in its message, the key.
+  try {
+    return from_gguf_checked(f);
+  } catch (const error& e) {
+    if (f.path().empty()) throw;
+    throw error("model file '" + f.path() + "': " + e.what());
+  }
+}
+
+std::unique_ptr<tokenizer> tokenizer::from_gguf_checked(const gguf::file& f) {
   tokenizer_vocab v;
   v.model = f.get_string("tokenizer.ggml.model");
   if (v.model != "gpt2" && v.model != "llama")

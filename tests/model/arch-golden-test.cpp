@@ -24,6 +24,7 @@
 #include "hashattn/gguf.h"
 #include "hashattn/model.h"
 #include "hashattn/policy.h"
+#include "hashattn/tokenizer.h"
 #include "model/model-impl.h"
 
 namespace hashattn {
@@ -409,6 +410,21 @@ TEST(arch_golden, refusals_name_the_file_and_the_key) {
     EXPECT_NE(w.find(path), std::string::npos) << w;
     EXPECT_NE(w.find("qwen2.rope.scaling.type"), std::string::npos) << w;
     EXPECT_NE(w.find("longrope"), std::string::npos) << w;
+  }
+  // The tokenizer's refusals too.
+  spec["metadata"].push_back({"tokenizer.ggml.model", "str", "bert"});
+  const built bt = build_case(seed, spec, false, false);
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write((const char*)bt.bytes.data(), (std::streamsize)bt.bytes.size());
+  }
+  try {
+    tokenizer::from_gguf(*gguf::file::open(path));
+    ADD_FAILURE() << "a bert vocabulary was accepted";
+  } catch (const error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find(path), std::string::npos) << w;
+    EXPECT_NE(w.find("tokenizer.ggml.model"), std::string::npos) << w;
   }
   std::filesystem::remove(path);
 }
