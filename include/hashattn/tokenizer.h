@@ -97,7 +97,12 @@ struct chat_message {
   std::string content;
 };
 
-enum class chat_format { chatml, gemma };
+// llama2*: [INST] turns (Mistral 7B Instruct v0.1 / v0.2, Llama 2); mistral_*: Mistral's official
+// v1 / v3 / v3-tekken / v7 templates; rendered as llama.cpp's built-in formats of the same names.
+enum class chat_format {
+  chatml, gemma, llama2, llama2_sys, llama2_sys_bos, llama2_sys_strip,
+  mistral_v1, mistral_v3, mistral_v3_tekken, mistral_v7
+};
 
 struct chat_template {
   chat_format format = chat_format::chatml;
@@ -109,6 +114,10 @@ struct chat_template {
 // <|im_end|>) are recognized, with the default system prompt they inject, if any; Gemma's
 // (<start_of_turn> / <end_of_turn>) too. Anything else (including an empty template) falls back to
 // ChatML with a warning for the caller to show.
+// [INST] templates are told apart as llama.cpp does ([SYSTEM_PROMPT]: v7; "' [INST] ' + system_message"
+// or [AVAILABLE_TOOLS]: v1 when " [INST]" occurs, v3-tekken when "\"[INST]\"", else v3; otherwise
+// Llama 2 with <<SYS>> support, BOS inside the history or stripped messages by their markers); they
+// render no generation prompt (a user turn ends with [/INST]).
 // Gemma (as llama.cpp renders it): system messages are trimmed and prepended to the next user turn
 // ("{system}\n\n{content}"); each turn is "<start_of_turn>{role}\n{trimmed content}<end_of_turn>\n"
 // with role "assistant" written "model"; the generation prompt is "<start_of_turn>model\n". The BOS

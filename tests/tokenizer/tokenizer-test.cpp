@@ -10,6 +10,7 @@
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
 #include "hashattn/tokenizer.h"
+#include "tokenizer/inst-templates.h"
 #include "model/tokenizer-pre.h"
 
 using namespace hashattn;
@@ -327,7 +328,7 @@ const char* k_smollm_template =
 const char* k_plain_chatml =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-const char* k_llama2_template = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}";
+const char* k_phi3_template = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}";
 }  // namespace
 
 TEST(chat_template, detects_chatml_and_default_system) {
@@ -350,7 +351,7 @@ TEST(chat_template, detects_chatml_and_default_system) {
 }
 
 TEST(chat_template, unknown_and_missing_fall_back_to_chatml_with_warning) {
-  const chat_template u = chat_template_detect(k_llama2_template);
+  const chat_template u = chat_template_detect(k_phi3_template);
   EXPECT_EQ(u.format, chat_format::chatml);
   EXPECT_NE(u.warning.find("unrecognized chat template"), std::string::npos);
   EXPECT_EQ(apply_chat_template(u, {{"user", "hi"}}, false), "<|im_start|>user\nhi<|im_end|>\n");
@@ -385,6 +386,24 @@ TEST(chat_template, gemma_turns_as_llama_cpp) {
             "assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n");
   EXPECT_EQ(apply_chat_template(t, {{"user", "hi"}}, false), "<start_of_turn>user\nhi<end_of_turn>\n");
   expect_error([&] { apply_chat_template(t, {{"", "x"}}, true); }, {"empty role"});
+}
+
+
+// Llama 2 and Mistral [INST] templates: every such case of llama.cpp's chat-template test, its template
+// text detected and rendered as llama.cpp's expected output (tests/tokenizer/inst-templates.h).
+TEST(chat_template, inst_templates_as_llama_cpp) {
+  const std::vector<chat_message> conv = {{"system", "You are a helpful assistant"}, {"user", "Hello"},
+                                          {"assistant", "Hi there"},                  {"user", "Who are you"},
+                                          {"assistant", "   I am an assistant   "},    {"user", "Another question"}};
+  int n = 0;
+  for (const auto& c : k_inst_cases) {
+    const chat_template t = chat_template_detect(c.tmpl);
+    EXPECT_NE(t.format, chat_format::chatml) << c.name;
+    EXPECT_TRUE(t.warning.empty()) << c.name;
+    EXPECT_EQ(apply_chat_template(t, conv, true), c.expected) << c.name;
+    ++n;
+  }
+  EXPECT_EQ(n, 7);
 }
 
 }  // namespace
