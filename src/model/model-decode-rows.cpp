@@ -1,8 +1,8 @@
 // One decode step over several sequences (session-impl.h decode_rows): shared by the branch decoder
 // (branches of one prompt) and the batch engine (unrelated sequences at their own positions).
 // embed n rows -> per layer [layer_qkv (RoPE at each row's position); per row: K/V row into its
-// sequence's page, policy.on_append, attention over the sequence's paged view (dense, or select +
-// sparse kernel); layer_out_ffn] -> logits [n, n_vocab].
+// sequence's page, policy.on_append, attention over the sequence's paged view (a sliding-window
+// layer's window; else dense, or select + sparse kernel); layer_out_ffn] -> logits [n, n_vocab].
 #include <algorithm>
 #include <cmath>
 
@@ -14,21 +14,19 @@ namespace hashattn {
 
 void session::impl::decode_rows(const seq_row* rows, const int32_t* toks, int64_t n, float* out, wpath wp) {
   const model::impl& W = *w;
-  const int half = hp.rope_dims / 2;
+  const int64_t rr = rope_row();
   const int qd = q_dim;
   rows_resize(n);
-  CS.resize((size_t)n * half);
-  SN.resize((size_t)n * half);
+  CS.resize((size_t)n * rr);
+  SN.resize((size_t)n * rr);
   rows_embed(toks, n);
-  const float* ff = W.rope_freqs.empty() ? nullptr : W.rope_freqs.data();
   for (int64_t r = 0; r < n; ++r) {
     HASHATTN_ASSERT(rows[r].seq->capacity() > rows[r].pos);
-    cpu::rope_angles(rows[r].pos, hp.rope_dims, hp.rope_base, ff, CS.data() + r * half, SN.data() + r * half);
+    rope_row_angles(rows[r].pos, CS.data() + r * rr, SN.data() + r * rr);
   }
-  const float scale = 1.0f / std::sqrt((float)hp.head_dim);
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
-    layer_qkv(L, n, CS.data(), SN.data(), half, wp);
+    layer_qkv(L, n, CS.data(), SN.data(), rr, wp);
     for (int64_t r = 0; r < n; ++r) {
       const seq_row& R = rows[r];
       const float* q = Q.data() + r * qd;
@@ -42,11 +40,14 @@ void session::impl::decode_rows(const seq_row* rows, const int32_t* toks, int64_
       ap.q = q;
       ap.kv = R.seq->view(l, R.pos + 1);
       ap.n_head = hp.n_head;
-      ap.scale = scale;
+      ap.scale = hp.attn_scale;
       ap.out = A.data() + r * qd;
       ap.n_threads = nt;
       double attended = (double)(R.pos + 1);
-      if (!R.pol->is_dense()) {
+      if (window_lists(l, R.pos, lists)) {  // a sliding-window layer: its window, whatever the policy
+        attn_params_set_lists(ap, lists);
+        attended = (double)lists.count[0];
+      } else if (!R.pol->is_dense()) {
         R.pol->select(l, q, ap.kv, lists);
         attn_params_set_lists(ap, lists);
         if (R.attended) attended = lists.mean_count();

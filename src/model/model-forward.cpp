@@ -1,4 +1,7 @@
 // Forward pass of a llama-family model with a KV cache (the session of model.h).
+// Architecture features (model_hparams): embedding scale, per-head q/k RMSNorm, post-norms, GeGLU,
+// per-layer RoPE sets and sliding windows (a sliding-window layer attends densely to its window
+// through an index list; the policy selects on global layers only), final logit soft-capping.
 // Decode (one token): embed -> per layer [RMSNorm, q/k/v integer mat-vecs (+bias), RoPE, K/V to the
 //   fp16 cache, policy.on_append, attention (dense, or policy.select + sparse kernel), output
 //   projection, residual, RMSNorm, gate/up mat-vecs, SwiGLU, down, residual] -> RMSNorm -> logits.
@@ -108,6 +111,61 @@ static void add_bias(float* y, const std::vector<float>& b) {
   if (!b.empty()) cpu::add_inplace(y, b.data(), (int64_t)b.size());
 }
 
+// Per-head RMSNorm in place (QK-norm); w empty: nothing.
+static void head_norm(float* x, int n_heads, int hd, const std::vector<float>& w, float eps) {
+  if (w.empty()) return;
+  for (int h = 0; h < n_heads; ++h) cpu::rms_norm(x + (int64_t)h * hd, w.data(), x + (int64_t)h * hd, hd, eps);
+}
+
+static void ffn_act_rows(ffn_act act, const float* g, const float* u, float* h, int64_t n) {
+  if (act == ffn_act::gelu)
+    cpu::geglu(g, u, h, n);
+  else
+    cpu::swiglu(g, u, h, n);
+}
+
+int64_t session::impl::rope_row() const { return (int64_t)hp.rope_sets.size() * (hp.rope_dims / 2); }
+
+void session::impl::rope_row_angles(int64_t pos, float* cs, float* sn) const {
+  const int half = hp.rope_dims / 2;
+  const float* ff = w->rope_freqs.empty() ? nullptr : w->rope_freqs.data();
+  for (size_t k = 0; k < hp.rope_sets.size(); ++k) {
+    const rope_params& r = hp.rope_sets[k];
+    const float* f = r.freq_factors ? ff : nullptr;
+    if (r.freq_scale == 1.0f && r.ext_factor == 0.0f && r.attn_factor == 1.0f) {
+      cpu::rope_angles(pos, hp.rope_dims, r.base, f, cs + k * half, sn + k * half);
+    } else {
+      cpu::rope_scaling_params sc;
+      sc.freq_scale = r.freq_scale;
+      sc.ext_factor = r.ext_factor;
+      sc.mscale = r.attn_factor;
+      sc.corr_lo = r.corr_lo;
+      sc.corr_hi = r.corr_hi;
+      cpu::rope_angles_scaled(pos, hp.rope_dims, r.base, f, sc, cs + k * half, sn + k * half);
+    }
+  }
+}
+
+int64_t session::impl::rope_offset(int l) const {
+  return hp.rope_set.empty() ? 0 : (int64_t)hp.rope_set[l] * (hp.rope_dims / 2);
+}
+
+bool session::impl::window_lists(int l, int64_t pos, index_lists& out) const {
+  if (hp.is_global(l)) return false;
+  const int64_t lo = hp.attn_first(l, pos), n = pos + 1 - lo;
+  out.reset(hp.n_head_kv, n, true);
+  for (int g = 0; g < hp.n_head_kv; ++g) {
+    int32_t* d = out.idx.data() + (int64_t)g * n;
+    for (int64_t i = 0; i < n; ++i) d[i] = (int32_t)(lo + i);
+    out.count[g] = (int32_t)n;
+  }
+  return true;
+}
+
+void session::impl::finish_logits(float* out, int64_t n) const {
+  if (hp.logit_softcap > 0) cpu::softcap(out, n, hp.logit_softcap);
+}
+
 void session::impl::decode(int32_t tok) {
   // The multi-sequence step with one row: integer mat-vecs, attention through the policy.
   seq_row r{seq.get(), policy.get(), n_past, &attended_tokens, &context_tokens};
@@ -121,7 +179,7 @@ void session::impl::attn_prefill(int l, int64_t pos0, int64_t n, const kv_seq& s
   const int hd = hp.head_dim;
   const int G = hp.n_head / hp.n_head_kv;
   const int64_t Lmax = pos0 + n;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = hp.attn_scale;
   // The cache holds fp16; attend to exactly those values (as decode does).
   kf.resize((size_t)Lmax * kv_dim);
   vf.resize((size_t)Lmax * kv_dim);
@@ -149,15 +207,23 @@ void session::impl::attn_prefill(int l, int64_t pos0, int64_t n, const kv_seq& s
     const int h = (int)(task % hp.n_head);
     const int gk = h / G;
     const int64_t i0 = tile * kTile, i1 = std::min(n, i0 + kTile), rows = i1 - i0;
-    const int64_t Lk = pos0 + i1;
+    // Keys k0 .. pos0 + i1 - 1: k0 is the first key of the tile's first query (0 on global layers);
+    // a sliding-window row masks the keys before its own first one.
+    const int64_t k0 = hp.attn_first(l, pos0 + i0);
+    const int64_t Lk = pos0 + i1 - k0;
     std::vector<float>& s = S[omp_get_thread_num()];
     if ((int64_t)s.size() < rows * Lk) s.resize(rows * Lk);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)Lk, hd, 1.0f,
-                Q.data() + i0 * q_dim + h * hd, q_dim, kf.data() + gk * hd, kv_dim, 0.0f, s.data(),
+                Q.data() + i0 * q_dim + h * hd, q_dim, kf.data() + k0 * kv_dim + gk * hd, kv_dim, 0.0f, s.data(),
                 (int)Lk);
-    for (int64_t r = 0; r < rows; ++r) cpu::softmax_row(s.data() + r * Lk, pos0 + i0 + r + 1, Lk, scale);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* sr = s.data() + r * Lk;
+      const int64_t first = hp.attn_first(l, pos0 + i0 + r) - k0;
+      for (int64_t j = 0; j < first; ++j) sr[j] = -INFINITY;
+      cpu::softmax_row(sr, pos0 + i0 + r + 1 - k0, Lk, scale);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)Lk, 1.0f, s.data(),
-                (int)Lk, vf.data() + gk * hd, kv_dim, 0.0f, A.data() + i0 * q_dim + h * hd, q_dim);
+                (int)Lk, vf.data() + k0 * kv_dim + gk * hd, kv_dim, 0.0f, A.data() + i0 * q_dim + h * hd, q_dim);
   }
 }
 
@@ -173,7 +239,12 @@ void session::impl::rows_embed(const int32_t* toks, int64_t n) {
   const weight& te = w->tok_embd;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 1)
   for (int64_t i = 0; i < n; ++i)
-    cpu::dequantize_rows(te.type, te.data, te.row_bytes, hp.n_embd, toks[i], toks[i] + 1, X.data() + i * hp.n_embd);
+  {
+    float* xi = X.data() + i * hp.n_embd;
+    cpu::dequantize_rows(te.type, te.data, te.row_bytes, hp.n_embd, toks[i], toks[i] + 1, xi);
+    if (hp.embd_scale != 1.0f)
+      for (int j = 0; j < hp.n_embd; ++j) xi[j] *= hp.embd_scale;
+  }
 }
 
 void session::impl::layer_qkv(const layer_weights& L, int64_t n, const float* cs, const float* sn,
@@ -188,6 +259,7 @@ void session::impl::layer_qkv(const layer_weights& L, int64_t n, const float* cs
     float* ys[3] = {Q.data(), K.data(), V.data()};
     gemm_multi(ws, ys, 3, XN.data(), n, wp);
   }
+  const int64_t ro = rope_offset(L.il);
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 1)
   for (int64_t i = 0; i < n; ++i) {
     float* qi = Q.data() + i * q_dim;
@@ -195,8 +267,10 @@ void session::impl::layer_qkv(const layer_weights& L, int64_t n, const float* cs
     add_bias(qi, L.bq);
     add_bias(ki, L.bk);
     add_bias(V.data() + i * kv_dim, L.bv);
-    const float* c = cs + i * angle_stride;
-    const float* s = sn + i * angle_stride;
+    head_norm(qi, hp.n_head, hd, L.q_norm, hp.rms_eps);
+    head_norm(ki, hp.n_head_kv, hd, L.k_norm, hp.rms_eps);
+    const float* c = cs + i * angle_stride + ro;
+    const float* s = sn + i * angle_stride + ro;
     cpu::rope_apply(qi, hp.n_head, hd, hp.rope_dims, neox, c, s);
     cpu::rope_apply(ki, hp.n_head_kv, hd, hp.rope_dims, neox, c, s);
   }
@@ -207,6 +281,8 @@ void session::impl::layer_out_ffn(const layer_weights& L, int64_t n, wpath wp) {
   gemm(L.wo, A.data(), n, T.data(), wp);
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 1)
   for (int64_t i = 0; i < n; ++i) {
+    if (!L.attn_post_norm.empty())
+      cpu::rms_norm(T.data() + i * E, L.attn_post_norm.data(), T.data() + i * E, E, hp.rms_eps);
     cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
     cpu::rms_norm(X.data() + i * E, L.ffn_norm.data(), XN.data() + i * E, E, hp.rms_eps);
   }
@@ -216,10 +292,14 @@ void session::impl::layer_out_ffn(const layer_weights& L, int64_t n, wpath wp) {
     gemm_multi(ws, ys, 2, XN.data(), n, wp);
   }
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 1)
-  for (int64_t i = 0; i < n; ++i) cpu::swiglu(G.data() + i * F, U.data() + i * F, G.data() + i * F, F);
+  for (int64_t i = 0; i < n; ++i) ffn_act_rows(hp.act, G.data() + i * F, U.data() + i * F, G.data() + i * F, F);
   gemm(L.down, G.data(), n, T.data(), wp);
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 1)
-  for (int64_t i = 0; i < n; ++i) cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+  for (int64_t i = 0; i < n; ++i) {
+    if (!L.ffn_post_norm.empty())
+      cpu::rms_norm(T.data() + i * E, L.ffn_post_norm.data(), T.data() + i * E, E, hp.rms_eps);
+    cpu::add_inplace(X.data() + i * E, T.data() + i * E, E);
+  }
 }
 
 void session::impl::rows_logits(int64_t n, float* out, wpath wp) {
@@ -228,25 +308,25 @@ void session::impl::rows_logits(int64_t n, float* out, wpath wp) {
   for (int64_t i = 0; i < n; ++i)
     cpu::rms_norm(X.data() + i * E, w->output_norm.data(), XN.data() + i * E, E, hp.rms_eps);
   gemm(w->output, XN.data(), n, out, wp);
+  if (hp.logit_softcap > 0)
+    for (int64_t i = 0; i < n; ++i) finish_logits(out + i * hp.n_vocab, hp.n_vocab);
 }
 
 void session::impl::prefill_seq(kv_seq& sq, attention_policy& pol, int64_t pos0, const int32_t* toks, int64_t n,
                                 float* out, bool all_logits) {
   const model::impl& W = *w;
   const int E = hp.n_embd;
-  const int half = hp.rope_dims / 2;
+  const int64_t rr = rope_row();
   HASHATTN_ASSERT(sq.capacity() >= pos0 + n);
   rows_resize(n);
-  CS.resize((size_t)n * half);
-  SN.resize((size_t)n * half);
+  CS.resize((size_t)n * rr);
+  SN.resize((size_t)n * rr);
   rows_embed(toks, n);
-  const float* ff = W.rope_freqs.empty() ? nullptr : W.rope_freqs.data();
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n; ++i)
-    cpu::rope_angles(pos0 + i, hp.rope_dims, hp.rope_base, ff, CS.data() + i * half, SN.data() + i * half);
+  for (int64_t i = 0; i < n; ++i) rope_row_angles(pos0 + i, CS.data() + i * rr, SN.data() + i * rr);
   for (int l = 0; l < hp.n_layer; ++l) {
     const layer_weights& L = W.layers[l];
-    layer_qkv(L, n, CS.data(), SN.data(), half, wpath::tiles);
+    layer_qkv(L, n, CS.data(), SN.data(), rr, wpath::tiles);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       cpu::f32_to_f16_row(K.data() + i * kv_dim, sq.k_row(l, pos0 + i), kv_dim);
@@ -269,6 +349,7 @@ void session::impl::prefill_seq(kv_seq& sq, attention_policy& pol, int64_t pos0,
     const weight* ws[1] = {&W.output};
     float* ys[1] = {out};
     mv(ws, ys, 1, xn.data());
+    finish_logits(out, hp.n_vocab);
   }
 }
 
@@ -307,7 +388,7 @@ void session::impl::init(const model& mod, const char* who, int64_t ctx, int n_t
   if (n_ctx > hp.n_ctx_train)
     fail(w_ + ": context size", std::to_string(n_ctx),
          "at most the model's training context " + std::to_string(hp.n_ctx_train),
-         "RoPE scaling for longer contexts is not supported");
+         "the model's RoPE (and its scaling, if any) covers no more");
   if (n_threads < 0) fail(w_ + ": threads", std::to_string(n_threads), ">= 0 (0: all)");
   nt = n_threads > 0 ? n_threads : omp_get_max_threads();
   be = &backend_get(backend);

@@ -69,10 +69,21 @@ struct session::impl {
   void gemm_multi(const weight* const* ws, float* const* ys, int nw, const float* xin, int64_t n, wpath wp);
   void gemm_one(const weight& wt, const float* xin, int64_t n, float* yout, wpath wp);
   // Batched layer halves over n rows of the prefill scratch, shared by prefill and the branch decoder:
-  // rows_resize sizes X .. U for n rows; layer_qkv: X -> RMSNorm -> Q, K, V (+bias, RoPE with the
-  // angles of row i at cs/sn + i * angle_stride; 0: one position for all rows); layer_out_ffn: A ->
-  // output projection -> residual into X -> RMSNorm -> SwiGLU FFN -> residual into X.
-  // rows_embed: token rows into X; rows_logits: final RMSNorm of n rows of X and their logits into out.
+  // rows_resize sizes X .. U for n rows; layer_qkv: X -> RMSNorm -> Q, K, V (+bias, per-head q/k
+  // RMSNorm, RoPE with the angles of row i at cs/sn + i * angle_stride; 0: one position for all rows);
+  // layer_out_ffn: A -> output projection (-> post-norm) -> residual into X -> RMSNorm -> SwiGLU or
+  // GeGLU FFN (-> post-norm) -> residual into X. rows_embed: token rows into X (times embd_scale);
+  // rows_logits: final RMSNorm of n rows of X and their logits into out (soft-capped when asked).
+  // The angles of one position: rope_row() floats each for cos and sin, filled by rope_row_angles (one
+  // block of rope_dims/2 per RoPE set; layer_qkv takes its layer's block): angle_stride = rope_row().
+  // Attention of layer l from position pos covers keys hp.attn_first(l, pos) .. pos: window_lists fills
+  // per-group index lists of that range for a sliding-window layer (false: a global layer, where the
+  // policy decides), and softmax scales by hp.attn_scale.
+  int64_t rope_row() const;
+  void rope_row_angles(int64_t pos, float* cs, float* sn) const;
+  int64_t rope_offset(int l) const;  // layer l's block in a rope row
+  bool window_lists(int l, int64_t pos, index_lists& out) const;
+  void finish_logits(float* out, int64_t n_vocab) const;  // soft-capping of one row of logits
   void rows_resize(int64_t n);
   void rows_embed(const int32_t* toks, int64_t n);
   void rows_logits(int64_t n, float* out, wpath wp);

@@ -297,11 +297,13 @@ TEST(tiny_model, loader_refuses_broken_models) {
   expect_load_error(build(c, 5, "output_norm.weight"), "output_norm.weight' is missing");
   expect_load_error(build(c, 5, {}, "blk.0.attn_k.weight"), "blk.0.attn_k.weight' has the wrong shape");
   tiny_cfg g = c;
-  g.arch = "gemma3";
-  expect_load_error(build(g, 5), "architecture 'gemma3' is not supported");
+  g.arch = "gemma2";
+  expect_load_error(build(g, 5), "architecture 'gemma2' (metadata 'general.architecture') is not supported");
+  g.arch = "gemma3";  // a llama-shaped file lacks gemma3's QK-norm weights
+  expect_load_error(build(g, 5), "blk.0.attn_q_norm.weight' is missing");
   tiny_cfg h = c;
   h.n_head_kv = 3;
-  expect_load_error(build(h, 5), "not a multiple of head_count_kv");
+  expect_load_error(build(h, 5), "is not a multiple of 'llama.attention.head_count_kv'");
   // A session cannot be larger than the training context, and tokens must be in the vocabulary.
   const tiny_model ok = build(c, 6);
   auto m = load(ok);
