@@ -67,8 +67,18 @@ struct task_params {
 // Every generated task name (ppl and recall are not generated here).
 const std::vector<std::string>& eval_task_names();
 bool eval_task_is_generated(const std::string& task);
+// The prompt fitting of every generated task: the longest of a family of prompts render(n), n = 0 .. n_max
+// (token count non-decreasing in n), with at most `limit` tokens; exponential then binary search, each n
+// rendered once. n = -1 (no tokens) when even render(0) is longer than limit.
+struct fitted_prompt {
+  int64_t n = -1;
+  std::vector<int32_t> tokens;
+};
+fitted_prompt eval_fit_prompt(const std::function<std::vector<int32_t>(int64_t)>& render, int64_t n_max,
+                              int64_t limit);
 // Sample i of a task: deterministic in (task, context, seed, i). The haystack is the longest that
-// fits (binary search with the tokenizer). Throws when even an empty haystack does not fit.
+// fits prompt + max_new_tokens into the context (eval_fit_prompt with the model's tokenizer). Throws
+// when even an empty haystack does not fit.
 eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus& corpus, const tokenizer& tok,
                              const chat_template* chat);
 
