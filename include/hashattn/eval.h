@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
@@ -142,6 +143,9 @@ class probe_policy : public attention_policy {
   static std::unique_ptr<probe_policy> fork(const probe_policy& base, std::unique_ptr<attention_policy> inner,
                                             int64_t max_tail);
   void set_measure_recall(bool on) { recall_on_ = on; }
+  // Layers whose lists are replaced by every token (an ablation: those layers decode densely under every
+  // inner policy); forks inherit them.
+  void set_dense_layers(std::vector<int> layers) { dense_layers_ = std::move(layers); }
   void reset_stats();
   const probe_stats& stats() const { return stats_; }
   int64_t n_tok(int layer) const;
@@ -162,6 +166,7 @@ class probe_policy : public attention_policy {
   int64_t fork_ = 0;
   std::vector<int64_t> n_tok_;
   bool recall_on_ = false;
+  std::vector<int> dense_layers_;
   probe_stats stats_;
   std::vector<uint8_t> mark_;
   std::vector<double> sc_;
@@ -185,10 +190,19 @@ struct eval_run_params {
   // (linear layers batched over the settings; no per-setting speed). true: one setting at a time
   // through the session's decode path, with decode tokens/s per setting.
   bool sequential = false;
+  // Layers every sparse setting decodes densely (an ablation; probe_policy::set_dense_layers); empty: none.
+  std::vector<int> dense_layers;
   // Progress lines (stderr in the tool); may be empty.
   std::function<void(const std::string&)> log;
   // One line per generated answer (debugging); may be empty.
   std::function<void(const std::string&)> trace;
+};
+
+// A 95% confidence interval of a record's value (eval-math.h: Wilson for scores, from the standard error
+// for KL and recall, in log space for perplexity); hi < lo: none (too few samples).
+struct eval_ci {
+  double lo = 0, hi = -1;
+  bool valid() const { return hi >= lo; }
 };
 
 struct eval_record {
@@ -199,7 +213,8 @@ struct eval_record {
   int first_sample = 0;             // sample indices first_sample .. first_sample + samples - 1 (one shard)
   std::string metric;               // score, ppl, kl, topk_recall, mass_recall
   double value = 0;
-  double stderr_ = 0;               // standard error of the mean over samples (0 when n/a)
+  double stderr_ = 0;               // standard error of the mean over samples (ppl: of the mean log-perplexity; 0 when n/a)
+  eval_ci ci;                       // 95% interval of value
   double attended_frac = 0;         // mean attended / context per query head
   double kv_read_frac = 0;          // mean KV rows read / (context * n_head_kv)
   double kv_read_bytes = 0;         // mean bytes read from the fp16 KV cache per decode step
@@ -231,7 +246,13 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs);
 // window), seconds summed; a record whose samples overlap those already merged replaces them (a re-run
 // wins). "average" records are dropped (eval_add_average recomputes them).
 std::vector<eval_record> eval_records_merge(const std::vector<std::vector<eval_record>>& files);
-// Average over the RULER/passkey tasks of each (method, gqa, density, context): task "average".
+// Average over the RULER/passkey tasks of each (method, gqa, density, context): task "average"; its
+// interval is Wilson's over every answer of those tasks.
 std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs);
+// The one results writer of runs and reports: the Markdown tables of recs to `md` and, when json_path is
+// not empty, the JSON records with meta_json (a JSON object's text) to that file; throws when it cannot
+// be written.
+void eval_write_results(const std::vector<eval_record>& recs, const std::string& meta_json,
+                        const std::string& json_path, std::ostream& md);
 
 }  // namespace hashattn

@@ -50,6 +50,7 @@ std::unique_ptr<probe_policy> probe_policy::fork(const probe_policy& base, std::
   p->keys_.assign(p->n_layer_, {});
   for (auto& k : p->keys_) k.assign((size_t)max_tail * p->shape_.n_head_kv * p->shape_.head_dim, 0.f);
   p->n_tok_.assign(p->n_layer_, p->fork_);
+  p->dense_layers_ = base.dense_layers_;
   p->install(std::move(inner));
   return p;
 }
@@ -94,6 +95,15 @@ void probe_policy::reset_stats() {
 void probe_policy::select(int layer, const float* q, const kv_view& kv, index_lists& out) {
   HASHATTN_ASSERT(inner_ != nullptr);
   inner_->select(layer, q, kv, out);
+  if (std::find(dense_layers_.begin(), dense_layers_.end(), layer) != dense_layers_.end()) {
+    // An ablation: this layer attends every token (the inner policy still selected, so what it reads is
+    // counted as in any other layer).
+    out.reset(out.n_lists(), kv.n_tok, out.per_group);
+    for (int r = 0; r < out.n_lists(); r++) {
+      for (int64_t t = 0; t < kv.n_tok; t++) out.idx[(size_t)r * out.stride + t] = (int32_t)t;
+      out.count[r] = (int32_t)kv.n_tok;
+    }
+  }
   measure(layer, q, kv, out);
 }
 
