@@ -9,8 +9,8 @@
 //   RULER-style niah_single_noise, niah_single_essay, niah_multikey, niah_multivalue,
 //              niah_multiquery, vt (variable tracking), cwe (common-words extraction); score =
 //              fraction of reference strings contained in the output (string_match_all).
-//   recall     per layer and head: top-k recall and attention-mass recall of the policy's
-//              selections against exact attention, measured on passkey prompts.
+//   recall     per layer and head: attention-mass recall and top-32-in-budget overlap (metrics.h)
+//              of the policy's attended lists against exact attention, measured on passkey prompts.
 // "essay" haystacks are sentences of the held-out texts (Persuasion, KJV, Jargon File): the
 // Austen novels used to train the hash encoders never appear here.
 #pragma once
@@ -107,7 +107,7 @@ struct eval_policy_spec {
 // Keeps an fp32 copy of every appended key, so that a new inner policy can be installed over an
 // existing KV cache (begin + on_append replay: its state is exactly what a fresh run builds).
 // Measures per decode step and layer: attended tokens per query head, KV bytes read (union of a
-// group's lists in per-head mode), and optionally recall against exact attention.
+// group's lists in per-head mode), and optionally recall against exact attention (metrics.h).
 struct probe_stats {
   int64_t steps = 0;                  // decode steps x layers measured
   double attended_frac = 0;           // sum over measured (step, layer) of mean per-head attended / n
@@ -118,7 +118,7 @@ struct probe_stats {
   double select_read_bytes = 0;
   double dense_bytes = 0;             // sum of what dense attention would read (all K and V rows)
   // Recall (while enabled): [n_layer * n_head] sums over measured steps (allocated at the first).
-  std::vector<double> topk_recall, mass_recall;
+  std::vector<double> top_overlap, mass_recall;
   int64_t recall_steps = 0;
 };
 
@@ -211,7 +211,7 @@ struct eval_record {
   int64_t context = 0;
   int samples = 0;
   int first_sample = 0;             // sample indices first_sample .. first_sample + samples - 1 (one shard)
-  std::string metric;               // score, ppl, kl, topk_recall, mass_recall
+  std::string metric;               // score, ppl, kl, top32_overlap, mass_recall (metrics.h)
   double value = 0;
   double stderr_ = 0;               // standard error of the mean over samples (ppl: of the mean log-perplexity; 0 when n/a)
   eval_ci ci;                       // 95% interval of value
@@ -223,7 +223,7 @@ struct eval_record {
   double prompt_tokens = 0;         // mean prompt length
   double seconds = 0;               // wall time spent in this setting's sparse tail + decode (batched: shared evenly)
   double decode_tok_s = 0;          // decode steps per second, recall steps excluded (sequential runs only; else 0)
-  double topk_recall = -1;          // mean over layers, heads and measured steps (-1: not measured)
+  double top_overlap = -1;          // top-32-in-budget overlap, mean over layers, heads and measured steps (-1: not measured)
   double mass_recall = -1;
   std::string detail;               // JSON text: per-layer/head recall (recall task), else ""
   std::string label() const;

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "eval/eval-math.h"
+#include "hashattn/metrics.h"
 
 namespace hashattn::eval_detail {
 
@@ -21,9 +22,9 @@ void accumulator::add_reads(sums& a, size_t c, const setting_out& o, double n_pr
   a.steps += dense_ref ? (double)o.steps : (double)st.steps;
   a.prompt += n_prompt;
   a.secs += o.secs, a.dec_steps += o.dec_steps, a.dec_secs += o.dec_secs;
-  if (!st.topk_recall.empty()) {
-    if (a.topk.empty()) a.topk.assign(st.topk_recall.size(), 0), a.mass.assign(st.mass_recall.size(), 0);
-    for (size_t k = 0; k < st.topk_recall.size(); ++k) a.topk[k] += st.topk_recall[k], a.mass[k] += st.mass_recall[k];
+  if (!st.top_overlap.empty()) {
+    if (a.top.empty()) a.top.assign(st.top_overlap.size(), 0), a.mass.assign(st.mass_recall.size(), 0);
+    for (size_t k = 0; k < st.top_overlap.size(); ++k) a.top[k] += st.top_overlap[k], a.mass[k] += st.mass_recall[k];
     a.recall_steps += (double)st.recall_steps;
   }
 }
@@ -45,9 +46,9 @@ double accumulator::add(const eval_job& j, size_t c, const setting_out& o) {
   }
   if (j.is_recall()) {
     if (c == 0) return -1;
-    for (const char* metric : {"topk_recall", "mass_recall"}) {
+    for (const char* metric : {metric_top_overlap, metric_mass_recall}) {
       sums& a = at(j, c, metric);
-      const auto& v = std::string(metric) == "topk_recall" ? st.topk_recall : st.mass_recall;
+      const auto& v = std::string(metric) == metric_top_overlap ? st.top_overlap : st.mass_recall;
       double sum = 0;
       for (double x : v) sum += x;
       a.vals.push_back(v.empty() || st.recall_steps == 0 ? 0 : sum / (double)v.size() / st.recall_steps);
@@ -94,16 +95,16 @@ std::vector<eval_record> accumulator::records(const std::vector<eval_policy_spec
     r.prompt_tokens = a.prompt / nv;
     r.seconds = a.secs;
     r.decode_tok_s = a.dec_secs > 0 ? a.dec_steps / a.dec_secs : 0;
-    if (!a.topk.empty() && a.recall_steps > 0) {
+    if (!a.top.empty() && a.recall_steps > 0) {
       double tk = 0, ms_sum = 0;
-      for (size_t j = 0; j < a.topk.size(); ++j) tk += a.topk[j], ms_sum += a.mass[j];
-      r.topk_recall = tk / a.topk.size() / a.recall_steps;
+      for (size_t j = 0; j < a.top.size(); ++j) tk += a.top[j], ms_sum += a.mass[j];
+      r.top_overlap = tk / a.top.size() / a.recall_steps;
       r.mass_recall = ms_sum / a.mass.size() / a.recall_steps;
       if (k.task == "recall") {  // per layer and head
         std::ostringstream d;
         d << "{\"n_layer\":" << hp.n_layer << ",\"n_head\":" << hp.n_head << ",\""
-          << (k.metric == "topk_recall" ? "topk_recall" : "mass_recall") << "\":[";
-        const auto& v = k.metric == "topk_recall" ? a.topk : a.mass;
+          << k.metric << "\":[";
+        const auto& v = k.metric == metric_top_overlap ? a.top : a.mass;
         for (size_t j = 0; j < v.size(); ++j) {
           if (j) d << ",";
           d << v[j] / a.recall_steps;

@@ -37,7 +37,7 @@ class accumulator {
     double nll = 0, ntok = 0;  // ppl
     double att = 0, kvf = 0, kvb = 0, selb = 0, denseb = 0, steps = 0;
     double prompt = 0, secs = 0, dec_steps = 0, dec_secs = 0;
-    std::vector<double> topk, mass;  // per layer x head sums
+    std::vector<double> top, mass;  // top-32 overlap and mass recall, per layer x head sums
     double recall_steps = 0;
   };
   struct key {

@@ -13,6 +13,7 @@
 #include "eval/eval-math.h"
 #include "hashattn/error.h"
 #include "hashattn/eval.h"
+#include "hashattn/metrics.h"
 
 namespace hashattn {
 
@@ -96,7 +97,7 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
     o["prompt_tokens"] = r.prompt_tokens;
     o["seconds"] = r.seconds;
     o["decode_tok_s"] = r.decode_tok_s;
-    if (r.topk_recall >= 0) o["topk_recall"] = r.topk_recall;
+    if (r.top_overlap >= 0) o[metric_top_overlap] = r.top_overlap;
     if (r.mass_recall >= 0) o["mass_recall"] = r.mass_recall;
     if (!r.detail.empty()) o["detail"] = nlohmann::ordered_json::parse(r.detail);
     j["records"].push_back(o);
@@ -140,7 +141,7 @@ std::vector<eval_record> eval_records_from_json(const std::string& text) {
       r.prompt_tokens = o.value("prompt_tokens", 0.0);
       r.seconds = o.value("seconds", 0.0);
       r.decode_tok_s = o.value("decode_tok_s", 0.0);
-      r.topk_recall = o.value("topk_recall", -1.0);
+      r.top_overlap = o.value(metric_top_overlap, -1.0);  // (older files' "topk_recall" had another definition)
       r.mass_recall = o.value("mass_recall", -1.0);
       if (o.contains("detail")) r.detail = o["detail"].dump();
     } catch (const std::exception& e) {
@@ -182,12 +183,12 @@ void pool_into(eval_record& a, const eval_record& b) {
   a.total_read_frac = wmean(a.total_read_frac, b.total_read_frac);
   a.prompt_tokens = wmean(a.prompt_tokens, b.prompt_tokens);
   a.decode_tok_s = wmean_valid(a.decode_tok_s, b.decode_tok_s, 0);
-  a.topk_recall = wmean_valid(a.topk_recall, b.topk_recall, -0.5);
+  a.top_overlap = wmean_valid(a.top_overlap, b.top_overlap, -0.5);
   a.mass_recall = wmean_valid(a.mass_recall, b.mass_recall, -0.5);
   a.seconds += b.seconds;
   if (!a.detail.empty() && !b.detail.empty()) {  // per-layer/head recall arrays
     nlohmann::json ja = nlohmann::json::parse(a.detail), jb = nlohmann::json::parse(b.detail);
-    for (const char* key : {"topk_recall", "mass_recall"})
+    for (const char* key : {metric_top_overlap, metric_mass_recall})
       if (ja.contains(key) && jb.contains(key) && ja[key].size() == jb[key].size())
         for (size_t i = 0; i < ja[key].size(); ++i)
           ja[key][i] = wmean(ja[key][i].get<double>(), jb[key][i].get<double>());
@@ -271,7 +272,7 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     r.total_read_frac = a.tot / a.n;
     r.seconds = 0;
     r.decode_tok_s = 0;
-    r.topk_recall = r.mass_recall = -1;
+    r.top_overlap = r.mass_recall = -1;
     r.detail.clear();
     out.push_back(r);
   }
@@ -295,7 +296,7 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
     std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return label_less(*a, *b); });
     for (auto* r : sorted)
       if (std::find(labels.begin(), labels.end(), r->label()) == labels.end()) labels.push_back(r->label());
-    const bool pct = metric == "score" || metric == "topk_recall" || metric == "mass_recall";
+    const bool pct = metric == "score" || metric == metric_top_overlap || metric == metric_mass_recall;
     int samples = 0;
     for (auto* r : rs) samples = std::max(samples, r->samples);
     o << "### " << task << ", context " << ctx << ", " << metric << (pct ? " (%)" : "") << ", up to " << samples

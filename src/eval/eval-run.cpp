@@ -11,7 +11,8 @@
 //     decode path, truncate back to the prefix); measures each setting's decode tokens/s.
 // ppl: windows of context+1 tokens of held-out text; the last n_eval inputs are decoded through
 // the policy; NLL of the next token and KL(dense || policy) from the dense setting's log-probs.
-// recall: passkey prompts, tail only (no generation), recall measured every recall_stride steps.
+// recall: passkey prompts, tail only (no generation), attention-mass recall and top-32-in-budget overlap
+// (metrics.h) measured every recall_stride steps.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -176,10 +177,10 @@ std::string trace_line(const eval_job& j, const eval_policy_spec& cfg, const set
     if (ch == '\n') ch = ' ';
   tr << " | answer \"" << shown << "\"";
   if (o.dec_secs > 0) tr << " | " << o.dec_steps / o.dec_secs << " tok/s";
-  if (!st.topk_recall.empty() && st.recall_steps > 0) {
+  if (!st.top_overlap.empty() && st.recall_steps > 0) {
     double tk = 0, ms = 0;
-    for (size_t k = 0; k < st.topk_recall.size(); ++k) tk += st.topk_recall[k], ms += st.mass_recall[k];
-    tr << " | top-k recall " << tk / st.topk_recall.size() / st.recall_steps << " mass recall "
+    for (size_t k = 0; k < st.top_overlap.size(); ++k) tk += st.top_overlap[k], ms += st.mass_recall[k];
+    tr << " | top-32-in-budget " << tk / st.top_overlap.size() / st.recall_steps << " mass recall "
        << ms / st.mass_recall.size() / st.recall_steps;
   }
   return tr.str();
