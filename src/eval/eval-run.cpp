@@ -1,8 +1,9 @@
-// The evaluation runner. Per (sample, context, task): one dense prefill of the prompt minus its
-// sparse tail, then every setting (dense reference first) continues from it: the tail is pushed
+// The evaluation runner. Per (sample, context, task): the job builder (eval-job.h) makes the job, one
+// dense prefill of the prompt minus its sparse tail, then every setting (dense reference first) continues from it: the tail is pushed
 // through the decode path token by token under the setting's policy, then the answer is generated
 // greedily (stopping at end-of-generation, at max_new_tokens, or once every reference string is in
-// the output: the score cannot change after that), and scored.
+// the output: the score cannot change after that); the accumulator (eval-accum.h) scores and sums what
+// every setting did and makes the records.
 // Two drivers, same results up to float rounding:
 //   batched (default): every setting is a branch of one branch_decoder (model.h) over the prefill,
 //     its policy a probe forked from the session's; all branches advance together, the linear layers
