@@ -157,6 +157,66 @@ class branch_decoder {
   std::unique_ptr<impl> p_;
 };
 
+// Unrelated sequences decoded together (continuous batching, as a server runs them). Each sequence has
+// its own attention policy and a page table into one KV page pool (pages of page_size tokens, taken as
+// the sequence grows, given back by close()). prefill() appends a prompt (or a chunk of one) to one
+// sequence through the batched prefill path; step() appends one token to each of several sequences at
+// their own positions in ONE forward pass: the linear layers multiply all rows by each quantized weight
+// (integer mat-vecs, each row exactly as a single decode step computes it: a sequence's logits do not
+// depend on the others in its step), attention runs per sequence through its policy. fork() starts a
+// sequence as the first n tokens of another: full pages shared by reference count, the partial one
+// copied; the new policy is told the shared keys (read back from their fp16 rows).
+// Not thread-safe: one thread drives an engine.
+struct batch_params {
+  int64_t n_ctx = 0;       // tokens of one sequence at most (0: the model's training context)
+  int max_seqs = 8;        // sequences open at once
+  int64_t n_pages = 0;     // pages of the pool (0: max_seqs full sequences)
+  int page_size = 16;      // tokens per page (a power of two)
+  int n_threads = 0;       // 0: OpenMP default
+  int64_t n_batch = 512;   // prefill chunk
+  std::string backend = "cpu";
+};
+
+class batch_engine {
+ public:
+  batch_engine(const model& m, const batch_params& p);
+  ~batch_engine();
+  batch_engine(const batch_engine&) = delete;
+  batch_engine& operator=(const batch_engine&) = delete;
+
+  // A new empty sequence with its policy (nullptr: dense); ids are never reused. Throws when max_seqs
+  // sequences are open.
+  int64_t open(std::unique_ptr<attention_policy> policy = nullptr);
+  // A new sequence holding the first n tokens of `from` (1 <= n <= n_past(from)), with its own policy.
+  int64_t fork(int64_t from, int64_t n, std::unique_ptr<attention_policy> policy = nullptr);
+  // Gives the sequence's pages back. An unknown or closed id is an error.
+  void close(int64_t id);
+  // Appends n >= 1 tokens to one sequence (prefill path, chunks of n_batch); returns its last logits.
+  const float* prefill(int64_t id, const int32_t* toks, int64_t n);
+  // Appends toks[i] to sequence ids[i] for i < n (distinct open sequences) in one forward pass.
+  // Checked before anything is written: ids, tokens, context, free pages.
+  void step(const int64_t* ids, const int32_t* toks, int n);
+  // The logits [n_vocab] of the sequence's last prefill or step.
+  const float* logits(int64_t id) const;
+  int64_t n_past(int64_t id) const;
+  // Tokens attended / context tokens over the sequence's decode steps (1 before any).
+  double attended_density(int64_t id) const;
+  bool is_open(int64_t id) const;
+  int n_open() const;
+  int max_seqs() const;
+  int64_t n_ctx() const;
+  int n_threads() const;
+  int64_t pages_total() const;
+  int64_t pages_free() const;
+  // Pages a sequence of n tokens takes (shared pages counted once in pages_free()).
+  int64_t pages_for(int64_t n_tok) const;
+  const model& get_model() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+
 // ---- the inputs of policies, bound to a model ----
 struct hash_binding;  // hash-file.h
 // What ties a hash file to this model: its architecture, shape and tensor-layout digest
