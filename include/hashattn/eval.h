@@ -9,13 +9,14 @@
 //   RULER-style niah_single_noise, niah_single_essay, niah_multikey, niah_multivalue,
 //              niah_multiquery, vt (variable tracking), cwe (common-words extraction); score =
 //              fraction of reference strings contained in the output (string_match_all).
-//   recall     per layer and head: top-k recall and attention-mass recall of the policy's
-//              selections against exact attention, measured on passkey prompts.
+//   recall     per layer and head: attention-mass recall and top-32-in-budget overlap (metrics.h)
+//              of the policy's attended lists against exact attention, measured on passkey prompts.
 // "essay" haystacks are sentences of the held-out texts (Persuasion, KJV, Jargon File): the
 // Austen novels used to train the hash encoders never appear here.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,8 +68,18 @@ struct task_params {
 // Every generated task name (ppl and recall are not generated here).
 const std::vector<std::string>& eval_task_names();
 bool eval_task_is_generated(const std::string& task);
+// The prompt fitting of every generated task: the longest of a family of prompts render(n), n = 0 .. n_max
+// (token count non-decreasing in n), with at most `limit` tokens; exponential then binary search, each n
+// rendered once. n = -1 (no tokens) when even render(0) is longer than limit.
+struct fitted_prompt {
+  int64_t n = -1;
+  std::vector<int32_t> tokens;
+};
+fitted_prompt eval_fit_prompt(const std::function<std::vector<int32_t>(int64_t)>& render, int64_t n_max,
+                              int64_t limit);
 // Sample i of a task: deterministic in (task, context, seed, i). The haystack is the longest that
-// fits (binary search with the tokenizer). Throws when even an empty haystack does not fit.
+// fits prompt + max_new_tokens into the context (eval_fit_prompt with the model's tokenizer). Throws
+// when even an empty haystack does not fit.
 eval_sample eval_make_sample(const task_params& p, int index, const eval_corpus& corpus, const tokenizer& tok,
                              const chat_template* chat);
 
@@ -96,7 +107,7 @@ struct eval_policy_spec {
 // Keeps an fp32 copy of every appended key, so that a new inner policy can be installed over an
 // existing KV cache (begin + on_append replay: its state is exactly what a fresh run builds).
 // Measures per decode step and layer: attended tokens per query head, KV bytes read (union of a
-// group's lists in per-head mode), and optionally recall against exact attention.
+// group's lists in per-head mode), and optionally recall against exact attention (metrics.h).
 struct probe_stats {
   int64_t steps = 0;                  // decode steps x layers measured
   double attended_frac = 0;           // sum over measured (step, layer) of mean per-head attended / n
@@ -107,7 +118,7 @@ struct probe_stats {
   double select_read_bytes = 0;
   double dense_bytes = 0;             // sum of what dense attention would read (all K and V rows)
   // Recall (while enabled): [n_layer * n_head] sums over measured steps (allocated at the first).
-  std::vector<double> topk_recall, mass_recall;
+  std::vector<double> top_overlap, mass_recall;
   int64_t recall_steps = 0;
 };
 
@@ -132,6 +143,9 @@ class probe_policy : public attention_policy {
   static std::unique_ptr<probe_policy> fork(const probe_policy& base, std::unique_ptr<attention_policy> inner,
                                             int64_t max_tail);
   void set_measure_recall(bool on) { recall_on_ = on; }
+  // Layers whose lists are replaced by every token (an ablation: those layers decode densely under every
+  // inner policy); forks inherit them.
+  void set_dense_layers(std::vector<int> layers) { dense_layers_ = std::move(layers); }
   void reset_stats();
   const probe_stats& stats() const { return stats_; }
   int64_t n_tok(int layer) const;
@@ -152,6 +166,7 @@ class probe_policy : public attention_policy {
   int64_t fork_ = 0;
   std::vector<int64_t> n_tok_;
   bool recall_on_ = false;
+  std::vector<int> dense_layers_;
   probe_stats stats_;
   std::vector<uint8_t> mark_;
   std::vector<double> sc_;
@@ -175,10 +190,19 @@ struct eval_run_params {
   // (linear layers batched over the settings; no per-setting speed). true: one setting at a time
   // through the session's decode path, with decode tokens/s per setting.
   bool sequential = false;
+  // Layers every sparse setting decodes densely (an ablation; probe_policy::set_dense_layers); empty: none.
+  std::vector<int> dense_layers;
   // Progress lines (stderr in the tool); may be empty.
   std::function<void(const std::string&)> log;
   // One line per generated answer (debugging); may be empty.
   std::function<void(const std::string&)> trace;
+};
+
+// A 95% confidence interval of a record's value (eval-math.h: Wilson for scores, from the standard error
+// for KL and recall, in log space for perplexity); hi < lo: none (too few samples).
+struct eval_ci {
+  double lo = 0, hi = -1;
+  bool valid() const { return hi >= lo; }
 };
 
 struct eval_record {
@@ -187,9 +211,10 @@ struct eval_record {
   int64_t context = 0;
   int samples = 0;
   int first_sample = 0;             // sample indices first_sample .. first_sample + samples - 1 (one shard)
-  std::string metric;               // score, ppl, kl, topk_recall, mass_recall
+  std::string metric;               // score, ppl, kl, top32_overlap, mass_recall (metrics.h)
   double value = 0;
-  double stderr_ = 0;               // standard error of the mean over samples (0 when n/a)
+  double stderr_ = 0;               // standard error of the mean over samples (ppl: of the mean log-perplexity; 0 when n/a)
+  eval_ci ci;                       // 95% interval of value
   double attended_frac = 0;         // mean attended / context per query head
   double kv_read_frac = 0;          // mean KV rows read / (context * n_head_kv)
   double kv_read_bytes = 0;         // mean bytes read from the fp16 KV cache per decode step
@@ -198,7 +223,7 @@ struct eval_record {
   double prompt_tokens = 0;         // mean prompt length
   double seconds = 0;               // wall time spent in this setting's sparse tail + decode (batched: shared evenly)
   double decode_tok_s = 0;          // decode steps per second, recall steps excluded (sequential runs only; else 0)
-  double topk_recall = -1;          // mean over layers, heads and measured steps (-1: not measured)
+  double top_overlap = -1;          // top-32-in-budget overlap, mean over layers, heads and measured steps (-1: not measured)
   double mass_recall = -1;
   std::string detail;               // JSON text: per-layer/head recall (recall task), else ""
   std::string label() const;
@@ -221,7 +246,13 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs);
 // window), seconds summed; a record whose samples overlap those already merged replaces them (a re-run
 // wins). "average" records are dropped (eval_add_average recomputes them).
 std::vector<eval_record> eval_records_merge(const std::vector<std::vector<eval_record>>& files);
-// Average over the RULER/passkey tasks of each (method, gqa, density, context): task "average".
+// Average over the RULER/passkey tasks of each (method, gqa, density, context): task "average"; its
+// interval is Wilson's over every answer of those tasks.
 std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs);
+// The one results writer of runs and reports: the Markdown tables of recs to `md` and, when json_path is
+// not empty, the JSON records with meta_json (a JSON object's text) to that file; throws when it cannot
+// be written.
+void eval_write_results(const std::vector<eval_record>& recs, const std::string& meta_json,
+                        const std::string& json_path, std::ostream& md);
 
 }  // namespace hashattn

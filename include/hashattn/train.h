@@ -94,7 +94,8 @@ struct train_progress {
   int64_t steps = 0;                 // optimizer steps done per unit so far
   int64_t steps_total = 0;
   double loss = 0;                   // mean loss of this window's steps of this layer
-  double val_recall = -1;            // held-out recall at the label k (learned codes), -1 if not measured
+  // Held-out top-32-in-budget overlap (recall_stats.top_overlap at the label budget), -1 if not measured.
+  double val_recall = -1;            // learned codes
   double val_recall_simhash = -1;    // the same for SimHash with the same bits
   double val_recall_simhash256 = -1; // the same for SimHash with 256 bits (the stronger baseline)
   double elapsed_s = 0, eta_s = 0;
@@ -135,7 +136,7 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
 struct train_layer_stats {
   int layer = 0;
   double loss = 0;           // mean loss of the last window
-  double val_recall = 0;     // held-out recall at the label k, learned
+  double val_recall = 0;     // held-out top-32-in-budget overlap at the label budget (as train_progress), learned
   double val_recall_simhash = 0;
   double val_recall_simhash256 = 0;
 };
@@ -167,11 +168,14 @@ struct eval_codes {
 eval_codes codes_learned(const hash_weights& w, int layer, const layer_capture& c, int n_threads);
 // SimHash: bits Gaussian directions per KV head, shared by keys and the group's queries.
 eval_codes codes_simhash(const layer_capture& c, int bits, uint64_t seed);
+// The attended set of a query: sinks + window + the k selected middle tokens (label_params' split and k).
+// Both measures are metrics.h's, over the query's exact attention (every key up to its position).
 struct recall_stats {
-  double topk_recall = 0;   // |selected middle ∩ oracle top-k| / k, mean over (query, list)
-  double mass_recall = 0;   // attention mass of the selected middle / mass of the whole middle, mean over (query, head)
-  double oracle_mass = 0;   // the same for the oracle's top-k (the ceiling)
-  int64_t n = 0;            // (query, list) pairs measured
+  double top_overlap = 0;     // top-32-in-budget overlap of the attended set, mean over (query, head)
+  double mass_recall = 0;     // attention-mass recall of the attended set, mean over (query, head)
+  double oracle_overlap = 0;  // the same two for the oracle's set (middle top-k by attention weight)
+  double oracle_mass = 0;
+  int64_t n = 0;              // (query, head) pairs measured (group mode: every head of the group)
 };
 // Selection: the k highest middle scores (b - popcount(q xor k); group mode: summed over the group),
 // ties to the most recent; oracle: top-k by logit (group: by summed attention weights). k from p
@@ -202,7 +206,8 @@ struct recall_row {
 // Rows for every (text, method, density, layer). learned may be null (baselines only).
 std::vector<recall_row> eval_recall_texts(const model& m, const std::vector<train_text>& texts,
                                           const hash_weights* learned, const recall_eval_params& p);
-// Markdown: per-layer table (top-k recall and mass recall per method and density) and averages.
+// Markdown: per-layer tables (top-32-in-budget overlap and attention-mass recall per method and density)
+// and the mean over layers.
 std::string recall_markdown(const std::vector<recall_row>& rows);
 
 }  // namespace hashattn

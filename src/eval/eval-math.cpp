@@ -1,4 +1,5 @@
-// Next-token statistics of the evaluation (see eval-math.h): log-softmax, KL, perplexity in float64.
+// Statistics of the evaluation (see eval-math.h): log-softmax, KL, perplexity in float64; mean, standard
+// error and the 95% intervals of records.
 #include "eval/eval-math.h"
 
 #include <algorithm>
@@ -44,6 +45,38 @@ double eval_perplexity(double nll_sum, double n_tokens) {
   if (!(nll_sum >= 0) || !std::isfinite(nll_sum))
     fail("perplexity: summed negative log-likelihood", fmt::format("{}", nll_sum), "finite and >= 0");
   return std::exp(nll_sum / n_tokens);
+}
+
+mean_stderr eval_mean_stderr(const std::vector<double>& v) {
+  if (v.empty()) fail("mean of no values");
+  mean_stderr r;
+  for (double x : v) r.mean += x;
+  const double n = (double)v.size();
+  r.mean /= n;
+  double ss = 0;
+  for (double x : v) ss += (x - r.mean) * (x - r.mean);
+  r.stderr_ = v.size() > 1 ? std::sqrt(ss / (n - 1) / n) : 0;
+  return r;
+}
+
+eval_ci eval_wilson(double p, double n) {
+  if (!(n >= 1)) fail("Wilson interval: trials", fmt::format("{}", n), ">= 1");
+  if (!(p >= 0 && p <= 1)) fail("Wilson interval: proportion", fmt::format("{}", p), "in [0, 1]");
+  const double z2 = z95 * z95;
+  const double c = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const double h = z95 / (1 + z2 / n) * std::sqrt(p * (1 - p) / n + z2 / (4 * n * n));
+  return {std::max(0.0, c - h), std::min(1.0, c + h)};
+}
+
+eval_ci eval_interval(const std::string& metric, double value, double stderr_, int n) {
+  if (n < 1) return {};
+  if (metric == "score") return eval_wilson(std::min(1.0, std::max(0.0, value)), n);
+  if (n < 2) return {};
+  if (metric == "ppl") {
+    if (!(value > 0)) return {};
+    return {std::exp(std::log(value) - z95 * stderr_), std::exp(std::log(value) + z95 * stderr_)};
+  }
+  return {value - z95 * stderr_, value + z95 * stderr_};
 }
 
 }  // namespace hashattn

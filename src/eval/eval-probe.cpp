@@ -2,8 +2,9 @@
 // an inner policy that can be swapped over an existing KV cache (install: begin + replay of the
 // fp32 keys it kept), so one dense prefill serves every policy under test, and it measures what
 // each decode step reads: attended tokens per query head, KV rows read (the union of a group's
-// lists in per-head mode), what the selector read (its auxiliary state, extra keys), and optionally top-k / attention-mass recall against exact attention
-// (softmax(q.k * scale) over every cached token, fp32 keys).
+// lists in per-head mode), what the selector read (its auxiliary state, extra keys), and optionally the
+// attention-mass recall and top-32-in-budget overlap (metrics.h) of each head's attended list against
+// exact attention (softmax(q.k * scale) over every cached token, fp32 keys).
 // Kept keys: per layer [max_ctx, n_head_kv, head_dim] fp32; a forked probe (one branch of a
 // branch_decoder) reads its base's keys before the fork and keeps only its own after.
 #include <algorithm>
@@ -12,6 +13,7 @@
 
 #include "hashattn/error.h"
 #include "hashattn/eval.h"
+#include "hashattn/metrics.h"
 
 namespace hashattn {
 
@@ -50,6 +52,7 @@ std::unique_ptr<probe_policy> probe_policy::fork(const probe_policy& base, std::
   p->keys_.assign(p->n_layer_, {});
   for (auto& k : p->keys_) k.assign((size_t)max_tail * p->shape_.n_head_kv * p->shape_.head_dim, 0.f);
   p->n_tok_.assign(p->n_layer_, p->fork_);
+  p->dense_layers_ = base.dense_layers_;
   p->install(std::move(inner));
   return p;
 }
@@ -94,6 +97,15 @@ void probe_policy::reset_stats() {
 void probe_policy::select(int layer, const float* q, const kv_view& kv, index_lists& out) {
   HASHATTN_ASSERT(inner_ != nullptr);
   inner_->select(layer, q, kv, out);
+  if (std::find(dense_layers_.begin(), dense_layers_.end(), layer) != dense_layers_.end()) {
+    // An ablation: this layer attends every token (the inner policy still selected, so what it reads is
+    // counted as in any other layer).
+    out.reset(out.n_lists(), kv.n_tok, out.per_group);
+    for (int r = 0; r < out.n_lists(); r++) {
+      for (int64_t t = 0; t < kv.n_tok; t++) out.idx[(size_t)r * out.stride + t] = (int32_t)t;
+      out.count[r] = (int32_t)kv.n_tok;
+    }
+  }
   measure(layer, q, kv, out);
 }
 
@@ -137,8 +149,8 @@ void probe_policy::measure(int layer, const float* q, const kv_view& kv, const i
   stats_.steps += 1;
 
   if (!recall_on_) return;
-  if (stats_.topk_recall.empty()) {
-    stats_.topk_recall.assign((size_t)n_layer_ * H, 0.0);
+  if (stats_.top_overlap.empty()) {
+    stats_.top_overlap.assign((size_t)n_layer_ * H, 0.0);
     stats_.mass_recall.assign((size_t)n_layer_ * H, 0.0);
   }
   if (layer == 0) stats_.recall_steps += 1;
@@ -157,26 +169,17 @@ void probe_policy::measure(int layer, const float* q, const kv_view& kv, const i
       mx = std::max(mx, s);
     }
     double z = 0;
-    for (int64_t t = 0; t < n; ++t) z += std::exp(sc_[t] - mx);
+    for (int64_t t = 0; t < n; ++t) z += (sc_[t] = std::exp(sc_[t] - mx));
+    for (int64_t t = 0; t < n; ++t) sc_[t] /= z;  // exact attention weights
     const int r = list_of(h);
-    const int32_t* ix = l.idx.data() + (size_t)r * l.stride;
-    const int64_t k = l.count[r];
-    double mass = 0;
-    for (int64_t i = 0; i < k; ++i) mass += std::exp(sc_[ix[i]] - mx) / z;
-    double rec = 1.0;
-    if (k > 0 && k < n) {
-      // Tie-aware top-k recall: selected tokens scoring at least the k-th largest exact score.
-      std::vector<double> tmp(sc_.begin(), sc_.begin() + n);
-      std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end(), std::greater<double>());
-      const double kth = tmp[(size_t)k - 1];
-      int64_t hit = 0;
-      for (int64_t i = 0; i < k; ++i) hit += sc_[ix[i]] >= kth ? 1 : 0;
-      rec = (double)std::min(hit, k) / (double)k;
-    } else if (k == 0) {
-      rec = 0.0;
-    }
-    stats_.topk_recall[(size_t)layer * H + h] += rec;
-    stats_.mass_recall[(size_t)layer * H + h] += mass;
+    attention_recall_params rp;
+    rp.prob = sc_.data();
+    rp.n = n;
+    rp.attended = l.idx.data() + (size_t)r * l.stride;
+    rp.n_attended = l.count[r];
+    const attention_recall rec = attention_recall_of(rp);
+    stats_.top_overlap[(size_t)layer * H + h] += rec.top_overlap;
+    stats_.mass_recall[(size_t)layer * H + h] += rec.mass;
   }
 }
 

@@ -1,16 +1,19 @@
 // Report writers for evaluation records: JSON (one object per record, plus a meta object), JSON
 // reader (to merge runs and re-render), Markdown tables (one per task, context and metric: rows =
-// policy/GQA mode, columns = densities; dense is the reference row), KV-read tables, and the
-// cross-task average of the string-match scores.
+// policy/GQA mode, columns = densities, each value with its 95% interval; dense is the reference row),
+// KV-read tables, the cross-task average of the string-match scores, and the one results writer.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
+#include "eval/eval-math.h"
 #include "hashattn/error.h"
 #include "hashattn/eval.h"
+#include "hashattn/metrics.h"
 
 namespace hashattn {
 
@@ -85,6 +88,7 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
     o["metric"] = r.metric;
     o["value"] = r.value;
     o["stderr"] = r.stderr_;
+    if (r.ci.valid()) o["ci95"] = {r.ci.lo, r.ci.hi};
     o["attended_frac"] = r.attended_frac;
     o["kv_read_frac"] = r.kv_read_frac;
     o["kv_read_bytes_per_step"] = r.kv_read_bytes;
@@ -93,7 +97,7 @@ std::string eval_records_json(const std::vector<eval_record>& recs, const std::s
     o["prompt_tokens"] = r.prompt_tokens;
     o["seconds"] = r.seconds;
     o["decode_tok_s"] = r.decode_tok_s;
-    if (r.topk_recall >= 0) o["topk_recall"] = r.topk_recall;
+    if (r.top_overlap >= 0) o[metric_top_overlap] = r.top_overlap;
     if (r.mass_recall >= 0) o["mass_recall"] = r.mass_recall;
     if (!r.detail.empty()) o["detail"] = nlohmann::ordered_json::parse(r.detail);
     j["records"].push_back(o);
@@ -124,6 +128,11 @@ std::vector<eval_record> eval_records_from_json(const std::string& text) {
       r.metric = o.at("metric").get<std::string>();
       r.value = o.at("value").get<double>();
       r.stderr_ = o.value("stderr", 0.0);
+      if (o.contains("ci95")) {
+        const auto& c = o.at("ci95");
+        if (!c.is_array() || c.size() != 2) fail("eval: results JSON: ci95 must be [lo, hi]");
+        r.ci = {c[0].get<double>(), c[1].get<double>()};
+      }
       r.attended_frac = o.value("attended_frac", 0.0);
       r.kv_read_frac = o.value("kv_read_frac", 0.0);
       r.kv_read_bytes = o.value("kv_read_bytes_per_step", 0.0);
@@ -132,7 +141,7 @@ std::vector<eval_record> eval_records_from_json(const std::string& text) {
       r.prompt_tokens = o.value("prompt_tokens", 0.0);
       r.seconds = o.value("seconds", 0.0);
       r.decode_tok_s = o.value("decode_tok_s", 0.0);
-      r.topk_recall = o.value("topk_recall", -1.0);
+      r.top_overlap = o.value(metric_top_overlap, -1.0);  // (older files' "topk_recall" had another definition)
       r.mass_recall = o.value("mass_recall", -1.0);
       if (o.contains("detail")) r.detail = o["detail"].dump();
     } catch (const std::exception& e) {
@@ -159,16 +168,14 @@ void pool_into(eval_record& a, const eval_record& b) {
     const bool vx = x > invalid_below, vy = y > invalid_below;
     return vx && vy ? wmean(x, y) : vx ? x : y;
   };
-  if (a.metric == "ppl") {
-    a.value = std::exp(wmean(std::log(a.value), std::log(b.value)));
-    a.stderr_ = 0;
-  } else {
-    const double m = wmean(a.value, b.value);
-    const double ss = a.stderr_ * a.stderr_ * na * (na - 1) + b.stderr_ * b.stderr_ * nb * (nb - 1) +
-                      na * (a.value - m) * (a.value - m) + nb * (b.value - m) * (b.value - m);
-    a.value = m;
-    a.stderr_ = n > 1 ? std::sqrt(ss / (n - 1) / n) : 0;
-  }
+  // Pooled mean and exact pooled standard error (ppl: of the log-perplexity, equal positions per window).
+  const bool log_space = a.metric == "ppl";
+  const double xa = log_space ? std::log(a.value) : a.value, xb = log_space ? std::log(b.value) : b.value;
+  const double m = wmean(xa, xb);
+  const double ss = a.stderr_ * a.stderr_ * na * (na - 1) + b.stderr_ * b.stderr_ * nb * (nb - 1) +
+                    na * (xa - m) * (xa - m) + nb * (xb - m) * (xb - m);
+  a.value = log_space ? std::exp(m) : m;
+  a.stderr_ = n > 1 ? std::sqrt(ss / (n - 1) / n) : 0;
   a.attended_frac = wmean(a.attended_frac, b.attended_frac);
   a.kv_read_frac = wmean(a.kv_read_frac, b.kv_read_frac);
   a.kv_read_bytes = wmean(a.kv_read_bytes, b.kv_read_bytes);
@@ -176,12 +183,12 @@ void pool_into(eval_record& a, const eval_record& b) {
   a.total_read_frac = wmean(a.total_read_frac, b.total_read_frac);
   a.prompt_tokens = wmean(a.prompt_tokens, b.prompt_tokens);
   a.decode_tok_s = wmean_valid(a.decode_tok_s, b.decode_tok_s, 0);
-  a.topk_recall = wmean_valid(a.topk_recall, b.topk_recall, -0.5);
+  a.top_overlap = wmean_valid(a.top_overlap, b.top_overlap, -0.5);
   a.mass_recall = wmean_valid(a.mass_recall, b.mass_recall, -0.5);
   a.seconds += b.seconds;
   if (!a.detail.empty() && !b.detail.empty()) {  // per-layer/head recall arrays
     nlohmann::json ja = nlohmann::json::parse(a.detail), jb = nlohmann::json::parse(b.detail);
-    for (const char* key : {"topk_recall", "mass_recall"})
+    for (const char* key : {metric_top_overlap, metric_mass_recall})
       if (ja.contains(key) && jb.contains(key) && ja[key].size() == jb[key].size())
         for (size_t i = 0; i < ja[key].size(); ++i)
           ja[key][i] = wmean(ja[key][i].get<double>(), jb[key][i].get<double>());
@@ -191,6 +198,7 @@ void pool_into(eval_record& a, const eval_record& b) {
   }
   a.first_sample = std::min(a.first_sample, b.first_sample);
   a.samples = (int)n;
+  a.ci = eval_interval(a.metric, a.value, a.stderr_, a.samples);
 }
 
 }  // namespace
@@ -235,6 +243,7 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     double sum = 0;
     int n = 0;
     int min_samples = 1 << 30;
+    int answers = 0;  // samples of all its tasks
     double att = 0, kvf = 0, tot = 0;
   };
   std::map<std::tuple<std::string, std::string, double, int64_t>, agg> m;
@@ -245,6 +254,7 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     a.sum += r.value;
     a.n += 1;
     a.min_samples = std::min(a.min_samples, r.samples);
+    a.answers += r.samples;
     a.att += r.attended_frac, a.kvf += r.kv_read_frac, a.tot += r.total_read_frac;
   }
   std::vector<eval_record> out = recs;
@@ -254,12 +264,15 @@ std::vector<eval_record> eval_add_average(const std::vector<eval_record>& recs) 
     r.value = a.sum / a.n;
     r.stderr_ = 0;
     r.samples = a.min_samples;
+    // Wilson over every answer of its tasks (exact for the pooled proportion when the tasks have equal
+    // sample counts).
+    r.ci = eval_wilson(std::min(1.0, std::max(0.0, r.value)), a.answers);
     r.attended_frac = a.att / a.n;
     r.kv_read_frac = a.kvf / a.n;
     r.total_read_frac = a.tot / a.n;
     r.seconds = 0;
     r.decode_tok_s = 0;
-    r.topk_recall = r.mass_recall = -1;
+    r.top_overlap = r.mass_recall = -1;
     r.detail.clear();
     out.push_back(r);
   }
@@ -283,11 +296,11 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
     std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return label_less(*a, *b); });
     for (auto* r : sorted)
       if (std::find(labels.begin(), labels.end(), r->label()) == labels.end()) labels.push_back(r->label());
-    const bool pct = metric == "score" || metric == "topk_recall" || metric == "mass_recall";
+    const bool pct = metric == "score" || metric == metric_top_overlap || metric == metric_mass_recall;
     int samples = 0;
     for (auto* r : rs) samples = std::max(samples, r->samples);
     o << "### " << task << ", context " << ctx << ", " << metric << (pct ? " (%)" : "") << ", up to " << samples
-      << " samples\n\n";
+      << " samples; [95% interval]\n\n";
     o << "| policy |";
     for (double d : dens) o << " " << policy_density_name(d) << " |";
     o << "\n|---|";
@@ -303,8 +316,10 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
           o << " - |";
           continue;
         }
-        double v = pct ? 100 * hit->value : hit->value;
-        o << " " << num(v, metric == "kl" ? 4 : (metric == "ppl" ? 3 : 1));
+        const double scale = pct ? 100 : 1;
+        const int prec = metric == "kl" ? 4 : (metric == "ppl" ? 3 : 1);
+        o << " " << num(scale * hit->value, prec);
+        if (hit->ci.valid()) o << " [" << num(scale * hit->ci.lo, prec) << ", " << num(scale * hit->ci.hi, prec) << "]";
         if (hit->samples < samples) o << " (n=" << hit->samples << ")";
         o << " |";
       }
@@ -365,6 +380,15 @@ std::string eval_records_markdown(const std::vector<eval_record>& recs) {
     o << "\n";
   }
   return o.str();
+}
+
+void eval_write_results(const std::vector<eval_record>& recs, const std::string& meta_json,
+                        const std::string& json_path, std::ostream& md) {
+  md << eval_records_markdown(recs);
+  if (json_path.empty()) return;
+  std::ofstream f(json_path);
+  f << eval_records_json(recs, meta_json);
+  if (!f) fail("cannot write '" + json_path + "'");
 }
 
 }  // namespace hashattn

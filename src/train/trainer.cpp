@@ -1,7 +1,8 @@
 // `train_hash_encoders` (see train.h): windows of the training text are prefilled one at a time; for each
 // captured layer the units (query heads, or KV groups in group mode) take steps_per_window Adam steps on
 // minibatches of that window, in parallel over units (OpenMP; OpenBLAS single-threaded inside). A held-out
-// window (not trained on) measures recall at the label k after every layer's turn.
+// window (not trained on) measures the top-32-in-budget overlap (metrics.h) at the label budget after every
+// layer's turn.
 // Minibatch of a unit: B queries with a middle; up to P sampled positives of each; N random middle keys.
 // Pair weights make the loss an estimate of the full per-query loss over its middle region:
 //   positives of query i: pos_weight * k_i / npos_i, negatives: (n_mid_i - k_i) / nneg_i, over
@@ -434,7 +435,7 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       cap.get(layers[li], val[li]);
       auto simhash_recall = [&](int bits, uint64_t salt) {
         return eval_recall(val[li], codes_simhash(val[li], bits, mix(p.seed, salt + layers[li])), p.labels, p.gqa,
-                           units).topk_recall;
+                           units).top_overlap;
       };
       val_simhash[li] = simhash_recall(p.bits, 100);
       val_simhash256[li] = simhash_recall(256, 200);
@@ -482,7 +483,7 @@ train_result train_hash_encoders(const model& m, const std::vector<train_text>& 
       stt.val_recall = -1;
       if (p.val_queries > 0) {
         const recall_stats vs = eval_recall(val[li], codes_learned(tr.weights(), l, val[li], nt), p.labels, p.gqa, units);
-        stt.val_recall = vs.n > 0 ? vs.topk_recall : -1;
+        stt.val_recall = vs.n > 0 ? vs.top_overlap : -1;
       }
       res.seconds_train += secs(t1);
       if (p.on_progress) {

@@ -179,6 +179,37 @@ TEST_P(EvalTasks, FitsContextHoldsReferencesAndIsDeterministic) {
 
 INSTANTIATE_TEST_SUITE_P(All, EvalTasks, ::testing::ValuesIn(eval_task_names()));
 
+// The one prompt-fitting function on hand-made families: prompt of n units = 5 + 3n tokens.
+TEST(EvalTasks, FitPromptFindsTheLongestThatFitsRenderingEachSizeOnce) {
+  std::vector<int64_t> calls;
+  auto render = [&](int64_t n) {
+    calls.push_back(n);
+    return std::vector<int32_t>((size_t)(5 + 3 * n), (int32_t)n);
+  };
+  // limit 100: 5 + 3 x 31 = 98 fits, 32 -> 101 does not.
+  fitted_prompt f = eval_fit_prompt(render, 1000, 100);
+  EXPECT_EQ(f.n, 31);
+  EXPECT_EQ(f.tokens.size(), 98u);
+  EXPECT_EQ(f.tokens[0], 31);  // the tokens of n = 31, not of another size
+  std::set<int64_t> once(calls.begin(), calls.end());
+  EXPECT_EQ(once.size(), calls.size()) << "a size was rendered twice";
+  // Everything fits: n_max itself (exactly at the limit: 5 + 3 x 20 = 65).
+  calls.clear();
+  f = eval_fit_prompt(render, 20, 65);
+  EXPECT_EQ(f.n, 20);
+  EXPECT_EQ(f.tokens.size(), 65u);
+  // n_max 0: the empty haystack.
+  EXPECT_EQ(eval_fit_prompt(render, 0, 100).n, 0);
+  // Not even n = 0 fits: n = -1, no tokens.
+  f = eval_fit_prompt(render, 10, 4);
+  EXPECT_EQ(f.n, -1);
+  EXPECT_TRUE(f.tokens.empty());
+  // A family with a jump (n >= 7 adds 50 tokens): the largest n below the jump.
+  auto jump = [](int64_t n) { return std::vector<int32_t>((size_t)(n + (n >= 7 ? 50 : 0)), 0); };
+  EXPECT_EQ(eval_fit_prompt(jump, 100, 40).n, 6);
+  EXPECT_THROW(eval_fit_prompt(render, -1, 10), error);
+}
+
 TEST(EvalTasks, PasskeyDepthPlacesTheNeedle) {
   auto tok = byte_tokenizer();
   eval_corpus c = synthetic_corpus(5);
@@ -292,8 +323,9 @@ TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
         want_rows += (double)u.size();
       }
       for (int h = 0; h < H; ++h) want_att += a.count[a.per_group ? h / G : h] / (double)n / H;
-      // Recall in float64 against the kept fp32 keys: the oracle ranks by exact q.k, so top-k
-      // recall is 1 (up to fp16 rounding of the cache it scores); mass = sum of softmax weights.
+      // Recall in float64 against the kept fp32 keys: mass = sum of softmax weights of the list; the
+      // oracle keeps the 63 middle keys of largest q.k besides 4 sinks and 8 recent ones, so per head
+      // it holds the 32 heaviest keys (up to fp32 rounding of near-ties in its scores).
       for (int h = 0; h < H; ++h) {
         const int r = a.per_group ? h / G : h;
         std::vector<double> s(n);
@@ -308,16 +340,13 @@ TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
         for (int64_t t = 0; t < n; ++t) z += std::exp(s[t] - mx);
         for (int i = 0; i < a.count[r]; ++i) m += std::exp(s[a.idx[r * a.stride + i]] - mx) / z;
         EXPECT_NEAR(probe.stats().mass_recall[l * H + h], m, 1e-9);
-        // Top-k recall, k = attended count: selected tokens scoring >= the k-th largest score.
-        const int64_t k = a.count[r];
+        // Top-32-in-budget overlap: listed keys among the 32 of largest score (no ties in normal data).
         std::vector<double> sorted = s;
         std::sort(sorted.begin(), sorted.end(), std::greater<double>());
         int64_t hit = 0;
-        for (int i = 0; i < k; ++i) hit += s[a.idx[r * a.stride + i]] >= sorted[k - 1] ? 1 : 0;
-        EXPECT_NEAR(probe.stats().topk_recall[l * H + h], (double)std::min(hit, k) / k, 1e-12);
-        // The oracle's own choices (beyond sinks and window) are the exact top scores: recall is at
-        // least the share of those choices.
-        if (mode == gqa_mode::per_head) EXPECT_GE(probe.stats().topk_recall[l * H + h], (k - 12.0) / k - 1e-12);
+        for (int i = 0; i < a.count[r]; ++i) hit += s[a.idx[r * a.stride + i]] >= sorted[31] ? 1 : 0;
+        EXPECT_NEAR(probe.stats().top_overlap[l * H + h], hit / 32.0, 1e-12);
+        if (mode == gqa_mode::per_head) EXPECT_GE(probe.stats().top_overlap[l * H + h], 31.0 / 32);
       }
     }
     const auto& st = probe.stats();
@@ -338,6 +367,43 @@ TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
     EXPECT_EQ(a.count, b.count);
     EXPECT_EQ(a.idx, b.idx);
   }
+}
+
+// --dense-layers: the listed layers attend every token under any inner policy, the others keep the
+// policy's lists; a fork inherits the layers.
+TEST(EvalProbe, DenseLayersAttendEveryToken) {
+  std::mt19937_64 rng(4343);
+  const int n_layer = 3, H = 6, Hk = 2, d = 16;
+  const int64_t n = 200;
+  const layer_shape shape{H, Hk, d};
+  auto kv = test::make_test_kv(rng, dtype::f16, n, Hk, d, 0, test::dist::normal, test::dist::normal);
+  auto keys = test::keys_f32(kv);
+  policy_config cfg;
+  cfg.name = "oracle";
+  cfg.budget = {0.25, 0, 4, 8};
+  probe_policy probe;
+  probe.begin(n_layer, shape, n);
+  probe.set_dense_layers({1});
+  for (int l = 0; l < n_layer; ++l) probe.on_append(l, keys.data(), 0, n);
+  probe.install(make_policy(cfg));
+  auto fork = probe_policy::fork(probe, make_policy(cfg), 4);
+  const auto q = test::random_vec(rng, test::dist::normal, H * d, 2.f);
+  for (probe_policy* p : {&probe, fork.get()})
+    for (int l = 0; l < n_layer; ++l) {
+      index_lists lists;
+      p->select(l, q.data(), kv.view, lists);
+      ASSERT_EQ(lists.n_lists(), H);
+      for (int r = 0; r < H; ++r) {
+        if (l != 1) {
+          EXPECT_EQ(lists.count[r], 50) << "layer " << l;  // the oracle's budget: 1/4 of 200
+          continue;
+        }
+        ASSERT_EQ(lists.count[r], n);
+        for (int64_t t = 0; t < n; ++t) EXPECT_EQ(lists.idx[r * lists.stride + t], t);
+      }
+    }
+  // Attended share: layers 0 and 2 at 1/4, layer 1 at 1.
+  EXPECT_NEAR(probe.stats().attended_frac / probe.stats().steps, (0.25 + 1 + 0.25) / 3, 1e-12);
 }
 
 // A probe forked at the prefix (one branch of a branch decoder) behaves like a probe that saw every
@@ -381,7 +447,7 @@ TEST(EvalProbe, ForkSharesThePrefixAndMatchesAWholeProbe) {
     EXPECT_EQ(a.idx, b.idx);
   }
   EXPECT_EQ(br->stats().kv_read_bytes, whole.stats().kv_read_bytes);
-  EXPECT_EQ(br->stats().topk_recall, whole.stats().topk_recall);
+  EXPECT_EQ(br->stats().top_overlap, whole.stats().top_overlap);
   EXPECT_EQ(br->stats().mass_recall, whole.stats().mass_recall);
   EXPECT_EQ(base.n_tok(0), fork_at) << "the base is not touched by its branches";
   EXPECT_THROW(br->truncate(fork_at - 1), error);
@@ -408,7 +474,7 @@ TEST(EvalReport, MergePoolsDisjointShardsAndReplacesOverlaps) {
     for (int i = first; i < first + n; ++i) m += v[i] / n;
     for (int i = first; i < first + n; ++i) ss += (v[i] - m) * (v[i] - m);
     r.value = metric == "ppl" ? std::exp(m) : m;
-    r.stderr_ = metric == "ppl" || n < 2 ? 0 : std::sqrt(ss / (n - 1) / n);
+    r.stderr_ = n < 2 ? 0 : std::sqrt(ss / (n - 1) / n);  // ppl: of the mean log-perplexity
     r.attended_frac = 0.0625 + 0.001 * first;
     r.seconds = 10.0 * n;
     return r;
@@ -424,6 +490,11 @@ TEST(EvalReport, MergePoolsDisjointShardsAndReplacesOverlaps) {
     EXPECT_EQ(m.first_sample, 0);
     EXPECT_NEAR(m.value, whole.value, 1e-12);
     EXPECT_NEAR(m.stderr_, whole.stderr_, 1e-12);
+    // The pooled record's interval is that of the whole (Wilson for the score, log space for ppl).
+    const eval_ci want = eval_interval(metric, whole.value, whole.stderr_, 7);
+    ASSERT_TRUE(m.ci.valid());
+    EXPECT_NEAR(m.ci.lo, want.lo, 1e-12);
+    EXPECT_NEAR(m.ci.hi, want.hi, 1e-12);
     EXPECT_NEAR(m.seconds, 70.0, 1e-12);
     EXPECT_NEAR(m.attended_frac, (3 * 0.0655 + 3 * 0.0625 + 1 * 0.0685) / 7, 1e-12);
     // A re-run of samples 0..2 replaces what was merged before it.
@@ -464,6 +535,10 @@ TEST(EvalReport, JsonRoundTripMarkdownAndAverage) {
     if (r.task == "average") {
       ++n_avg;
       EXPECT_NEAR(r.value, r.method == "dense" ? 0.7 : 0.65, 1e-12);
+      // Wilson over the 100 answers of its two tasks: 0.7 -> [0.6042, 0.7811], 0.65 -> [0.5525, 0.7364].
+      ASSERT_TRUE(r.ci.valid());
+      EXPECT_NEAR(r.ci.lo, r.method == "dense" ? 0.6041514536665332 : 0.5525444329688796, 1e-12);
+      EXPECT_NEAR(r.ci.hi, r.method == "dense" ? 0.7810511470506724 : 0.7363575175690247, 1e-12);
     }
   EXPECT_EQ(n_avg, 3);
   std::string js = eval_records_json(all, "{\"command\":\"x\"}");
@@ -474,14 +549,51 @@ TEST(EvalReport, JsonRoundTripMarkdownAndAverage) {
     EXPECT_EQ(back[i].label(), all[i].label());
     EXPECT_DOUBLE_EQ(back[i].density, all[i].density);
     EXPECT_DOUBLE_EQ(back[i].value, all[i].value);
+    EXPECT_EQ(back[i].ci.valid(), all[i].ci.valid());
+    EXPECT_DOUBLE_EQ(back[i].ci.lo, all[i].ci.lo);
+    EXPECT_DOUBLE_EQ(back[i].ci.hi, all[i].ci.hi);
   }
   std::string md = eval_records_markdown(all);
   EXPECT_NE(md.find("### passkey, context 4096, score (%)"), std::string::npos);
   EXPECT_NE(md.find("| hash/head | 80.0 | 80.0 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| dense | 90.0 | 90.0 |"), std::string::npos) << md;
+  // Records with an interval print it after the value.
+  EXPECT_NE(md.find("| dense | 70.0 [60.4, 78.1] | 70.0 [60.4, 78.1] |"), std::string::npos) << md;
   EXPECT_NE(md.find("KV read per decode step"), std::string::npos);
   EXPECT_THROW(eval_records_from_json("{\"records\": [{\"task\": 1}]}"), error);
   EXPECT_THROW(eval_records_from_json("not json"), error);
+}
+
+// Wilson 95% intervals, hand-computed (z = 1.959964): 3 of 6 -> [0.18762, 0.81238]; 0 of 6 -> [0, 0.39033];
+// 1 of 1 -> [0.20655, 1]; 5 of 6 -> [0.43650, 0.96995]. Mean and standard error of {1, 2, 3, 4}: 2.5 and
+// sqrt((5/3) / 4) = 0.645497, interval 2.5 -+ 1.959964 x 0.645497 = [1.234849, 3.765151]. Perplexity of
+// three windows of mean log-perplexity 3.0, 3.2, 2.9: exp(3.03333) = 20.76634, standard error 0.0881917,
+// interval exp(3.03333 -+ 1.959964 x 0.0881917) = [17.46992, 24.68476].
+TEST(EvalMath, WilsonAndStandardErrorIntervals) {
+  auto near = [](eval_ci c, double lo, double hi) {
+    ASSERT_TRUE(c.valid());
+    EXPECT_NEAR(c.lo, lo, 1e-9);
+    EXPECT_NEAR(c.hi, hi, 1e-9);
+  };
+  near(eval_wilson(0.5, 6), 0.18761630648265054, 0.8123836935173494);
+  near(eval_wilson(0.0, 6), 0.0, 0.39033428790216534);
+  near(eval_wilson(1.0, 1), 0.20654931437723745, 1.0);
+  near(eval_wilson(5.0 / 6, 6), 0.43649717781352987, 0.9699466302516935);
+  near(eval_interval("score", 0.5, 0.0, 6), 0.18761630648265054, 0.8123836935173494);  // stderr unused
+  EXPECT_THROW(eval_wilson(0.5, 0), error);
+  EXPECT_THROW(eval_wilson(1.5, 4), error);
+
+  const mean_stderr ms = eval_mean_stderr({1, 2, 3, 4});
+  EXPECT_DOUBLE_EQ(ms.mean, 2.5);
+  EXPECT_NEAR(ms.stderr_, 0.6454972243679028, 1e-15);
+  near(eval_interval("kl", ms.mean, ms.stderr_, 4), 1.23484868811834, 3.76515131188166);
+  EXPECT_EQ(eval_mean_stderr({7}).stderr_, 0.0);
+  EXPECT_FALSE(eval_interval("kl", 7, 0, 1).valid());  // one sample: no spread, no interval
+  EXPECT_THROW(eval_mean_stderr({}), error);
+
+  const mean_stderr lp = eval_mean_stderr({3.0, 3.2, 2.9});
+  EXPECT_NEAR(lp.stderr_, 0.08819171036881977, 1e-15);
+  near(eval_interval("ppl", std::exp(lp.mean), lp.stderr_, 3), 17.469923710938822, 24.68475654984071);
 }
 
 // Hand-computed: ref logits (0, ln 2, 0) + 3 -> p = (1/4, 1/2, 1/4); q logits (0, 0, ln 6) -> q = (1/8, 1/8, 3/4).

@@ -114,7 +114,8 @@ TEST(Labels, MatchBruteForce) {
     }
 }
 
-// Codes whose bit scores reproduce the oracle order exactly: recall 1, mass = oracle mass; reversed: recall 0.
+// Codes whose bit scores reproduce the oracle order exactly: the oracle's attended set (same overlap and
+// mass); reversed: less of both.
 TEST(Recall, PlantedCodes) {
   const uint64_t seed = 77;
   SEED_TRACE(seed);
@@ -155,14 +156,16 @@ TEST(Recall, PlantedCodes) {
         for (int b = 0; b < ones; b++) k[b / 64] |= uint64_t(1) << (b % 64);
       }
       const recall_stats st = eval_recall(c, codes, p, mode, {mode_i ? 0 : h});
-      EXPECT_EQ(st.n, 1);
-      if (!reverse) {
-        EXPECT_DOUBLE_EQ(st.topk_recall, 1.0);
+      EXPECT_EQ(st.n, mode_i ? 3 : 1);  // (query, head) pairs: the group has 3 heads
+      if (!reverse) {  // the codes rank as the oracle: the same attended set
+        EXPECT_DOUBLE_EQ(st.top_overlap, st.oracle_overlap);
         EXPECT_NEAR(st.mass_recall, st.oracle_mass, 1e-12);
-      } else {
-        EXPECT_DOUBLE_EQ(st.topk_recall, 0.0);
+      } else {  // the worst middle keys: less of the top 32 and of the mass
+        EXPECT_LT(st.top_overlap, st.oracle_overlap);
         EXPECT_LT(st.mass_recall, st.oracle_mass);
       }
+      EXPECT_GT(st.oracle_overlap, 0.0);
+      EXPECT_LE(st.oracle_overlap, 1.0);
       EXPECT_GT(st.oracle_mass, 0.125);  // top 1/8 carries more than its share
       EXPECT_LE(st.oracle_mass, 1.0 + 1e-12);
     }
@@ -188,8 +191,8 @@ TEST(Recall, SimhashMoreBitsMoreRecall) {
   p.density = 1.0 / 16;
   for (int mode_i = 0; mode_i < 2; mode_i++) {
     const gqa_mode mode = mode_i ? gqa_mode::per_group : gqa_mode::per_head;
-    const double r16 = eval_recall(c, codes_simhash(c, 16, 5), p, mode).topk_recall;
-    const double r1024 = eval_recall(c, codes_simhash(c, 1024, 5), p, mode).topk_recall;
+    const double r16 = eval_recall(c, codes_simhash(c, 16, 5), p, mode).top_overlap;
+    const double r1024 = eval_recall(c, codes_simhash(c, 1024, 5), p, mode).top_overlap;
     EXPECT_GT(r1024, r16 + 0.1) << "mode " << mode_i;
     EXPECT_GT(r16, 1.0 / 16) << "SimHash-16 should beat random selection";
   }

@@ -40,6 +40,7 @@ struct eval_options {
   bool answers = false;
   bool sequential = false;
   bool quiet = false;
+  std::string dense_layers;
   std::vector<std::string> report;
   policy_options pol;
 };
@@ -72,15 +73,9 @@ int run_report(const eval_options& o) {
   for (const auto& p : o.report) files.push_back(eval_records_from_json(read_all(p)));
   // Shards of disjoint samples are pooled; a later file wins where samples overlap.
   const std::vector<eval_record> base = eval_records_merge(files);
-  auto with_avg = eval_add_average(base);
-  std::cout << eval_records_markdown(with_avg);
-  if (!o.json_out.empty()) {
-    nlohmann::json meta;
-    meta["merged_from"] = o.report;
-    std::ofstream f(o.json_out);
-    f << eval_records_json(with_avg, meta.dump());
-    if (!f) fail("cannot write '" + o.json_out + "'");
-  }
+  nlohmann::json meta;
+  meta["merged_from"] = o.report;
+  eval_write_results(eval_add_average(base), meta.dump(), o.json_out, std::cout);
   return 0;
 }
 
@@ -116,6 +111,15 @@ int run_eval(const eval_options& o) {
   p.sequential = o.sequential;
   p.recall_all = o.recall;
   p.recall_stride = o.recall_stride;
+  for (const auto& l : split_list(o.dense_layers)) {
+    try {
+      size_t pos = 0;
+      p.dense_layers.push_back(std::stoi(l, &pos));
+      if (pos != l.size()) throw std::invalid_argument("layer");
+    } catch (const std::exception&) {
+      fail("--dense-layers", "'" + l + "'", "layer indices, comma separated");
+    }
+  }
   if (!o.quiet) p.log = [](const std::string& s) { std::fprintf(stderr, "eval: %s\n", s.c_str()); };
   if (o.answers) p.trace = [](const std::string& s) { std::printf("%s\n", s.c_str()); std::fflush(stdout); };
 
@@ -143,31 +147,25 @@ int run_eval(const eval_options& o) {
   std::fprintf(stderr, "eval: %s | %zu settings x %zu tasks x %zu contexts x %d samples\n", m->describe().c_str(),
                specs.size(), p.tasks.size(), p.contexts.size(), p.n_samples);
   auto recs = eval_run(*m, *tok, &chat, corpus, specs, p);
-  recs = eval_add_average(recs);
-  std::cout << eval_records_markdown(recs);
-  if (!o.json_out.empty()) {
-    nlohmann::json meta;
-    meta["command"] = command_line();
-    meta["model"] = m->describe();
-    meta["texts"] = texts;
-    meta["tasks"] = p.tasks;
-    meta["contexts"] = p.contexts;
-    meta["samples_requested"] = p.n_samples;
-    meta["seed"] = p.seed;
-    meta["sparse_tail"] = p.sparse_tail;
-    meta["ppl_eval_tokens"] = p.ppl_eval_tokens;
-    meta["chat"] = p.chat;
-    meta["sinks"] = po.sinks;
-    meta["window"] = po.window;
-    meta["simd"] = backend_default().target();
-    char buf[64];
-    std::time_t now = std::time(nullptr);
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    meta["date"] = buf;
-    std::ofstream f(o.json_out);
-    f << eval_records_json(recs, meta.dump());
-    if (!f) fail("cannot write '" + o.json_out + "'");
-  }
+  nlohmann::json meta;
+  meta["command"] = command_line();
+  meta["model"] = m->describe();
+  meta["texts"] = texts;
+  meta["tasks"] = p.tasks;
+  meta["contexts"] = p.contexts;
+  meta["samples_requested"] = p.n_samples;
+  meta["seed"] = p.seed;
+  meta["sparse_tail"] = p.sparse_tail;
+  meta["ppl_eval_tokens"] = p.ppl_eval_tokens;
+  meta["chat"] = p.chat;
+  meta["sinks"] = po.sinks;
+  meta["window"] = po.window;
+  meta["simd"] = backend_default().target();
+  char buf[64];
+  std::time_t now = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  meta["date"] = buf;
+  eval_write_results(eval_add_average(recs), meta.dump(), o.json_out, std::cout);
   return 0;
 }
 
@@ -210,6 +208,8 @@ HASHATTN_COMMAND(command{
                    "Decode one setting at a time (measures each setting's decode tokens/s); default: all settings "
                    "of a sample side by side, linear layers batched over them (several times faster)");
       sub.add_flag("-q,--quiet", o->quiet, "No progress lines on stderr");
+      sub.add_option("--dense-layers", o->dense_layers,
+                     "Ablation: layers (comma separated, from 0) that every sparse setting decodes densely");
       sub.add_option("--report", o->report, "Merge JSON result files and print the tables (no model run); shards of disjoint samples "
                      "(--first-sample) are pooled, a later file wins where samples overlap");
       o->pol.attn = "dense,hash";

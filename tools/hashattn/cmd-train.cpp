@@ -1,6 +1,6 @@
 // `hashattn train`: learns the per-head hash encoders of a model from its own post-RoPE queries and keys
 // over training text and writes a hash-encoder GGUF bound to the model (src/train, src/hash/hash-file.cpp).
-// Progress (window, layer, steps, loss, held-out recall vs SimHash, ETA) goes to stderr.
+// Progress (window, layer, steps, loss, held-out top-32-in-budget overlap vs SimHash, ETA) goes to stderr.
 // `--eval-text FILE...` measures top-k and attention-mass recall on held-out text after training (or, with
 // `--eval --hash H.gguf`, of an existing file) and prints Markdown tables to stdout.
 #include <fmt/core.h>
@@ -144,7 +144,7 @@ int run_train(opts& o) {
         return;
       }
       const std::string line = fmt::format(
-          "train: window {}/{} layer {:2d} ({}/{}) steps {}/{} loss {:.4f} held-out recall {:.3f} (simhash-{} {:.3f}, "
+          "train: window {}/{} layer {:2d} ({}/{}) steps {}/{} loss {:.4f} held-out top-32-in-budget {:.3f} (simhash-{} {:.3f}, "
           "simhash-256 {:.3f}) elapsed {} ETA {}",
           p.window + 1, p.n_windows, p.layer, p.layer_index + 1, p.n_layers, p.steps, p.steps_total, p.loss,
           p.val_recall, bits, p.val_recall_simhash, p.val_recall_simhash256, hms(p.elapsed_s), hms(p.eta_s));
@@ -164,13 +164,14 @@ int run_train(opts& o) {
     double sr = 0, ss = 0, s256 = 0;
     for (const auto& l : r.layers) sr += l.val_recall, ss += l.val_recall_simhash, s256 += l.val_recall_simhash256;
     const double nl = r.layers.empty() ? 1 : (double)r.layers.size();
-    fmt::print(stderr, "train: per layer held-out recall at the label k (learned vs simhash-{} and simhash-256):\n",
+    fmt::print(stderr, "train: per layer held-out top-32-in-budget overlap at the label budget (learned vs simhash-{} and "
+               "simhash-256):\n",
                tp.bits);
     for (const auto& l : r.layers)
-      fmt::print(stderr, "  layer {:2d}: loss {:.4f} recall {:.3f} vs {:.3f} / {:.3f}\n", l.layer, l.loss, l.val_recall,
+      fmt::print(stderr, "  layer {:2d}: loss {:.4f} top-32 overlap {:.3f} vs {:.3f} / {:.3f}\n", l.layer, l.loss, l.val_recall,
                  l.val_recall_simhash, l.val_recall_simhash256);
     fmt::print(stderr,
-               "train: mean held-out recall {:.3f} (simhash-{} {:.3f}, simhash-256 {:.3f}); capture {:.1f} s, "
+               "train: mean held-out top-32-in-budget overlap {:.3f} (simhash-{} {:.3f}, simhash-256 {:.3f}); capture {:.1f} s, "
                "training {:.1f} s, total {:.1f} s\n",
                sr / nl, tp.bits, ss / nl, s256 / nl, r.seconds_capture, r.seconds_train, r.seconds_total);
     fmt::print(stderr, "train: wrote {}\n", o.out);
