@@ -60,6 +60,30 @@ void matvec_rows(const matvec_params& p, int64_t r0, int64_t r1);
 void matvec_multi(const matvec_params* ps, int n, int n_threads);
 inline void matvec(const matvec_params& p, int n_threads) { matvec_multi(&p, 1, n_threads); }
 
+// Small-batch mat-mat (matmul-small.cpp): y_v = W x_v for n_vec vectors (continuous batching), each
+// weight block read and unpacked once for all of them. Integer types take n_vec act_i16 rows
+// (xq[v].n == n_cols), float and dequantized types n_vec float rows x + v * ldx. Outputs y + v * ldy.
+// A vector's result does not depend on the other vectors of the batch; the integer kernel is the one
+// mat-vec runs, so every n_vec gives bit for bit what n_vec separate mat-vecs give.
+constexpr int kMaxSmallBatch = 16;
+struct matmul_small_params {
+  gguf::type type = gguf::type::F32;
+  const void* w = nullptr;
+  size_t row_bytes = 0;
+  int64_t n_rows = 0, n_cols = 0;
+  int n_vec = 1;                 // 1 .. kMaxSmallBatch
+  const float* x = nullptr;      // [n_vec, ldx] (float paths)
+  int64_t ldx = 0;
+  const act_i16* xq = nullptr;   // n_vec quantized rows (integer paths), xq[i].n == n_cols
+  float* y = nullptr;            // [n_vec, ldy]
+  int64_t ldy = 0;
+};
+// Several independent small mat-mats, rows split over n_threads OpenMP threads (0 = OpenMP default)
+// in one parallel region; each weight row is read once for all n_vec vectors. Bad input (n_vec
+// outside 1 .. kMaxSmallBatch, missing or short operands) throws hashattn::error.
+void matmul_small_multi(const matmul_small_params* ps, int n, int n_threads);
+inline void matmul_small(const matmul_small_params& p, int n_threads) { matmul_small_multi(&p, 1, n_threads); }
+
 // Dequantizes rows [r0, r1) of a weight into dst ([r1 - r0, n_cols] fp32).
 void dequantize_rows(gguf::type t, const void* w, size_t row_bytes, int64_t n_cols, int64_t r0,
                      int64_t r1, float* dst);

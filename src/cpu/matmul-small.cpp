@@ -1,0 +1,490 @@
+// Small-batch integer mat-mat (Highway, runtime dispatch): Y[v] = W x[v] for up to kMaxSmallBatch
+// activation vectors against one quantized weight, each weight block unpacked once for all of them.
+// Every integer format becomes, per block b of 32 elements, int16 weights qw (K-quant sub-block scales
+// folded in: q * sc, or (q - 32) * sc for Q6_K, all within int16), a float scale dw_b and a float
+// offset coefficient cw_b (none for Q8_0 and Q6_K):
+//   y_v = sum_b dw_b dx_vb sum(qw qx_v) + sum_b cw_b s_vb     (act_i16: x = qx dx, s = dx sum(qx))
+//   Q4_0 dw = d, cw = -8 d   Q4_1 dw = d, cw = m   Q5_0 dw = d, cw = -16 d   Q8_0 dw = d
+//   Q4_K / Q5_K dw = d, qw = q sc_j, cw = -dmin m_j   Q6_K dw = d, qw = (q - 32) sc (per 16)
+// Per vector: two float accumulators (even and odd blocks), then the offset term as a float dot of
+// cw and s. Each vector's arithmetic is the same whatever the batch holds (bit-equal results for a
+// vector alone or among others); mat-vec (matvec.h) runs this kernel with one vector.
+// Vectors are processed in register-sized chunks (8 with 32 vector registers, else 4).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "cpu/matvec.h"
+#include "hashattn/error.h"
+#include "hashattn/gguf.h"
+
+#ifndef HASHATTN_CPU_MATMUL_SMALL_TYPES
+#define HASHATTN_CPU_MATMUL_SMALL_TYPES
+namespace hashattn::cpu {
+constexpr int kGroup = 8;  // vectors per packed group (one 8-lane int32 vector)
+// The packed activations of vectors [v0, v0 + n) of a job (layout: rows_tile).
+struct packed_group {
+  int v0 = 0, n = 0;
+  const int32_t* xt = nullptr;  // [n_blocks][16][kGroup]
+  const float* dx = nullptr;    // [n_blocks][kGroup]
+  const float* s = nullptr;     // [n_blocks][kGroup]
+};
+}  // namespace hashattn::cpu
+#endif
+
+// AVX3_DL (AVX-512 VNNI) as an extra target of this file: its int16 dot-accumulate is one instruction.
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL
+#endif
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/matmul-small.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace hashattn::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// A block of 32 is one vector of 32 int16 lanes where the target has it, else 2 or 4 vectors.
+using D16 = hn::CappedTag<int16_t, 32>;
+using DU16 = hn::RebindToUnsigned<D16>;
+using D32 = hn::Repartition<int32_t, D16>;
+using DF = hn::Repartition<float, D16>;
+using V16 = hn::Vec<D16>;
+using VF = hn::Vec<DF>;
+constexpr size_t kN = hn::MaxLanes(D16());
+constexpr size_t kC = 32 / kN;  // vectors per block
+static_assert(32 % kN == 0, "a block of 32 must be whole vectors");
+
+// Elements [c, c + kN) of 32 stored as nibbles of 16 bytes (low: 0..15, high: 16..31), as int16.
+template <class D = D16>
+HWY_INLINE hn::Vec<D> nibbles(const uint8_t* qs, size_t c) {
+  const D d16;
+  const hn::RebindToUnsigned<D> du16;
+  const hn::Rebind<uint8_t, D> d8;
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (hn::MaxLanes(D()) == 32) {
+    const hn::Half<decltype(d8)> h8;
+    const auto b = hn::LoadU(h8, qs);
+    const auto v = hn::PromoteTo(du16, hn::Combine(d8, b, b));
+    return hn::BitCast(d16, hn::IfThenElse(hn::FirstN(du16, 16), hn::And(v, hn::Set(du16, 0x0F)), hn::ShiftRight<4>(v)));
+  } else
+#endif
+  {
+    const auto v = hn::PromoteTo(du16, hn::LoadU(d8, qs + (c & 15)));
+    return hn::BitCast(d16, c < 16 ? hn::And(v, hn::Set(du16, 0x0F)) : hn::ShiftRight<4>(v));
+  }
+}
+
+// Bit e of qh as 16 where set, for elements e in [c, c + kN) (Q5_0's fifth bit).
+template <class D = D16>
+HWY_INLINE hn::Vec<D> fifth_bit(uint32_t qh, size_t c) {
+  const D d16;
+  const hn::RebindToUnsigned<D> du16;
+  alignas(64) static constexpr uint16_t kPow2[32] = {1, 2,   4,   8,   16,   32,   64,   128,  256,  512,  1024,
+                                                     2048, 4096, 8192, 16384, 32768, 1,  2,    4,    8,    16,   32,
+                                                     64,   128,  256,  512,   1024,  2048, 4096, 8192, 16384, 32768};
+  hn::Vec<hn::RebindToUnsigned<D>> half;
+  if constexpr (hn::MaxLanes(D()) == 32) {
+    half = hn::IfThenElse(hn::FirstN(du16, 16), hn::Set(du16, (uint16_t)(qh & 0xFFFF)), hn::Set(du16, (uint16_t)(qh >> 16)));
+  } else {
+    half = hn::Set(du16, (uint16_t)(c < 16 ? qh & 0xFFFF : qh >> 16));
+  }
+  const auto set = hn::Ne(hn::And(half, hn::LoadU(du16, kPow2 + c)), hn::Zero(du16));
+  return hn::BitCast(d16, hn::IfThenElseZero(set, hn::Set(du16, 16)));
+}
+
+// Per format: bytes per block (super-block for K-quants), blocks of 32 per block.
+template <int kFmt>  // 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q4_K, 5 Q5_K, 6 Q6_K
+struct fmt {
+  static constexpr size_t bytes = kFmt == 0 ? 18 : kFmt == 1 ? 20 : kFmt == 2 ? 34 : kFmt == 3 ? 22
+                                : kFmt == 4 ? 144 : kFmt == 5 ? 176 : 210;
+  static constexpr int sub = kFmt >= 4 ? 8 : 1;
+  static constexpr bool corr = kFmt != 2 && kFmt != 6;
+};
+
+// Per-row prologue: dw, cw for every block of 32 and the K-quant sub-block scales (two per block for
+// Q6_K, one for Q4_K / Q5_K).
+template <int kFmt>
+void row_scales(const uint8_t* row, int64_t nb, float* dw, float* cw, int16_t* sc) {
+  const float* tab = fp16_table();
+  using F = fmt<kFmt>;
+  for (int64_t g = 0; g < nb / F::sub; ++g) {
+    const uint8_t* blk = row + (size_t)g * F::bytes;
+    uint16_t h0, h1;
+    std::memcpy(&h0, blk + (kFmt == 6 ? 208 : 0), 2);
+    std::memcpy(&h1, blk + 2, 2);
+    const float d = tab[h0];
+    if constexpr (kFmt < 4) {
+      dw[g] = d;
+      if constexpr (kFmt == 0) cw[g] = -8.0f * d;
+      if constexpr (kFmt == 1) cw[g] = tab[h1];
+      if constexpr (kFmt == 3) cw[g] = -16.0f * d;
+    } else if constexpr (kFmt == 6) {
+      const int8_t* s = reinterpret_cast<const int8_t*>(blk + 192);
+      for (int j = 0; j < 8; ++j) dw[8 * g + j] = d;
+      for (int j = 0; j < 16; ++j) sc[16 * g + j] = s[j];
+    } else {
+      const float dmin = tab[h1];
+      for (int j = 0; j < 8; ++j) {
+        int s, m;
+        gguf::k4_scale_min(j, blk + 4, &s, &m);
+        dw[8 * g + j] = d;
+        cw[8 * g + j] = -dmin * (float)m;
+        sc[8 * g + j] = (int16_t)s;
+      }
+    }
+  }
+}
+
+// Weights [c, c + kN) of block b (of 32) of a row, as int16 with sub-block scales folded in.
+template <int kFmt>
+HWY_INLINE V16 load_w(const uint8_t* row, int64_t b, size_t c, const int16_t* sc) {
+  const D16 d16;
+  const DU16 du16;
+  const hn::Rebind<uint8_t, D16> d8;
+  using F = fmt<kFmt>;
+  if constexpr (kFmt < 4) {
+    const uint8_t* blk = row + (size_t)b * F::bytes;
+    if constexpr (kFmt == 2) {
+      const hn::Rebind<int8_t, D16> di8;
+      return hn::PromoteTo(d16, hn::LoadU(di8, reinterpret_cast<const int8_t*>(blk + 2) + c));
+    } else if constexpr (kFmt == 3) {
+      uint32_t qh;
+      std::memcpy(&qh, blk + 2, 4);
+      return hn::Or(nibbles(blk + 6, c), fifth_bit(qh, c));
+    } else {
+      return nibbles(blk + (kFmt == 1 ? 4 : 2), c);
+    }
+  } else {
+    const uint8_t* blk = row + (size_t)(b / 8) * F::bytes;
+    const int j = (int)(b % 8);
+    if constexpr (kFmt == 6) {  // low 4 bits from ql, 2 high bits from qh, minus 32; a scale per 16
+      const int h = j / 4, k = j % 4;
+      auto lo = hn::PromoteTo(du16, hn::LoadU(d8, blk + 64 * h + (k & 1) * 32 + c));
+      lo = k >= 2 ? hn::ShiftRight<4>(lo) : hn::And(lo, hn::Set(du16, 0x0F));
+      const auto hi = hn::And(hn::ShiftRightSame(hn::PromoteTo(du16, hn::LoadU(d8, blk + 128 + 32 * h + c)), 2 * k),
+                              hn::Set(du16, 3));
+      const auto q = hn::Sub(hn::BitCast(d16, hn::Or(lo, hn::ShiftLeft<4>(hi))), hn::Set(d16, 32));
+      const int16_t* s = sc + 2 * b;
+      return hn::Mul(q, kN == 32 ? hn::IfThenElse(hn::FirstN(d16, 16), hn::Set(d16, s[0]), hn::Set(d16, s[1]))
+                                 : hn::Set(d16, s[c / 16]));
+    } else {  // Q4_K / Q5_K: sub-block j is the low (even j) or high (odd j) nibbles of 32 bytes
+      const uint8_t* qs = blk + (kFmt == 4 ? 16 : 48) + 32 * (j / 2);
+      const auto v = hn::PromoteTo(du16, hn::LoadU(d8, qs + c));
+      auto q = (j & 1) ? hn::ShiftRight<4>(v) : hn::And(v, hn::Set(du16, 0x0F));
+      if constexpr (kFmt == 5) {
+        const auto bit = hn::And(hn::ShiftRightSame(hn::PromoteTo(du16, hn::LoadU(d8, blk + 16 + c)), j), hn::Set(du16, 1));
+        q = hn::Or(q, hn::ShiftLeft<4>(bit));
+      }
+      return hn::Mul(hn::BitCast(d16, q), hn::Set(d16, sc[b]));
+    }
+  }
+}
+
+// Scratch of one thread for one row: block scales, offsets, sub-block scales, the unpacked weights.
+struct row_scratch {
+  std::vector<float> dw, cw;
+  std::vector<int16_t> sc;
+  std::vector<int32_t> w;  // int16 weights, as pairs
+};
+
+// ---- vectors as lanes ----
+// The activations of a group of up to kGroup vectors are packed once per call (pack_group):
+// xt[b][q][l] = the int16 pair (x[32b + 2q], x[32b + 2q + 1]) of vector l as one int32; dx[b][l]; s[b][l].
+// A weight row is unpacked to int16, then each pair of weights is broadcast and multiplied against the
+// pairs of all vectors at once: lane l sums sum(qw qx_l) over a block exactly in int32 (at most 32
+// products |qw qx| <= 1953 * 32767, or for Q6_K 16 products <= 4096 * 32767: below 2^31).
+using DL32 = hn::CappedTag<int32_t, kGroup>;
+using DL16 = hn::Repartition<int16_t, DL32>;
+using DLF = hn::Repartition<float, DL32>;
+constexpr size_t kL = hn::MaxLanes(DL32());
+
+#if HWY_TARGET != HWY_SCALAR
+// s[..] += the pairwise products of w and x, lane-aligned: lane l of the sum of s[0 .. kChains) gets
+// w[2l] x[2l] + w[2l+1] x[2l+1]. Where the target has a one-instruction dot-accumulate (VNNI), kK picks
+// one of two independent chains (four rows at once hide its latency); elsewhere Highway's widening
+// multiply-add.
+constexpr int kChains = 2;  // independent accumulators per row
+template <int kK>
+HWY_INLINE void dot_step(hn::Vec<DL16> w, hn::Vec<DL16> x, hn::Vec<DL32>* s) {
+#if HWY_TARGET == HWY_AVX3_DL
+  // EVEX form written out: the compiler's choice of the VEX form (AVX-VNNI) confines it to 16 registers.
+  __m256i acc = s[kK % kChains].raw;
+  asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(w.raw), "v"(x.raw));
+  s[kK % kChains] = hn::Vec<DL32>{acc};
+#else
+  s[0] = hn::ReorderWidenMulAccumulate(DL32(), w, x, s[0], s[1]);
+#endif
+}
+#endif
+
+// Unpacks row r: its block scales and offsets, and its weights as int16 (32 per block).
+template <int kFmt>
+HWY_INLINE void unpack_row(const matmul_small_params& p, int64_t r, float* dw, float* cw, int16_t* sc, int32_t* w) {
+  const D16 d16;
+  const int64_t nb = p.n_cols / 32;
+  const uint8_t* row = static_cast<const uint8_t*>(p.w) + (size_t)r * p.row_bytes;
+  row_scales<kFmt>(row, nb, dw, cw, sc);
+  int16_t* w16 = reinterpret_cast<int16_t*>(w);  // written by vector stores (may alias), read as pairs
+  for (int64_t b = 0; b < nb; ++b)
+    for (size_t c = 0; c < kC; ++c) hn::StoreU(load_w<kFmt>(row, b, c * kN, sc), d16, w16 + b * 32 + c * kN);
+}
+
+// Rows [r, r + R) for the vectors of one packed group. Per vector: acc = fma(float(I_b) * dw_b, dx_b, acc)
+// over the blocks in order (Q6_K: once per half of 16), corr = fma(cw_b, s_b, corr), y = acc + corr.
+template <int kFmt, int R>
+void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, row_scratch& s) {
+  using F = fmt<kFmt>;
+  constexpr int kHalves = kFmt == 6 ? 2 : 1;
+  constexpr int kPairs = 16 / kHalves;
+  const int64_t nb = p.n_cols / 32;
+  for (int i = 0; i < R; ++i)
+    unpack_row<kFmt>(p, r + i, s.dw.data() + i * nb, s.cw.data() + i * nb, s.sc.data() + 2 * i * nb, s.w.data() + 16 * i * nb);
+#if HWY_TARGET == HWY_SCALAR
+  for (int i = 0; i < R; ++i) {
+    const float* dw = s.dw.data() + i * nb;
+    const float* cw = s.cw.data() + i * nb;
+    const int32_t* wr = s.w.data() + 16 * i * nb;
+    for (int l = 0; l < g.n; ++l) {
+      float acc = 0, corr = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const float dx = g.dx[b * kGroup + l];
+        for (int h = 0; h < kHalves; ++h) {
+          int32_t sum = 0;
+          for (int e = 2 * kPairs * h; e < 2 * kPairs * (h + 1); ++e) {
+            uint32_t pr;
+            std::memcpy(&pr, g.xt + (b * 16 + e / 2) * kGroup + l, 4);
+            const uint32_t wp = (uint32_t)wr[b * 16 + e / 2];
+            sum += (int32_t)(int16_t)(e % 2 ? wp >> 16 : wp & 0xFFFF) * (int32_t)(int16_t)(e % 2 ? pr >> 16 : pr & 0xFFFF);
+          }
+          acc = std::fma((float)sum * dw[b], dx, acc);
+        }
+        if constexpr (F::corr) corr = std::fma(cw[b], g.s[b * kGroup + l], corr);
+      }
+      p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = acc + corr;
+    }
+  }
+#else
+  const DL32 d32;
+  const DL16 dl16;
+  const DLF df;
+  for (int l0 = 0; l0 < g.n; l0 += (int)kL) {
+    hn::Vec<DLF> acc[R], corr[R];
+    for (int i = 0; i < R; ++i) acc[i] = hn::Zero(df), corr[i] = hn::Zero(df);
+    for (int64_t b = 0; b < nb; ++b) {
+      const auto dx = hn::LoadU(df, g.dx + b * kGroup + l0);
+      const int32_t* xt = g.xt + b * 16 * kGroup + l0;
+      for (int h = 0; h < kHalves; ++h) {
+        hn::Vec<DL32> sum[R][kChains];
+        for (int i = 0; i < R; ++i)
+          for (int k = 0; k < kChains; ++k) sum[i][k] = hn::Zero(d32);
+        for (int q = kPairs * h; q < kPairs * (h + 1); q += 2) {
+          const auto x0 = hn::BitCast(dl16, hn::LoadU(d32, xt + q * kGroup));
+          const auto x1 = hn::BitCast(dl16, hn::LoadU(d32, xt + (q + 1) * kGroup));
+          for (int i = 0; i < R; ++i) {
+            const int32_t* w = s.w.data() + 16 * (i * nb + b) + q;  // weight pairs
+            dot_step<0>(hn::BitCast(dl16, hn::Set(d32, w[0])), x0, sum[i]);
+            dot_step<1>(hn::BitCast(dl16, hn::Set(d32, w[1])), x1, sum[i]);
+          }
+        }
+        for (int i = 0; i < R; ++i) {
+          auto is = sum[i][0];
+          for (int k = 1; k < kChains; ++k) is = hn::Add(is, sum[i][k]);
+          // (float(I) * dw_b) * dx_b, then into the accumulator
+          acc[i] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, is), hn::Set(df, s.dw[i * nb + b])), dx, acc[i]);
+        }
+      }
+      if constexpr (F::corr) {
+        const auto sb = hn::LoadU(df, g.s + b * kGroup + l0);
+        for (int i = 0; i < R; ++i) corr[i] = hn::MulAdd(hn::Set(df, s.cw[i * nb + b]), sb, corr[i]);
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      alignas(64) float out[kL];
+      hn::Store(hn::Add(acc[i], corr[i]), df, out);
+      for (int l = l0; l < std::min(g.n, l0 + (int)kL); ++l) p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = out[l - l0];
+    }
+  }
+#endif
+}
+
+constexpr int kTile = 4;  // rows per tile: the activations loaded once for all of them
+
+template <int kFmt>
+void rows_fmt(const matmul_small_params& p, const packed_group* gs, int n_groups, int64_t r0, int64_t r1) {
+  thread_local row_scratch s;
+  const int64_t nb = p.n_cols / 32;
+  s.dw.resize(kTile * nb);
+  s.cw.resize(kTile * nb);
+  s.sc.resize(2 * kTile * nb);
+  s.w.resize(16 * kTile * nb);
+  for (int i = 0; i < n_groups; ++i) {
+    int64_t r = r0;
+    for (; r + kTile <= r1; r += kTile) rows_tile<kFmt, kTile>(p, gs[i], r, s);
+    for (; r < r1; ++r) rows_tile<kFmt, 1>(p, gs[i], r, s);
+  }
+}
+
+void rows_small_int(const matmul_small_params& p, const packed_group* gs, int n_groups, int64_t r0, int64_t r1) {
+  switch (p.type) {
+    case gguf::type::Q4_0: return rows_fmt<0>(p, gs, n_groups, r0, r1);
+    case gguf::type::Q4_1: return rows_fmt<1>(p, gs, n_groups, r0, r1);
+    case gguf::type::Q8_0: return rows_fmt<2>(p, gs, n_groups, r0, r1);
+    case gguf::type::Q5_0: return rows_fmt<3>(p, gs, n_groups, r0, r1);
+    case gguf::type::Q4_K: return rows_fmt<4>(p, gs, n_groups, r0, r1);
+    case gguf::type::Q5_K: return rows_fmt<5>(p, gs, n_groups, r0, r1);
+    case gguf::type::Q6_K: return rows_fmt<6>(p, gs, n_groups, r0, r1);
+    default: HASHATTN_ASSERT(false && "rows_small_int: not an integer type");
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace hashattn::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace hashattn::cpu {
+HWY_EXPORT(rows_small_int);
+
+namespace {
+
+// The mat-vec of vector v of a float or dequantized job (the same arithmetic as matvec's).
+matvec_params vec_params(const matmul_small_params& p, int v) {
+  matvec_params m;
+  m.type = p.type;
+  m.w = p.w;
+  m.row_bytes = p.row_bytes;
+  m.n_rows = p.n_rows;
+  m.n_cols = p.n_cols;
+  m.x = p.x + (size_t)v * p.ldx;
+  m.y = p.y + (size_t)v * p.ldy;
+  return m;
+}
+
+void check(const matmul_small_params& p, int i) {
+  const std::string what = "matmul_small (job " + std::to_string(i) + "): ";
+  if (p.n_vec < 1 || p.n_vec > kMaxSmallBatch)
+    fail(what + "vector count n_vec", std::to_string(p.n_vec), "1 .. " + std::to_string(kMaxSmallBatch),
+         "split larger batches into several jobs or use gemm_wt");
+  if (!p.w || !p.y || p.n_rows <= 0 || p.n_cols <= 0)
+    fail(what + "empty or null operand", "rows=" + std::to_string(p.n_rows) + " cols=" + std::to_string(p.n_cols));
+  if (!matvec_supported(p.type))
+    fail(what + "weight type", gguf::type_name(p.type), "a type the GGUF reader can dequantize");
+  if (p.row_bytes < gguf::row_bytes(p.type, p.n_cols))
+    fail(what + "row_bytes", std::to_string(p.row_bytes), ">= " + std::to_string(gguf::row_bytes(p.type, p.n_cols)));
+  if (p.ldy < p.n_rows) fail(what + "ldy", std::to_string(p.ldy), ">= n_rows = " + std::to_string(p.n_rows));
+  if (matvec_uses_int(p.type)) {
+    if (!p.xq) fail(what + "quantized activations xq missing for type", gguf::type_name(p.type));
+    for (int v = 0; v < p.n_vec; ++v)
+      if (p.xq[v].n != p.n_cols)
+        fail(what + "quantized activation " + std::to_string(v) + " length", std::to_string(p.xq[v].n),
+             std::to_string(p.n_cols));
+  } else {
+    if (!p.x) fail(what + "float activations x missing for type", gguf::type_name(p.type));
+    if (p.n_vec > 1 && p.ldx < p.n_cols)
+      fail(what + "ldx", std::to_string(p.ldx), ">= n_cols = " + std::to_string(p.n_cols));
+  }
+}
+
+// The activations of vectors [v0, v0 + n) of an integer job packed for rows_tile; zero lanes past n.
+packed_group pack_group(const matmul_small_params& p, int v0, int n, std::vector<int32_t>& xt, std::vector<float>& ds) {
+  const int64_t nb = p.n_cols / 32;
+  xt.assign((size_t)nb * 16 * kGroup, 0);
+  ds.assign((size_t)nb * 2 * kGroup, 0.0f);
+  for (int l = 0; l < n; ++l) {
+    const act_i16& a = p.xq[v0 + l];
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int q = 0; q < 16; ++q) std::memcpy(&xt[((size_t)b * 16 + q) * kGroup + l], a.q.data() + b * 32 + 2 * q, 4);
+      ds[(size_t)b * kGroup + l] = a.d[b];
+      ds[(size_t)(nb + b) * kGroup + l] = a.s[b];
+    }
+  }
+  packed_group g;
+  g.v0 = v0;
+  g.n = n;
+  g.xt = xt.data();
+  g.dx = ds.data();
+  g.s = ds.data() + (size_t)nb * kGroup;
+  return g;
+}
+
+// Rows [r0, r1) of a float or dequantize-fallback job, or of an integer job of one vector (mat-vec).
+void rows_other(const matmul_small_params& p, int64_t r0, int64_t r1) {
+  if (matvec_uses_int(p.type)) {  // n_vec == 1
+    matvec_params m = vec_params(p, 0);
+    m.x = nullptr;
+    m.xq = p.xq;
+    matvec_rows(m, r0, r1);
+    return;
+  }
+  if (p.type == gguf::type::F32 || p.type == gguf::type::F16 || p.type == gguf::type::BF16) {
+    // Rows stay in cache between the vectors.
+    for (int v = 0; v < p.n_vec; ++v) matvec_rows(vec_params(p, v), r0, r1);
+    return;
+  }
+  // Any other type: each row dequantized once, then matvec's F32 dot per vector.
+  thread_local std::vector<float> row;
+  row.resize(p.n_cols);
+  for (int64_t r = r0; r < r1; ++r) {
+    gguf::dequantize_row(p.type, static_cast<const uint8_t*>(p.w) + (size_t)r * p.row_bytes, row.data(), p.n_cols);
+    for (int v = 0; v < p.n_vec; ++v) {
+      matvec_params m = vec_params(p, v);
+      m.type = gguf::type::F32;
+      m.w = row.data();
+      m.row_bytes = (size_t)p.n_cols * 4;
+      m.n_rows = 1;
+      m.y += r;
+      matvec_rows(m, 0, 1);
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_small_multi(const matmul_small_params* ps, int n, int n_threads) {
+  constexpr int kMaxJobs = 8;
+  if (n < 1 || n > kMaxJobs || !ps)
+    fail("matmul_small_multi: job count", std::to_string(n), "1 .. " + std::to_string(kMaxJobs));
+  for (int i = 0; i < n; ++i) check(ps[i], i);
+  // Integer jobs of several vectors: their activations packed once, on the calling thread.
+  constexpr int kMaxGroups = kMaxSmallBatch / kGroup;
+  thread_local std::vector<int32_t> xt[kMaxJobs][kMaxGroups];
+  thread_local std::vector<float> ds[kMaxJobs][kMaxGroups];
+  packed_group groups[kMaxJobs][kMaxGroups];
+  int n_groups[kMaxJobs] = {};
+  for (int i = 0; i < n; ++i) {
+    if (!matvec_uses_int(ps[i].type) || ps[i].n_vec == 1) continue;
+    for (int v0 = 0; v0 < ps[i].n_vec; v0 += kGroup, ++n_groups[i])
+      groups[i][n_groups[i]] =
+          pack_group(ps[i], v0, std::min(kGroup, ps[i].n_vec - v0), xt[i][n_groups[i]], ds[i][n_groups[i]]);
+  }
+  constexpr int64_t kRows = 16;  // rows per work unit
+  int64_t units[kMaxJobs];
+  int64_t total = 0;
+  for (int i = 0; i < n; ++i) total += units[i] = (ps[i].n_rows + kRows - 1) / kRows;
+  const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+  auto run_unit = [&](int64_t u) {
+    int i = 0;
+    while (u >= units[i]) u -= units[i++];
+    const int64_t r0 = u * kRows, r1 = std::min(ps[i].n_rows, r0 + kRows);
+    if (n_groups[i] > 0) {
+      HWY_DYNAMIC_DISPATCH(rows_small_int)(ps[i], groups[i], n_groups[i], r0, r1);
+    } else {
+      rows_other(ps[i], r0, r1);
+    }
+  };
+  if (nt <= 1 || total < 2) {
+    for (int64_t u = 0; u < total; ++u) run_unit(u);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t u = 0; u < total; ++u) run_unit(u);
+}
+
+}  // namespace hashattn::cpu
+#endif  // HWY_ONCE
