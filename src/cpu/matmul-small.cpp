@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "cpu/kquant-scales.h"
 #include "cpu/matvec.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
@@ -130,12 +131,12 @@ void row_scales(const uint8_t* row, int64_t nb, float* dw, float* cw, int16_t* s
       for (int j = 0; j < 16; ++j) sc[16 * g + j] = s[j];
     } else {
       const float dmin = tab[h1];
+      uint8_t s[8], m[8];
+      k4_scales_mins(blk + 4, s, m);
       for (int j = 0; j < 8; ++j) {
-        int s, m;
-        gguf::k4_scale_min(j, blk + 4, &s, &m);
         dw[8 * g + j] = d;
-        cw[8 * g + j] = -dmin * (float)m;
-        sc[8 * g + j] = (int16_t)s;
+        cw[8 * g + j] = -dmin * (float)m[j];
+        sc[8 * g + j] = s[j];
       }
     }
   }
