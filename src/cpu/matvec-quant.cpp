@@ -240,7 +240,18 @@ void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
         uint16_t hd;
         std::memcpy(&hd, blk + 208, 2);
         const float d = tab[hd];
-        const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+        // The 16 scales (d sc_i) dx_(i/2) in vectors (the same roundings as one at a time).
+        alignas(64) float sx[16];
+        {
+          const hn::RebindToSigned<DF8> di;
+          const hn::Rebind<int8_t, DF8> di8;
+          alignas(64) float xd2[16];
+          for (int i = 0; i < 16; ++i) xd2[i] = xd[ab0 + i / 2];
+          for (size_t i = 0; i < 16; i += hn::Lanes(df8)) {
+            const auto scf = hn::ConvertTo(df8, hn::PromoteTo(di, hn::LoadU(di8, reinterpret_cast<const int8_t*>(blk + 192) + i)));
+            hn::Store(hn::Mul(hn::Mul(hn::Set(df8, d), scf), hn::Load(df8, xd2 + i)), df8, sx + i);
+          }
+        }
         for (int h = 0; h < 2; ++h) {
           const uint8_t* ql = blk + 64 * h;
           const uint8_t* qhp = blk + 128 + 32 * h;
@@ -265,7 +276,7 @@ void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
             auto& a = half ? acc2 : acc;
             for (int k = 0; k < 4; ++k)
               a = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0[k], s1[k])),
-                             hn::Set(df, d * sc[8 * h + 2 * k + half] * xd[ab0 + 4 * h + k]), a);
+                             hn::Set(df, sx[8 * h + 2 * k + half]), a);
           }
         }
       }
