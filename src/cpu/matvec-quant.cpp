@@ -25,6 +25,23 @@
 #include "cpu/matvec.h"
 #include "hashattn/error.h"
 
+#ifndef HASHATTN_CPU_MATVEC_QUANT_TABLES
+#define HASHATTN_CPU_MATVEC_QUANT_TABLES
+namespace hashattn::cpu {
+// Byte b of Q5_0's fifth bits expanded: lane e is 16 where bit e of b is set, else 0.
+struct alignas(16) fifth_row { uint16_t v[8]; };
+struct fifth_table {
+  fifth_row r[256];
+  constexpr fifth_table() : r{} {
+    for (int b = 0; b < 256; ++b)
+      for (int e = 0; e < 8; ++e) r[b].v[e] = (uint16_t)((b >> e) & 1 ? 16 : 0);
+  }
+  constexpr const fifth_row& operator[](uint32_t b) const { return r[b]; }
+};
+inline constexpr fifth_table kFifth{};
+}  // namespace hashattn::cpu
+#endif
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/matvec-quant.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -50,9 +67,21 @@ HWY_INLINE hn::Vec<D16> load_q4(const uint8_t* qs, size_t c) {
 }
 
 // Bit e of a 32-bit word as lane e - c of a 16-lane vector: 16 where set, else 0 (Q5_0's fifth bit).
+// Vectors of 8 or 16 lanes read each byte of the word's expansion from a table (kFifth).
 HWY_INLINE hn::Vec<D16> fifth_bits(uint32_t qh, size_t c) {
   const D16 d16;
   const hn::RebindToUnsigned<D16> du16;
+#if HWY_TARGET != HWY_SCALAR
+  constexpr size_t N = hn::MaxLanes(D16());
+  if constexpr (N == 16) {
+    const hn::Half<decltype(du16)> dh;
+    const auto lo = hn::Load(dh, kFifth[(qh >> c) & 0xFF].v);
+    const auto hi = hn::Load(dh, kFifth[(qh >> (c + 8)) & 0xFF].v);
+    return hn::BitCast(d16, hn::Combine(du16, hi, lo));
+  } else if constexpr (N == 8) {
+    return hn::BitCast(d16, hn::Load(du16, kFifth[(qh >> c) & 0xFF].v));
+  }
+#endif
   alignas(64) static constexpr uint16_t kPow2[32] = {1,     2,     4,     8,     16,    32,   64,   128,
                                                      256,   512,   1024,  2048,  4096,  8192, 16384, 32768,
                                                      1,     2,     4,     8,     16,    32,   64,   128,
