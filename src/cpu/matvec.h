@@ -10,6 +10,8 @@
 //   GGUF reader can dequantize goes through a per-row dequantize + float dot.
 // Prefill (mat-mat): Y[n, n_rows] = X[n, n_cols] * W^T with weight tiles dequantized to fp32 and
 //   OpenBLAS sgemm; threads split the tokens (each thread calls a single-threaded sgemm).
+// Decode of several sequences (small mat-mat, matmul_small_multi): 1 .. 16 act_i16 vectors against
+//   one quantized weight in integers, each weight row unpacked once for all of them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -63,8 +65,11 @@ inline void matvec(const matvec_params& p, int n_threads) { matvec_multi(&p, 1, 
 // Small-batch mat-mat (matmul-small.cpp): y_v = W x_v for n_vec vectors (continuous batching), each
 // weight block read and unpacked once for all of them. Integer types take n_vec act_i16 rows
 // (xq[v].n == n_cols), float and dequantized types n_vec float rows x + v * ldx. Outputs y + v * ldy.
-// A vector's result does not depend on the other vectors of the batch; the integer kernel is the one
-// mat-vec runs, so every n_vec gives bit for bit what n_vec separate mat-vecs give.
+// A vector's result does not depend on the other vectors of the batch (bit for bit). n_vec = 1 and the
+// float / dequantized types run mat-vec's arithmetic (bit-equal to matvec). Integer types with n_vec >= 2
+// sum each block exactly in int32 and accumulate the blocks in order in fp32 (matmul-small.cpp), where
+// mat-vec keeps partial sums in vector lanes: the two differ by fp32 rounding only (each is within
+// 4 (n_cols / 8 + 8) u sum |w_j x_j| of the float64 dot, u = 2^-24; tests/model/matmul-small-test.cpp).
 constexpr int kMaxSmallBatch = 16;
 struct matmul_small_params {
   gguf::type type = gguf::type::F32;
