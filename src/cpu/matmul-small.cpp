@@ -224,50 +224,62 @@ HWY_INLINE void dot_step(hn::Vec<DL16> w, hn::Vec<DL16> x, hn::Vec<DL32>* s) {
 }
 #endif
 
-// Unpacks row r: its block scales and offsets, and its weights as int16 (32 per block).
+// Unpacks blocks [b0, b0 + nbc) of row r (b0 a multiple of 8): their scales and offsets, and their
+// weights as int16 (32 per block).
 template <int kFmt>
-HWY_INLINE void unpack_row(const matmul_small_params& p, int64_t r, float* dw, float* cw, int16_t* sc, int32_t* w) {
+HWY_INLINE void unpack_row(const matmul_small_params& p, int64_t r, int64_t b0, int64_t nbc, float* dw, float* cw,
+                           int16_t* sc, int32_t* w) {
+  using F = fmt<kFmt>;
   const D16 d16;
-  const int64_t nb = p.n_cols / 32;
-  const uint8_t* row = static_cast<const uint8_t*>(p.w) + (size_t)r * p.row_bytes;
-  row_scales<kFmt>(row, nb, dw, cw, sc);
+  const uint8_t* row = static_cast<const uint8_t*>(p.w) + (size_t)r * p.row_bytes + (size_t)(b0 / F::sub) * F::bytes;
+  row_scales<kFmt>(row, nbc, dw, cw, sc);
   int16_t* w16 = reinterpret_cast<int16_t*>(w);  // written by vector stores (may alias), read as pairs
-  for (int64_t b = 0; b < nb; ++b)
+  for (int64_t b = 0; b < nbc; ++b)
     for (size_t c = 0; c < kC; ++c) hn::StoreU(load_w<kFmt>(row, b, c * kN, sc), d16, w16 + b * 32 + c * kN);
 }
 
-// Rows [r, r + R) for the vectors of one packed group. Per vector: acc = fma(float(I_b) * dw_b, dx_b, acc)
-// over the blocks in order (Q6_K: once per half of 16), corr = fma(cw_b, s_b, corr), y = acc + corr.
+// Rows [r, r + R), blocks [b0, b0 + nbc), for the vectors of one packed group. Per vector:
+// acc = fma(float(I_b) * dw_b, dx_b, acc) over the blocks in order (Q6_K: once per half of 16),
+// corr = fma(cw_b, s_b, corr), y = acc + corr. acc and corr carry over block ranges in st
+// ([R][2][kGroup]); y is written after the last range.
 template <int kFmt, int R>
-void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, row_scratch& s) {
+void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, int64_t b0, int64_t nbc, float* st,
+               row_scratch& s) {
   using F = fmt<kFmt>;
   constexpr int kHalves = kFmt == 6 ? 2 : 1;
   constexpr int kPairs = 16 / kHalves;
-  const int64_t nb = p.n_cols / 32;
+  const bool first = b0 == 0, last = b0 + nbc == p.n_cols / 32;
   for (int i = 0; i < R; ++i)
-    unpack_row<kFmt>(p, r + i, s.dw.data() + i * nb, s.cw.data() + i * nb, s.sc.data() + 2 * i * nb, s.w.data() + 16 * i * nb);
+    unpack_row<kFmt>(p, r + i, b0, nbc, s.dw.data() + i * nbc, s.cw.data() + i * nbc, s.sc.data() + 2 * i * nbc,
+                     s.w.data() + 16 * i * nbc);
+  const int32_t* xt0 = g.xt + b0 * 16 * kGroup;
+  const float* dx0 = g.dx + b0 * kGroup;
+  const float* s0 = g.s + b0 * kGroup;
 #if HWY_TARGET == HWY_SCALAR
   for (int i = 0; i < R; ++i) {
-    const float* dw = s.dw.data() + i * nb;
-    const float* cw = s.cw.data() + i * nb;
-    const int32_t* wr = s.w.data() + 16 * i * nb;
+    const float* dw = s.dw.data() + i * nbc;
+    const float* cw = s.cw.data() + i * nbc;
+    const int32_t* wr = s.w.data() + 16 * i * nbc;
     for (int l = 0; l < g.n; ++l) {
-      float acc = 0, corr = 0;
-      for (int64_t b = 0; b < nb; ++b) {
-        const float dx = g.dx[b * kGroup + l];
+      float* sl = st + (2 * i) * kGroup + l;
+      float acc = first ? 0.f : sl[0], corr = first ? 0.f : sl[kGroup];
+      for (int64_t b = 0; b < nbc; ++b) {
+        const float dx = dx0[b * kGroup + l];
         for (int h = 0; h < kHalves; ++h) {
           int32_t sum = 0;
           for (int e = 2 * kPairs * h; e < 2 * kPairs * (h + 1); ++e) {
             uint32_t pr;
-            std::memcpy(&pr, g.xt + (b * 16 + e / 2) * kGroup + l, 4);
+            std::memcpy(&pr, xt0 + (b * 16 + e / 2) * kGroup + l, 4);
             const uint32_t wp = (uint32_t)wr[b * 16 + e / 2];
             sum += (int32_t)(int16_t)(e % 2 ? wp >> 16 : wp & 0xFFFF) * (int32_t)(int16_t)(e % 2 ? pr >> 16 : pr & 0xFFFF);
           }
           acc = std::fma((float)sum * dw[b], dx, acc);
         }
-        if constexpr (F::corr) corr = std::fma(cw[b], g.s[b * kGroup + l], corr);
+        if constexpr (F::corr) corr = std::fma(cw[b], s0[b * kGroup + l], corr);
       }
-      p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = acc + corr;
+      sl[0] = acc;
+      sl[kGroup] = corr;
+      if (last) p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = acc + corr;
     }
   }
 #else
@@ -276,10 +288,13 @@ void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, r
   const DLF df;
   for (int l0 = 0; l0 < g.n; l0 += (int)kL) {
     hn::Vec<DLF> acc[R], corr[R];
-    for (int i = 0; i < R; ++i) acc[i] = hn::Zero(df), corr[i] = hn::Zero(df);
-    for (int64_t b = 0; b < nb; ++b) {
-      const auto dx = hn::LoadU(df, g.dx + b * kGroup + l0);
-      const int32_t* xt = g.xt + b * 16 * kGroup + l0;
+    for (int i = 0; i < R; ++i) {
+      acc[i] = first ? hn::Zero(df) : hn::LoadU(df, st + (2 * i) * kGroup + l0);
+      corr[i] = first ? hn::Zero(df) : hn::LoadU(df, st + (2 * i + 1) * kGroup + l0);
+    }
+    for (int64_t b = 0; b < nbc; ++b) {
+      const auto dx = hn::LoadU(df, dx0 + b * kGroup + l0);
+      const int32_t* xt = xt0 + b * 16 * kGroup + l0;
       for (int h = 0; h < kHalves; ++h) {
         hn::Vec<DL32> sum[R][kChains];
         for (int i = 0; i < R; ++i)
@@ -288,7 +303,7 @@ void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, r
           const auto x0 = hn::BitCast(dl16, hn::LoadU(d32, xt + q * kGroup));
           const auto x1 = hn::BitCast(dl16, hn::LoadU(d32, xt + (q + 1) * kGroup));
           for (int i = 0; i < R; ++i) {
-            const int32_t* w = s.w.data() + 16 * (i * nb + b) + q;  // weight pairs
+            const int32_t* w = s.w.data() + 16 * (i * nbc + b) + q;  // weight pairs
             dot_step<0>(hn::BitCast(dl16, hn::Set(d32, w[0])), x0, sum[i]);
             dot_step<1>(hn::BitCast(dl16, hn::Set(d32, w[1])), x1, sum[i]);
           }
@@ -297,15 +312,18 @@ void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, r
           auto is = sum[i][0];
           for (int k = 1; k < kChains; ++k) is = hn::Add(is, sum[i][k]);
           // (float(I) * dw_b) * dx_b, then into the accumulator
-          acc[i] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, is), hn::Set(df, s.dw[i * nb + b])), dx, acc[i]);
+          acc[i] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, is), hn::Set(df, s.dw[i * nbc + b])), dx, acc[i]);
         }
       }
       if constexpr (F::corr) {
-        const auto sb = hn::LoadU(df, g.s + b * kGroup + l0);
-        for (int i = 0; i < R; ++i) corr[i] = hn::MulAdd(hn::Set(df, s.cw[i * nb + b]), sb, corr[i]);
+        const auto sb = hn::LoadU(df, s0 + b * kGroup + l0);
+        for (int i = 0; i < R; ++i) corr[i] = hn::MulAdd(hn::Set(df, s.cw[i * nbc + b]), sb, corr[i]);
       }
     }
     for (int i = 0; i < R; ++i) {
+      hn::StoreU(acc[i], df, st + (2 * i) * kGroup + l0);
+      hn::StoreU(corr[i], df, st + (2 * i + 1) * kGroup + l0);
+      if (!last) continue;
       alignas(64) float out[kL];
       hn::Store(hn::Add(acc[i], corr[i]), df, out);
       for (int l = l0; l < std::min(g.n, l0 + (int)kL); ++l) p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = out[l - l0];
@@ -314,21 +332,26 @@ void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, r
 #endif
 }
 
-constexpr int kTile = 4;  // rows per tile: the activations loaded once for all of them
+constexpr int kTile = 4;          // rows per tile: the activations loaded once for all of them
+constexpr int64_t kColBlocks = 32;  // blocks per column range: its packed activations (16 KB) stay in L1
 
 template <int kFmt>
 void rows_fmt(const matmul_small_params& p, const packed_group* gs, int n_groups, int64_t r0, int64_t r1) {
   thread_local row_scratch s;
+  thread_local std::vector<float> st;
   const int64_t nb = p.n_cols / 32;
-  s.dw.resize(kTile * nb);
-  s.cw.resize(kTile * nb);
-  s.sc.resize(2 * kTile * nb);
-  s.w.resize(16 * kTile * nb);
-  for (int i = 0; i < n_groups; ++i) {
-    int64_t r = r0;
-    for (; r + kTile <= r1; r += kTile) rows_tile<kFmt, kTile>(p, gs[i], r, s);
-    for (; r < r1; ++r) rows_tile<kFmt, 1>(p, gs[i], r, s);
-  }
+  s.dw.resize(kTile * kColBlocks);
+  s.cw.resize(kTile * kColBlocks);
+  s.sc.resize(2 * kTile * kColBlocks);
+  s.w.resize(16 * kTile * kColBlocks);
+  st.resize((size_t)(r1 - r0) * 2 * kGroup);
+  for (int i = 0; i < n_groups; ++i)
+    for (int64_t b0 = 0; b0 < nb; b0 += kColBlocks) {
+      const int64_t nbc = std::min(kColBlocks, nb - b0);
+      int64_t r = r0;
+      for (; r + kTile <= r1; r += kTile) rows_tile<kFmt, kTile>(p, gs[i], r, b0, nbc, st.data() + (r - r0) * 2 * kGroup, s);
+      for (; r < r1; ++r) rows_tile<kFmt, 1>(p, gs[i], r, b0, nbc, st.data() + (r - r0) * 2 * kGroup, s);
+    }
 }
 
 void rows_small_int(const matmul_small_params& p, const packed_group* gs, int n_groups, int64_t r0, int64_t r1) {
@@ -464,7 +487,7 @@ void matmul_small_multi(const matmul_small_params* ps, int n, int n_threads) {
       groups[i][n_groups[i]] =
           pack_group(ps[i], v0, std::min(kGroup, ps[i].n_vec - v0), xt[i][n_groups[i]], ds[i][n_groups[i]]);
   }
-  constexpr int64_t kRows = 16;  // rows per work unit
+  constexpr int64_t kRows = 32;  // rows per work unit
   int64_t units[kMaxJobs];
   int64_t total = 0;
   for (int i = 0; i < n; ++i) total += units[i] = (ps[i].n_rows + kRows - 1) / kRows;
