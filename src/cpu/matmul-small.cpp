@@ -238,12 +238,13 @@ HWY_INLINE void unpack_row(const matmul_small_params& p, int64_t r, int64_t b0, 
     for (size_t c = 0; c < kC; ++c) hn::StoreU(load_w<kFmt>(row, b, c * kN, sc), d16, w16 + b * 32 + c * kN);
 }
 
-// Rows [r, r + R), blocks [b0, b0 + nbc), for the vectors of one packed group. Per vector:
-// acc = fma(float(I_b) * dw_b, dx_b, acc) over the blocks in order (Q6_K: once per half of 16),
-// corr = fma(cw_b, s_b, corr), y = acc + corr. acc and corr carry over block ranges in st
-// ([R][2][kGroup]); y is written after the last range.
-template <int kFmt, int R>
-void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, int64_t b0, int64_t nbc, float* st,
+// Rows [r, r + R), blocks [b0, b0 + nbc), for the vectors of G packed groups (each weight pair
+// broadcast once for all of them). Per vector: acc = fma(float(I_b) * dw_b, dx_b, acc) over the blocks
+// in order (Q6_K: once per half of 16), corr = fma(cw_b, s_b, corr), y = acc + corr: the same
+// operations for a vector whatever R, G and its lane. acc and corr carry over block ranges in st
+// ([R][G][2][kGroup]); y is written after the last range.
+template <int kFmt, int R, int G>
+void rows_tile(const matmul_small_params& p, const packed_group* g, int64_t r, int64_t b0, int64_t nbc, float* st,
                row_scratch& s) {
   using F = fmt<kFmt>;
   constexpr int kHalves = kFmt == 6 ? 2 : 1;
@@ -252,82 +253,96 @@ void rows_tile(const matmul_small_params& p, const packed_group& g, int64_t r, i
   for (int i = 0; i < R; ++i)
     unpack_row<kFmt>(p, r + i, b0, nbc, s.dw.data() + i * nbc, s.cw.data() + i * nbc, s.sc.data() + 2 * i * nbc,
                      s.w.data() + 16 * i * nbc);
-  const int32_t* xt0 = g.xt + b0 * 16 * kGroup;
-  const float* dx0 = g.dx + b0 * kGroup;
-  const float* s0 = g.s + b0 * kGroup;
+  auto state = [&](int i, int k, int c) { return st + ((i * G + k) * 2 + c) * kGroup; };
 #if HWY_TARGET == HWY_SCALAR
-  for (int i = 0; i < R; ++i) {
-    const float* dw = s.dw.data() + i * nbc;
-    const float* cw = s.cw.data() + i * nbc;
-    const int32_t* wr = s.w.data() + 16 * i * nbc;
-    for (int l = 0; l < g.n; ++l) {
-      float* sl = st + (2 * i) * kGroup + l;
-      float acc = first ? 0.f : sl[0], corr = first ? 0.f : sl[kGroup];
-      for (int64_t b = 0; b < nbc; ++b) {
-        const float dx = dx0[b * kGroup + l];
-        for (int h = 0; h < kHalves; ++h) {
-          int32_t sum = 0;
-          for (int e = 2 * kPairs * h; e < 2 * kPairs * (h + 1); ++e) {
-            uint32_t pr;
-            std::memcpy(&pr, xt0 + (b * 16 + e / 2) * kGroup + l, 4);
-            const uint32_t wp = (uint32_t)wr[b * 16 + e / 2];
-            sum += (int32_t)(int16_t)(e % 2 ? wp >> 16 : wp & 0xFFFF) * (int32_t)(int16_t)(e % 2 ? pr >> 16 : pr & 0xFFFF);
+  for (int k = 0; k < G; ++k)
+    for (int i = 0; i < R; ++i) {
+      const float* dw = s.dw.data() + i * nbc;
+      const float* cw = s.cw.data() + i * nbc;
+      const int32_t* wr = s.w.data() + 16 * i * nbc;
+      for (int l = 0; l < g[k].n; ++l) {
+        float acc = first ? 0.f : state(i, k, 0)[l], corr = first ? 0.f : state(i, k, 1)[l];
+        for (int64_t b = 0; b < nbc; ++b) {
+          const float dx = g[k].dx[(b0 + b) * kGroup + l];
+          for (int h = 0; h < kHalves; ++h) {
+            int32_t sum = 0;
+            for (int e = 2 * kPairs * h; e < 2 * kPairs * (h + 1); ++e) {
+              uint32_t pr;
+              std::memcpy(&pr, g[k].xt + ((b0 + b) * 16 + e / 2) * kGroup + l, 4);
+              const uint32_t wp = (uint32_t)wr[b * 16 + e / 2];
+              sum += (int32_t)(int16_t)(e % 2 ? wp >> 16 : wp & 0xFFFF) * (int32_t)(int16_t)(e % 2 ? pr >> 16 : pr & 0xFFFF);
+            }
+            acc = std::fma((float)sum * dw[b], dx, acc);
           }
-          acc = std::fma((float)sum * dw[b], dx, acc);
+          if constexpr (F::corr) corr = std::fma(cw[b], g[k].s[(b0 + b) * kGroup + l], corr);
         }
-        if constexpr (F::corr) corr = std::fma(cw[b], s0[b * kGroup + l], corr);
+        state(i, k, 0)[l] = acc;
+        state(i, k, 1)[l] = corr;
+        if (last) p.y[(size_t)(g[k].v0 + l) * p.ldy + r + i] = acc + corr;
       }
-      sl[0] = acc;
-      sl[kGroup] = corr;
-      if (last) p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = acc + corr;
     }
-  }
 #else
   const DL32 d32;
   const DL16 dl16;
   const DLF df;
-  for (int l0 = 0; l0 < g.n; l0 += (int)kL) {
-    hn::Vec<DLF> acc[R], corr[R];
-    for (int i = 0; i < R; ++i) {
-      acc[i] = first ? hn::Zero(df) : hn::LoadU(df, st + (2 * i) * kGroup + l0);
-      corr[i] = first ? hn::Zero(df) : hn::LoadU(df, st + (2 * i + 1) * kGroup + l0);
-    }
+  int n_max = 0;
+  for (int k = 0; k < G; ++k) n_max = std::max(n_max, g[k].n);
+  for (int l0 = 0; l0 < n_max; l0 += (int)kL) {
+    hn::Vec<DLF> acc[G][R], corr[G][R];
+    for (int k = 0; k < G; ++k)
+      for (int i = 0; i < R; ++i) {
+        acc[k][i] = first ? hn::Zero(df) : hn::LoadU(df, state(i, k, 0) + l0);
+        corr[k][i] = first ? hn::Zero(df) : hn::LoadU(df, state(i, k, 1) + l0);
+      }
     for (int64_t b = 0; b < nbc; ++b) {
-      const auto dx = hn::LoadU(df, dx0 + b * kGroup + l0);
-      const int32_t* xt = xt0 + b * 16 * kGroup + l0;
+      const int64_t ab = b0 + b;
       for (int h = 0; h < kHalves; ++h) {
-        hn::Vec<DL32> sum[R][kChains];
-        for (int i = 0; i < R; ++i)
-          for (int k = 0; k < kChains; ++k) sum[i][k] = hn::Zero(d32);
+        hn::Vec<DL32> sum[G][R][kChains];
+        for (int k = 0; k < G; ++k)
+          for (int i = 0; i < R; ++i)
+            for (int c = 0; c < kChains; ++c) sum[k][i][c] = hn::Zero(d32);
         for (int q = kPairs * h; q < kPairs * (h + 1); q += 2) {
-          const auto x0 = hn::BitCast(dl16, hn::LoadU(d32, xt + q * kGroup));
-          const auto x1 = hn::BitCast(dl16, hn::LoadU(d32, xt + (q + 1) * kGroup));
+          hn::Vec<DL16> x0[G], x1[G];
+          for (int k = 0; k < G; ++k) {
+            const int32_t* xt = g[k].xt + (ab * 16 + q) * kGroup + l0;
+            x0[k] = hn::BitCast(dl16, hn::LoadU(d32, xt));
+            x1[k] = hn::BitCast(dl16, hn::LoadU(d32, xt + kGroup));
+          }
           for (int i = 0; i < R; ++i) {
             const int32_t* w = s.w.data() + 16 * (i * nbc + b) + q;  // weight pairs
-            dot_step<0>(hn::BitCast(dl16, hn::Set(d32, w[0])), x0, sum[i]);
-            dot_step<1>(hn::BitCast(dl16, hn::Set(d32, w[1])), x1, sum[i]);
+            const auto w0 = hn::BitCast(dl16, hn::Set(d32, w[0])), w1 = hn::BitCast(dl16, hn::Set(d32, w[1]));
+            for (int k = 0; k < G; ++k) {
+              dot_step<0>(w0, x0[k], sum[k][i]);
+              dot_step<1>(w1, x1[k], sum[k][i]);
+            }
           }
         }
-        for (int i = 0; i < R; ++i) {
-          auto is = sum[i][0];
-          for (int k = 1; k < kChains; ++k) is = hn::Add(is, sum[i][k]);
-          // (float(I) * dw_b) * dx_b, then into the accumulator
-          acc[i] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, is), hn::Set(df, s.dw[i * nbc + b])), dx, acc[i]);
+        for (int k = 0; k < G; ++k) {
+          const auto dx = hn::LoadU(df, g[k].dx + ab * kGroup + l0);
+          for (int i = 0; i < R; ++i) {
+            auto is = sum[k][i][0];
+            for (int c = 1; c < kChains; ++c) is = hn::Add(is, sum[k][i][c]);
+            // (float(I) * dw_b) * dx_b, then into the accumulator
+            acc[k][i] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, is), hn::Set(df, s.dw[i * nbc + b])), dx, acc[k][i]);
+          }
         }
       }
       if constexpr (F::corr) {
-        const auto sb = hn::LoadU(df, s0 + b * kGroup + l0);
-        for (int i = 0; i < R; ++i) corr[i] = hn::MulAdd(hn::Set(df, s.cw[i * nbc + b]), sb, corr[i]);
+        for (int k = 0; k < G; ++k) {
+          const auto sb = hn::LoadU(df, g[k].s + ab * kGroup + l0);
+          for (int i = 0; i < R; ++i) corr[k][i] = hn::MulAdd(hn::Set(df, s.cw[i * nbc + b]), sb, corr[k][i]);
+        }
       }
     }
-    for (int i = 0; i < R; ++i) {
-      hn::StoreU(acc[i], df, st + (2 * i) * kGroup + l0);
-      hn::StoreU(corr[i], df, st + (2 * i + 1) * kGroup + l0);
-      if (!last) continue;
-      alignas(64) float out[kL];
-      hn::Store(hn::Add(acc[i], corr[i]), df, out);
-      for (int l = l0; l < std::min(g.n, l0 + (int)kL); ++l) p.y[(size_t)(g.v0 + l) * p.ldy + r + i] = out[l - l0];
-    }
+    for (int k = 0; k < G; ++k)
+      for (int i = 0; i < R; ++i) {
+        hn::StoreU(acc[k][i], df, state(i, k, 0) + l0);
+        hn::StoreU(corr[k][i], df, state(i, k, 1) + l0);
+        if (!last) continue;
+        alignas(64) float out[kL];
+        hn::Store(hn::Add(acc[k][i], corr[k][i]), df, out);
+        for (int l = l0; l < std::min(g[k].n, l0 + (int)kL); ++l) p.y[(size_t)(g[k].v0 + l) * p.ldy + r + i] = out[l - l0];
+      }
   }
 #endif
 }
@@ -344,13 +359,20 @@ void rows_fmt(const matmul_small_params& p, const packed_group* gs, int n_groups
   s.cw.resize(kTile * kColBlocks);
   s.sc.resize(2 * kTile * kColBlocks);
   s.w.resize(16 * kTile * kColBlocks);
-  st.resize((size_t)(r1 - r0) * 2 * kGroup);
-  for (int i = 0; i < n_groups; ++i)
+  st.resize((size_t)(r1 - r0) * 2 * 2 * kGroup);
+  // Two groups (9 .. 16 vectors) at once where the target has 32 vector registers, two rows at a time.
+  const bool both = n_groups == 2 && HWY_TARGET <= HWY_AVX3;
+  for (int i = 0; i < n_groups; i += both ? 2 : 1)
     for (int64_t b0 = 0; b0 < nb; b0 += kColBlocks) {
       const int64_t nbc = std::min(kColBlocks, nb - b0);
       int64_t r = r0;
-      for (; r + kTile <= r1; r += kTile) rows_tile<kFmt, kTile>(p, gs[i], r, b0, nbc, st.data() + (r - r0) * 2 * kGroup, s);
-      for (; r < r1; ++r) rows_tile<kFmt, 1>(p, gs[i], r, b0, nbc, st.data() + (r - r0) * 2 * kGroup, s);
+      if (both) {
+        for (; r + 2 <= r1; r += 2) rows_tile<kFmt, 2, 2>(p, gs, r, b0, nbc, st.data() + (r - r0) * 4 * kGroup, s);
+        for (; r < r1; ++r) rows_tile<kFmt, 1, 2>(p, gs, r, b0, nbc, st.data() + (r - r0) * 4 * kGroup, s);
+      } else {
+        for (; r + kTile <= r1; r += kTile) rows_tile<kFmt, kTile, 1>(p, gs + i, r, b0, nbc, st.data() + (r - r0) * 2 * kGroup, s);
+        for (; r < r1; ++r) rows_tile<kFmt, 1, 1>(p, gs + i, r, b0, nbc, st.data() + (r - r0) * 2 * kGroup, s);
+      }
     }
 }
 

@@ -232,7 +232,7 @@ void run_cases() {
               }
             }
           // A vector's result does not depend on the rest of the batch: the same vectors in reverse
-          // order, and the last one alone among n_vec copies of the first, give the same bits.
+          // order give the same bits, and so do the first 3 alone (another grouping of the kernel).
           if (n_vec > 1) {
             job rev = j;
             std::reverse(rev.xq.begin(), rev.xq.end());
@@ -244,6 +244,17 @@ void run_cases() {
             for (int v = 0; v < n_vec; ++v)
               for (int64_t r = 0; r < c.rows; ++r)
                 ASSERT_TRUE(same_bits(rev.y[(n_vec - 1 - v) * j.ldy + r], j.y[v * j.ldy + r])) << "vector " << v << " row " << r;
+          }
+          if (n_vec > 3) {
+            job few = j;
+            few.n_vec = 3;
+            few.xq.resize(3);
+            std::fill(few.y.begin(), few.y.end(), kPad);
+            const matmul_small_params pf = few.params();
+            matmul_small_multi(&pf, 1, nt);
+            for (int v = 0; v < 3; ++v)
+              for (int64_t r = 0; r < c.rows; ++r)
+                ASSERT_TRUE(same_bits(few.y[v * j.ldy + r], j.y[v * j.ldy + r])) << "3 of " << n_vec << ": vector " << v << " row " << r;
           }
         }
 }
