@@ -105,7 +105,18 @@ HWY_INLINE hn::Vec<hn::Repartition<int32_t, D16>> block_dot(const uint8_t* qs, c
     if constexpr (kType == 0) {
       w = load_q4(qs, c);
     } else if constexpr (kType == 2) {
+#if HWY_TARGET <= HWY_AVX3
+      // AVX-512: the 16 bits of qh for these lanes are a mask register; a masked OR sets the fifth bit.
+      const hn::RebindToUnsigned<D16> du16;
+      static_assert(N == 16, "one 16-bit mask per vector");
+      uint8_t bits[4];
+      std::memcpy(bits, &qh, 4);
+      const auto m = hn::RebindMask(d16, hn::LoadMaskBits(du16, bits + c / 8));
+      const auto q4 = load_q4(qs, c);
+      w = hn::IfThenElse(m, hn::Or(q4, hn::Set(d16, 16)), q4);
+#else
       w = hn::Or(load_q4(qs, c), fifth_bits(qh, c));
+#endif
     } else {
       const hn::Rebind<int8_t, D16> d8;
       w = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(qs) + c));
