@@ -325,6 +325,10 @@ TEST(matmul_small, refuses_bad_input) {
   p = j.params();
   p.w = nullptr;
   expect_refused(p, "null operand");
+  job jk = make_job(gguf::type::Q4_K, 2, 256, 2, 0, rng);
+  p = jk.params();
+  p.n_cols = 288;  // not a multiple of a K-quant super-block
+  expect_refused(p, "multiple of the block size");
   p = j.params();
   EXPECT_THROW(matmul_small_multi(&p, 0, 1), hashattn::error);
   EXPECT_THROW(matmul_small_multi(&p, 9, 1), hashattn::error);
