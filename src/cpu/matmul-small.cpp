@@ -1,15 +1,16 @@
-// Small-batch integer mat-mat (Highway, runtime dispatch): Y[v] = W x[v] for up to kMaxSmallBatch
-// activation vectors against one quantized weight, each weight block unpacked once for all of them.
+// Small-batch integer mat-mat (Highway, runtime dispatch): y_v = W x_v for 2 .. kMaxSmallBatch quantized
+// activation vectors (act_i16) against one quantized weight, each weight row unpacked once for all of them.
 // Every integer format becomes, per block b of 32 elements, int16 weights qw (K-quant sub-block scales
 // folded in: q * sc, or (q - 32) * sc for Q6_K, all within int16), a float scale dw_b and a float
 // offset coefficient cw_b (none for Q8_0 and Q6_K):
 //   y_v = sum_b dw_b dx_vb sum(qw qx_v) + sum_b cw_b s_vb     (act_i16: x = qx dx, s = dx sum(qx))
 //   Q4_0 dw = d, cw = -8 d   Q4_1 dw = d, cw = m   Q5_0 dw = d, cw = -16 d   Q8_0 dw = d
 //   Q4_K / Q5_K dw = d, qw = q sc_j, cw = -dmin m_j   Q6_K dw = d, qw = (q - 32) sc (per 16)
-// Per vector: two float accumulators (even and odd blocks), then the offset term as a float dot of
-// cw and s. Each vector's arithmetic is the same whatever the batch holds (bit-equal results for a
-// vector alone or among others); mat-vec (matvec.h) runs this kernel with one vector.
-// Vectors are processed in register-sized chunks (8 with 32 vector registers, else 4).
+// Vectors are lanes: the activations of 8 vectors are packed per call as int16 pairs (pack_group), each
+// weight pair is broadcast and dot-accumulated against the pairs of the 8 vectors (rows_tile). Per vector,
+// the block sums are exact int32 and the blocks are accumulated in order in fp32, so a vector's result is
+// the same bits whatever else the batch holds. n_vec = 1, the float types and the types without an
+// integer path go through mat-vec's code (matvec-quant.cpp); the entry point is at the end of this file.
 #include <omp.h>
 
 #include <algorithm>
