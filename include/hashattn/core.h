@@ -201,6 +201,8 @@ struct index_lists {
   int n_lists() const { return (int)count.size(); }
   // Sizes n_lists lists of up to `stride` entries (counts zeroed).
   void reset(int n_lists, int64_t stride, bool per_group);
+  // Tokens attended per list, on average (0 lists: 0).
+  double mean_count() const;
 };
 
 }  // namespace hashattn

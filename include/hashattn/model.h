@@ -1,5 +1,11 @@
 // Llama-family language model on the CPU: load from GGUF, forward pass with a KV cache, sampler.
-// Architectures: "llama" (RoPE on adjacent pairs) and "qwen2" (NEOX RoPE, q/k/v biases).
+// Architectures: "llama" (RoPE on adjacent pairs; Llama 2/3.x, Mistral, SmolLM), "qwen2" (NEOX RoPE,
+// q/k/v biases) and "gemma3" (NEOX RoPE; interleaved sliding-window and global layers, each kind with
+// its own RoPE; per-head RMSNorm of q and k; norms before and after attention and FFN; GeGLU FFN;
+// embeddings scaled by sqrt(n_embd); tied output). RoPE scaling: llama3 frequency factors (from the
+// rope_freqs tensor or the rope.scaling.* metadata), YaRN and linear (rope.scaling.*).
+// Attention policies act on global layers only: a sliding-window layer always attends densely to its
+// window (model_hparams::attn_first).
 // Weights stay quantized in the GGUF mapping; decode runs integer mat-vecs (16-bit activations), prefill dequantizes
 // weight tiles for sgemm. Every hyperparameter comes from the file's metadata.
 // KV cache (one per session): per layer, K and V each [n_ctx, n_head_kv, head_dim] fp16
@@ -25,6 +31,20 @@ class file;
 }
 
 enum class rope_layout : uint8_t { adjacent = 0, neox = 1 };
+enum class ffn_act : uint8_t { silu = 0, gelu = 1 };  // SwiGLU, GeGLU (tanh approximation)
+
+// RoPE of one kind of layer. The angle of pair i at position p: theta = p * base^(-2i/n_dims) / f_i
+// (f_i: the frequency factors, when present); linear scaling multiplies it by freq_scale; YaRN
+// (ext_factor != 0) mixes the scaled and unscaled angles per pair with the ramp between
+// corr_lo and corr_hi and multiplies cos and sin by attn_factor * (1 + 0.1 ln(1 / freq_scale)).
+struct rope_params {
+  float base = 10000.f;
+  float freq_scale = 1.f;   // 1 / rope.scaling.factor (linear, YaRN)
+  float ext_factor = 0.f;   // YaRN: 1 (0: off)
+  float attn_factor = 1.f;  // YaRN magnitude factor
+  float corr_lo = 0.f, corr_hi = 0.f;  // YaRN correction dims
+  bool freq_factors = false;  // divide by the model's rope frequency factors (rope_freqs / llama3)
+};
 
 struct model_hparams {
   std::string arch;          // general.architecture
@@ -35,14 +55,35 @@ struct model_hparams {
   int head_dim = 0;
   int n_ff = 0;
   int64_t n_vocab = 0;
-  int64_t n_ctx_train = 0;   // <arch>.context_length
+  int64_t n_ctx_train = 0;   // <arch>.context_length (YaRN: at least original_context_length x factor)
   float rope_base = 10000.f;
   int rope_dims = 0;         // dims rotated per head (<= head_dim)
   rope_layout rope = rope_layout::adjacent;
   float rms_eps = 1e-5f;
   bool tied_embeddings = false;  // logits from token_embd (no output.weight)
   bool qkv_bias = false;
-  bool rope_freq_factors = false;  // rope_freqs.weight present
+  bool rope_freq_factors = false;  // frequency factors in use (rope_freqs.weight, or llama3 from the metadata)
+  std::string rope_scaling = "none";  // none, linear, yarn, llama3 (as applied)
+  // Architecture features (gemma3 sets them; llama and qwen2 keep the defaults).
+  ffn_act act = ffn_act::silu;
+  bool qk_norm = false;      // per-head RMSNorm of q and k (attn_q_norm, attn_k_norm [head_dim])
+  bool post_norms = false;   // RMSNorm of the attention and FFN outputs before their residuals
+  float embd_scale = 1.f;    // token embeddings multiplied by this (gemma: sqrt(n_embd))
+  float attn_scale = 0.f;    // softmax scale of q.k; set at load (1/sqrt(head_dim))
+  float logit_softcap = 0.f;  // > 0: logits = cap * tanh(logits / cap)
+  int64_t yarn_orig_ctx = 0;  // YaRN's original context (rope.scaling.original_context_length)
+  // Per layer: the sliding window in tokens (0: global attention) and which RoPE it uses
+  // (index into rope_sets). Empty window list: every layer global, one RoPE.
+  std::vector<int32_t> window;
+  std::vector<uint8_t> rope_set;
+  std::vector<rope_params> rope_sets;  // >= 1 after load; [0]: the global layers'
+
+  bool is_global(int l) const { return window.empty() || window[l] == 0; }
+  // First key position that layer l attends to from a query at position pos (keys attn_first .. pos).
+  int64_t attn_first(int l, int64_t pos) const {
+    return is_global(l) ? 0 : pos - window[l] + 1 > 0 ? pos - window[l] + 1 : 0;
+  }
+  const rope_params& rope_of(int l) const { return rope_sets[rope_set.empty() ? 0 : rope_set[l]]; }
 };
 
 class model {
@@ -67,8 +108,22 @@ class model {
 
  private:
   model();
+  static std::unique_ptr<model> load_checked(std::shared_ptr<const gguf::file> f);
   std::unique_ptr<impl> p_;
 };
+
+// Whether the runtime runs the model of f (hashattn info): runs, else every missing piece found
+// (architecture, RoPE scaling, tensor types, then the loader's refusal naming its key or tensor);
+// notes on what runs differently from a dense reading of the file (sliding-window layers keep their
+// window; sliding-window metadata that llama.cpp ignores; CPU-only features); the tokenizer's state.
+struct model_support {
+  bool runs = false;
+  std::string summary;  // describe() when it runs
+  std::vector<std::string> missing, notes;
+  bool tokenizer_ok = false;
+  std::string tokenizer;  // what it is, or why it cannot be built
+};
+model_support model_check(const gguf::file& f);
 
 // Observer of the forward pass (e.g. training capture): called for every layer and every chunk
 // (prefill) or token (decode) after RoPE, before attention, with fp32 activations
@@ -151,6 +206,66 @@ class branch_decoder {
   // of the stepped branches: logits(b).
   void step(const int32_t* tokens, const uint8_t* active = nullptr);
   const float* logits(int b) const;  // [n_vocab] of branch b's last step
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+
+// Unrelated sequences decoded together (continuous batching, as a server runs them). Each sequence has
+// its own attention policy and a page table into one KV page pool (pages of page_size tokens, taken as
+// the sequence grows, given back by close()). prefill() appends a prompt (or a chunk of one) to one
+// sequence through the batched prefill path; step() appends one token to each of several sequences at
+// their own positions in ONE forward pass: the linear layers multiply all rows by each quantized weight
+// (integer mat-vecs, each row exactly as a single decode step computes it: a sequence's logits do not
+// depend on the others in its step), attention runs per sequence through its policy. fork() starts a
+// sequence as the first n tokens of another: full pages shared by reference count, the partial one
+// copied; the new policy is told the shared keys (read back from their fp16 rows).
+// Not thread-safe: one thread drives an engine.
+struct batch_params {
+  int64_t n_ctx = 0;       // tokens of one sequence at most (0: the model's training context)
+  int max_seqs = 8;        // sequences open at once
+  int64_t n_pages = 0;     // pages of the pool (0: max_seqs full sequences)
+  int page_size = 16;      // tokens per page (a power of two)
+  int n_threads = 0;       // 0: OpenMP default
+  int64_t n_batch = 512;   // prefill chunk
+  std::string backend = "cpu";
+};
+
+class batch_engine {
+ public:
+  batch_engine(const model& m, const batch_params& p);
+  ~batch_engine();
+  batch_engine(const batch_engine&) = delete;
+  batch_engine& operator=(const batch_engine&) = delete;
+
+  // A new empty sequence with its policy (nullptr: dense); ids are never reused. Throws when max_seqs
+  // sequences are open.
+  int64_t open(std::unique_ptr<attention_policy> policy = nullptr);
+  // A new sequence holding the first n tokens of `from` (1 <= n <= n_past(from)), with its own policy.
+  int64_t fork(int64_t from, int64_t n, std::unique_ptr<attention_policy> policy = nullptr);
+  // Gives the sequence's pages back. An unknown or closed id is an error.
+  void close(int64_t id);
+  // Appends n >= 1 tokens to one sequence (prefill path, chunks of n_batch); returns its last logits.
+  const float* prefill(int64_t id, const int32_t* toks, int64_t n);
+  // Appends toks[i] to sequence ids[i] for i < n (distinct open sequences) in one forward pass.
+  // Checked before anything is written: ids, tokens, context, free pages.
+  void step(const int64_t* ids, const int32_t* toks, int n);
+  // The logits [n_vocab] of the sequence's last prefill or step.
+  const float* logits(int64_t id) const;
+  int64_t n_past(int64_t id) const;
+  // Tokens attended / context tokens over the sequence's decode steps (1 before any).
+  double attended_density(int64_t id) const;
+  bool is_open(int64_t id) const;
+  int n_open() const;
+  int max_seqs() const;
+  int64_t n_ctx() const;
+  int n_threads() const;
+  int64_t pages_total() const;
+  int64_t pages_free() const;
+  // Pages a sequence of n tokens takes (shared pages counted once in pages_free()).
+  int64_t pages_for(int64_t n_tok) const;
+  const model& get_model() const;
 
  private:
   struct impl;

@@ -29,7 +29,8 @@ class attention_policy {
   virtual double select_extra_read_bytes() const { return 0; }
   // Allocates state for n_layer layers of the given shape and up to max_ctx tokens; clears it.
   virtual void begin(int n_layer, const layer_shape& shape, int64_t max_ctx) = 0;
-  // Keys k: [n_new, n_head_kv, head_dim] fp32 post-RoPE, positions pos0 .. pos0+n_new-1.
+  // Keys k: [n_new, n_head_kv, head_dim] post-RoPE, positions pos0 .. pos0+n_new-1, as the KV cache
+  // holds them (fp16 values in fp32): prefilled, decoded and shared keys alike.
   virtual void on_append(int layer, const float* k, int64_t pos0, int64_t n_new) = 0;
   // Drops state past n tokens (the KV cache was truncated).
   virtual void truncate(int64_t n) {}

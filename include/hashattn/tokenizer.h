@@ -1,4 +1,9 @@
-// Byte-level BPE tokenizer (GGUF tokenizer.ggml.model = "gpt2") and chat templates.
+// Byte-level BPE tokenizer (GGUF tokenizer.ggml.model = "gpt2"), SentencePiece BPE ("llama": Llama 2,
+// Mistral 7B, Gemma 3; model/tokenizer-spm.h) and chat templates.
+// SentencePiece: no pre-tokenizer; each text span between special tokens is prefixed with a space when
+// add_space_prefix and it follows a special token or starts the text, spaces become U+2581, and the
+// span is merged by token score with byte fallback; pieces turn U+2581 back into spaces and <0xXX>
+// tokens into their byte.
 // encode: special tokens are cut out of the text first (longest first; control tokens only when
 // parse_special), each remaining span is split by the pre-tokenizer's regexes (PCRE2, UTF + UCP),
 // each piece is mapped byte -> printable code point (GPT-2 byte map) and merged by BPE rank.
@@ -26,11 +31,13 @@ enum class token_type : int32_t {
 
 // Everything a tokenizer is built from; from_gguf fills it from the tokenizer.ggml.* keys.
 struct tokenizer_vocab {
-  std::string model = "gpt2";              // only byte-level BPE is supported
+  std::string model = "gpt2";              // "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE)
   std::string pre = "default";             // pre-tokenizer name
   std::vector<std::string> tokens;         // token texts (byte-mapped)
   std::vector<int32_t> types;              // token_type per token; empty = all normal
-  std::vector<std::string> merges;         // "left right", by rank
+  std::vector<std::string> merges;         // "left right", by rank (gpt2)
+  std::vector<float> scores;               // per token (llama; empty: all 0)
+  bool add_space_prefix = true;            // llama: a space before the text (tokenizer.ggml.add_space_prefix)
   int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
   bool add_bos = false, add_eos = false;
 };
@@ -64,6 +71,7 @@ class tokenizer {
 
  private:
   tokenizer();
+  static std::unique_ptr<tokenizer> from_gguf_checked(const gguf::file& f);
   struct impl;
   std::unique_ptr<impl> p_;
 };
@@ -89,7 +97,12 @@ struct chat_message {
   std::string content;
 };
 
-enum class chat_format { chatml };
+// llama2*: [INST] turns (Mistral 7B Instruct v0.1 / v0.2, Llama 2); mistral_*: Mistral's official
+// v1 / v3 / v3-tekken / v7 templates; rendered as llama.cpp's built-in formats of the same names.
+enum class chat_format {
+  chatml, gemma, llama2, llama2_sys, llama2_sys_bos, llama2_sys_strip,
+  mistral_v1, mistral_v3, mistral_v3_tekken, mistral_v7
+};
 
 struct chat_template {
   chat_format format = chat_format::chatml;
@@ -98,8 +111,17 @@ struct chat_template {
 };
 
 // Recognizes a template text (tokenizer.chat_template). ChatML-like templates (<|im_start|> /
-// <|im_end|>) are recognized, with the default system prompt they inject, if any. Anything else
-// (including an empty template) falls back to ChatML with a warning for the caller to show.
+// <|im_end|>) are recognized, with the default system prompt they inject, if any; Gemma's
+// (<start_of_turn> / <end_of_turn>) too. Anything else (including an empty template) falls back to
+// ChatML with a warning for the caller to show.
+// [INST] templates are told apart as llama.cpp does ([SYSTEM_PROMPT]: v7; "' [INST] ' + system_message"
+// or [AVAILABLE_TOOLS]: v1 when " [INST]" occurs, v3-tekken when "\"[INST]\"", else v3; otherwise
+// Llama 2 with <<SYS>> support, BOS inside the history or stripped messages by their markers); they
+// render no generation prompt (a user turn ends with [/INST]).
+// Gemma (as llama.cpp renders it): system messages are trimmed and prepended to the next user turn
+// ("{system}\n\n{content}"); each turn is "<start_of_turn>{role}\n{trimmed content}<end_of_turn>\n"
+// with role "assistant" written "model"; the generation prompt is "<start_of_turn>model\n". The BOS
+// token comes from the tokenizer (add_bos), not from the text.
 chat_template chat_template_detect(const std::string& template_text);
 chat_template chat_template_from_gguf(const gguf::file& f);
 std::string apply_chat_template(const chat_template& t, const std::vector<chat_message>& messages, bool add_generation_prompt);

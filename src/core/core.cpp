@@ -58,6 +58,12 @@ select_split select_split_for(const budget_params& b, int64_t n) {
 
 int64_t budget_tokens(const budget_params& b, int64_t n) { return select_split_for(b, n).total; }
 
+double index_lists::mean_count() const {
+  double sum = 0;
+  for (int32_t c : count) sum += c;
+  return count.empty() ? 0.0 : sum / (double)count.size();
+}
+
 void index_lists::reset(int n, int64_t stride_, bool per_group_) {
   if (n < 0 || stride_ < 0) fail("index lists", s(n) + " lists x " + s(stride_), "non-negative sizes");
   per_group = per_group_;

@@ -125,6 +125,38 @@ void rope_angles(int64_t pos, int n_dims, float base, const float* freq_factors,
   }
 }
 
+void rope_angles_scaled(int64_t pos, int n_dims, float base, const float* freq_factors,
+                        const rope_scaling_params& sc, float* cos_out, float* sin_out) {
+  const float theta_scale = std::pow(base, -2.0f / (float)n_dims);
+  float theta = (float)pos;
+  for (int i = 0; i < n_dims / 2; ++i) {
+    const float te = freq_factors ? theta / freq_factors[i] : theta;
+    const float ti = sc.freq_scale * te;
+    float t = ti, ms = sc.mscale;
+    if (sc.ext_factor != 0.0f) {
+      const float y = ((float)i - sc.corr_lo) / std::max(0.001f, sc.corr_hi - sc.corr_lo);
+      const float mix = (1 - std::min(1.0f, std::max(0.0f, y))) * sc.ext_factor;
+      t = ti * (1 - mix) + te * mix;
+      ms *= 1.0f + 0.1f * std::log(1.0f / sc.freq_scale);
+    }
+    cos_out[i] = std::cos(t) * ms;
+    sin_out[i] = std::sin(t) * ms;
+    theta *= theta_scale;
+  }
+}
+
+void geglu(const float* g, const float* u, float* h, int64_t n) {
+  constexpr float kA = 0.044715f, kS = 0.79788456080286535588f;  // sqrt(2/pi)
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = g[i];
+    h[i] = 0.5f * x * (1.0f + std::tanh(kS * x * (1.0f + kA * x * x))) * u[i];
+  }
+}
+
+void softcap(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 void rope_apply(float* x, int n_heads, int head_dim, int n_dims, bool neox, const float* cos_t,
                 const float* sin_t) {
   const int half = n_dims / 2;

@@ -115,6 +115,13 @@ std::shared_ptr<const device_model> device_model::upload(const model& m, int n_t
   if (hp.head_dim != 64 && hp.head_dim != 128)
     fail("GPU runtime: head_dim", std::to_string(hp.head_dim), "64 or 128 (the CUDA attention kernels)");
   if (hp.rope_dims % 2 || hp.rope_dims > hp.head_dim) fail("GPU runtime: rope dims", std::to_string(hp.rope_dims), "even, <= head_dim");
+  // The GPU forward pass runs the llama / qwen2 layer (SwiGLU, one RoPE, every layer global).
+  if (hp.act != ffn_act::silu || hp.qk_norm || hp.post_norms || hp.embd_scale != 1.0f || !hp.window.empty() ||
+      hp.logit_softcap > 0)
+    fail("GPU runtime: architecture '" + hp.arch + "'", hp.arch, "llama or qwen2 (the CPU runs " + hp.arch + ")");
+  if (hp.rope_scaling == "linear" || hp.rope_scaling == "yarn")
+    fail("GPU runtime: RoPE scaling '" + hp.rope_scaling + "'", hp.rope_scaling,
+         "none or llama3 frequency factors (the CPU runs " + hp.rope_scaling + ")");
   std::shared_ptr<device_model> dm(new device_model());
   impl& d = *dm->p_;
   d.hp = hp;

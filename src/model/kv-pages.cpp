@@ -154,11 +154,12 @@ uint16_t* kv_seq::v_row(int layer, int64_t pos) {
   return pool_->v(layer) + pool_->row_offset(table_[pos / ps], pos % ps);
 }
 
-kv_seq kv_seq::fork() const {
+kv_seq kv_seq::fork(int64_t n_keep) const {
   check_live("fork");
+  if (n_keep < 0 || n_keep > n_tok_) fail("kv sequence: fork of", s(n_keep) + " tokens", "in [0, " + s(n_tok_) + "]");
   kv_seq c(*pool_);
   const int ps = pool_->page_size();
-  const int64_t full = n_tok_ / ps, part = n_tok_ % ps;
+  const int64_t full = n_keep / ps, part = n_keep % ps;
   for (int64_t i = 0; i < full; i++) {
     pool_->ref(table_[i]);
     c.table_.push_back(table_[i]);
@@ -172,7 +173,7 @@ kv_seq kv_seq::fork() const {
     }
     c.table_.push_back(p);
   }
-  c.n_tok_ = n_tok_;
+  c.n_tok_ = n_keep;
   return c;
 }
 

@@ -83,7 +83,9 @@ class kv_seq {
   uint16_t* k_row(int layer, int64_t pos);
   uint16_t* v_row(int layer, int64_t pos);
   // A sequence with the same first n_tok() tokens: full pages shared, the partial last page copied.
-  kv_seq fork() const;
+  kv_seq fork() const { return fork(n_tok_); }
+  // The same with the first n <= n_tok() tokens.
+  kv_seq fork(int64_t n) const;
   // Gives every page back; a second release is an error.
   void release();
   bool released() const { return released_; }

@@ -1,10 +1,7 @@
 // branch_decoder (model.h): several continuations of one prefix, decoded side by side.
 // Per step, over the B active branches (all at position pos = P + steps()), in the session's prefill
-// scratch (the session is idle while branches live) and through its batched layer halves
-// (session-impl.h, the prefill's code, with the model's fp32 weight copies):
-//   embed B rows -> per layer [layer_qkv; per branch: K/V row into the branch's own page,
-//   policy.on_append, attention over the branch's paged view (dense, or select + sparse kernel);
-//   layer_out_ffn] -> logits [B, n_vocab].
+// scratch (the session is idle while branches live): the multi-sequence decode step decode_rows
+// (model-decode-rows.cpp) with the model's fp32 weight copies and sgemm.
 // KV: each branch is a sequence forked from the session's (kv-pages.h): the prompt's full pages are
 // shared (reference counts), the partly written last page is copied once, and the branch appends into
 // pages of its own, added to the session's pool while the decoder lives. No row is copied per step.
@@ -27,7 +24,8 @@ struct branch_decoder::impl {
   std::vector<kv_seq> seqs;                          // [B] the branches' sequences
   std::vector<int> rows;                             // active branch of each batch row
   std::vector<int32_t> row_toks;                     // their tokens
-  std::vector<float> cos_t, sin_t, row_logits;       // RoPE angles of the step; logits of the active rows
+  std::vector<seq_row> srows;                        // the active rows' sequences
+  std::vector<float> row_logits;                     // logits of the active rows
   std::vector<float> logits;                         // [B, n_vocab]
   index_lists lists;
 };
@@ -68,8 +66,6 @@ branch_decoder::branch_decoder(session& s, std::vector<attention_policy*> polici
     b.seqs.back().reserve(b.fork + max_steps);
   }
   b.logits.assign(B * (size_t)S.hp.n_vocab, 0.f);
-  b.cos_t.resize(S.hp.rope_dims / 2);
-  b.sin_t.resize(S.hp.rope_dims / 2);
 }
 
 branch_decoder::~branch_decoder() {
@@ -92,9 +88,7 @@ const float* branch_decoder::logits(int b) const {
 void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
   impl& b = *p_;
   session::impl& S = *b.s;
-  const model::impl& W = *S.w;
   const model_hparams& hp = S.hp;
-  const int qd = S.q_dim, kvd = S.kv_dim;
   if (!tokens) fail("branch decoder: step without tokens");
   if (b.steps >= b.max_steps)
     fail("branch decoder: steps", std::to_string(b.steps + 1), "at most " + std::to_string(b.max_steps));
@@ -115,40 +109,10 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
   const int64_t t = b.steps, pos = b.fork + t;
   b.row_toks.clear();
   for (int br : b.rows) b.row_toks.push_back(tokens[br]);
-  S.rows_resize(n);
-  S.rows_embed(b.row_toks.data(), n);
-  cpu::rope_angles(pos, hp.rope_dims, hp.rope_base, W.rope_freqs.empty() ? nullptr : W.rope_freqs.data(),
-                   b.cos_t.data(), b.sin_t.data());
-  const float scale = 1.0f / std::sqrt((float)hp.head_dim);
-  for (int l = 0; l < hp.n_layer; ++l) {
-    const layer_weights& L = W.layers[l];
-    S.layer_qkv(L, n, b.cos_t.data(), b.sin_t.data(), 0, true);
-    for (int64_t r = 0; r < n; ++r) {
-      const int br = b.rows[r];
-      const float* q = S.Q.data() + r * qd;
-      const float* k = S.K.data() + r * kvd;
-      kv_seq& sq = b.seqs[br];
-      cpu::f32_to_f16_row(k, sq.k_row(l, pos), kvd);
-      cpu::f32_to_f16_row(S.V.data() + r * kvd, sq.v_row(l, pos), kvd);
-      attention_policy& pol = *b.pol[br];
-      pol.on_append(l, k, pos, 1);
-      attn_decode_params ap;
-      ap.q = q;
-      ap.kv = sq.view(l, pos + 1);
-      ap.n_head = hp.n_head;
-      ap.scale = scale;
-      ap.out = S.A.data() + r * qd;
-      ap.n_threads = S.nt;
-      if (!pol.is_dense()) {
-        pol.select(l, q, ap.kv, b.lists);
-        attn_params_set_lists(ap, b.lists);
-      }
-      S.be->call_attend(ap);
-    }
-    S.layer_out_ffn(L, n, true);
-  }
+  b.srows.clear();
+  for (int br : b.rows) b.srows.push_back(seq_row{&b.seqs[br], b.pol[br], pos});
   b.row_logits.resize((size_t)n * hp.n_vocab);
-  S.rows_logits(n, b.row_logits.data(), true);
+  S.decode_rows(b.srows.data(), b.row_toks.data(), n, b.row_logits.data(), wpath::f32);
   for (int64_t r = 0; r < n; ++r)
     std::memcpy(b.logits.data() + (size_t)b.rows[r] * hp.n_vocab, b.row_logits.data() + (size_t)r * hp.n_vocab,
                 (size_t)hp.n_vocab * sizeof(float));

@@ -1,11 +1,12 @@
-// Loads a llama-family model from GGUF: reads every hyperparameter from the metadata
-// (<arch>.block_count, .embedding_length, .attention.head_count[_kv], .attention.key_length,
-// .feed_forward_length, .context_length, .rope.freq_base, .rope.dimension_count,
-// .attention.layer_norm_rms_epsilon), checks every tensor's presence, shape and type, and keeps
-// views of the matrices in the mapping. Tensor shapes (GGUF ne order, ne[0] contiguous):
+// Loads a model (llama, qwen2, gemma3) from GGUF: the hyperparameters from the metadata
+// (model-hparams.cpp), then every tensor's presence, shape and type, keeping views of the matrices in
+// the mapping. Every refusal names the file (when it has a path) and the key or tensor. Tensor shapes
+// (GGUF ne order, ne[0] contiguous):
 //   token_embd [n_embd, n_vocab]; output [n_embd, n_vocab] (absent: tied); *_norm [n_embd]
 //   attn_q [n_embd, n_head*hd]; attn_k/v [n_embd, n_kv*hd]; attn_output [n_head*hd, n_embd]
 //   ffn_gate/up [n_embd, n_ff]; ffn_down [n_ff, n_embd]; attn_q/k/v.bias (qwen2) [rows]
+//   gemma3: attn_q_norm / attn_k_norm [hd]; post_attention_norm / post_ffw_norm [n_embd]
+//   rope_freqs [rope_dims / 2] (optional: the llama3 frequency factors)
 #include <cmath>
 #include <sstream>
 
@@ -60,11 +61,14 @@ std::vector<float> make_vector(const gguf::file& f, const std::string& name, int
   return v;
 }
 
-int positive(const gguf::file& f, const std::string& key, int64_t v, int64_t max = 1 << 20) {
-  if (v <= 0 || v > max)
-    fail("model: metadata '" + key + "' out of range", std::to_string(v),
-         "1 .. " + std::to_string(max));
-  return (int)v;
+std::string window_summary(const model_hparams& hp) {
+  int n_swa = 0;
+  for (int l = 0; l < hp.n_layer; ++l) n_swa += hp.is_global(l) ? 0 : 1;
+  if (n_swa == 0) return "";
+  const rope_params& swa = hp.rope_sets.back();
+  return ", " + std::to_string(n_swa) + " sliding-window layers (window " + std::to_string(hp.window[0] ? hp.window[0] : hp.window.back()) +
+         ", rope base " + std::to_string((int64_t)swa.base) + ") and " + std::to_string(hp.n_layer - n_swa) +
+         " global layers (sparse attention applies to these only)";
 }
 
 }  // namespace
@@ -82,52 +86,23 @@ std::unique_ptr<model> model::load(const std::string& path) {
 
 std::unique_ptr<model> model::from_gguf(std::shared_ptr<const gguf::file> fp) {
   if (!fp) fail("model: no GGUF file");
+  // Every refusal names the file (and, in its message, the metadata key or tensor).
+  const std::string path = fp->path();
+  try {
+    return load_checked(std::move(fp));
+  } catch (const error& e) {
+    if (path.empty()) throw;
+    throw error("model file '" + path + "': " + e.what());
+  }
+}
+
+std::unique_ptr<model> model::load_checked(std::shared_ptr<const gguf::file> fp) {
   const gguf::file& f = *fp;
   std::unique_ptr<model> m(new model());
   impl& im = *m->p_;
   im.f = fp;
   model_hparams& hp = im.hp;
-  hp.arch = f.get_string("general.architecture");
-  if (hp.arch != "llama" && hp.arch != "qwen2")
-    fail("model: architecture '" + hp.arch + "' is not supported", hp.arch, "llama or qwen2");
-  const std::string a = hp.arch + ".";
-  hp.n_layer = positive(f, a + "block_count", f.get_int(a + "block_count"), 4096);
-  hp.n_embd = positive(f, a + "embedding_length", f.get_int(a + "embedding_length"));
-  hp.n_head = positive(f, a + "attention.head_count", f.get_int(a + "attention.head_count"), 4096);
-  hp.n_head_kv = positive(f, a + "attention.head_count_kv",
-                          f.get_int(a + "attention.head_count_kv", hp.n_head), 4096);
-  if (hp.n_head % hp.n_head_kv != 0)
-    fail("model: head_count is not a multiple of head_count_kv",
-         std::to_string(hp.n_head) + " / " + std::to_string(hp.n_head_kv));
-  if (!f.find(a + "attention.key_length") && hp.n_embd % hp.n_head != 0)
-    fail("model: embedding_length is not a multiple of head_count (and no key_length)",
-         std::to_string(hp.n_embd) + " / " + std::to_string(hp.n_head));
-  hp.head_dim = positive(f, a + "attention.key_length",
-                         f.get_int(a + "attention.key_length", hp.n_embd / hp.n_head), 4096);
-  const int64_t vlen = f.get_int(a + "attention.value_length", hp.head_dim);
-  if (vlen != hp.head_dim)
-    fail("model: attention.value_length differs from key_length", std::to_string(vlen),
-         std::to_string(hp.head_dim));
-  if (hp.head_dim % 2 != 0) fail("model: head dim", std::to_string(hp.head_dim), "an even number");
-  hp.n_ff = positive(f, a + "feed_forward_length", f.get_int(a + "feed_forward_length"));
-  hp.n_ctx_train = positive(f, a + "context_length", f.get_int(a + "context_length"), 1 << 24);
-  hp.rope_base = (float)f.get_float(a + "rope.freq_base", 10000.0);
-  if (!(hp.rope_base > 1.0f) || !std::isfinite(hp.rope_base))
-    fail("model: rope.freq_base", std::to_string(hp.rope_base), "a finite number > 1");
-  hp.rope_dims = (int)f.get_int(a + "rope.dimension_count", hp.head_dim);
-  if (hp.rope_dims <= 0 || hp.rope_dims > hp.head_dim || hp.rope_dims % 2 != 0)
-    fail("model: rope.dimension_count", std::to_string(hp.rope_dims),
-         "an even number in 2 .. head dim " + std::to_string(hp.head_dim));
-  if (const gguf::value* v = f.find(a + "rope.scaling.type")) {
-    if (v->type != gguf::value_type::STRING || (v->s != "none" && !v->s.empty()))
-      fail("model: RoPE scaling '" + v->to_string() + "' is not supported", v->to_string(), "none");
-  }
-  const double sf = f.get_float(a + "rope.scale_linear", 1.0);
-  if (sf != 1.0) fail("model: linear RoPE scaling is not supported", std::to_string(sf), "1");
-  hp.rms_eps = (float)f.get_float(a + "attention.layer_norm_rms_epsilon");
-  if (!(hp.rms_eps > 0) || hp.rms_eps > 1)
-    fail("model: attention.layer_norm_rms_epsilon", std::to_string(hp.rms_eps), "in (0, 1]");
-  hp.rope = hp.arch == "qwen2" ? rope_layout::neox : rope_layout::adjacent;
+  read_hparams(f, hp, im.rope_freqs);
 
   const gguf::tensor_info* te = f.find_tensor("token_embd.weight");
   if (!te) fail("model: tensor 'token_embd.weight' is missing", {}, {}, "not a llama-family model");
@@ -135,16 +110,26 @@ std::unique_ptr<model> model::from_gguf(std::shared_ptr<const gguf::file> fp) {
     fail("model: tensor 'token_embd.weight' has the wrong shape", shape_str(te->ne),
          "[" + std::to_string(hp.n_embd) + ", n_vocab]");
   hp.n_vocab = te->ne[1];
-  if (const gguf::value* v = f.find(a + "vocab_size"); v && v->is_integer() && v->i != hp.n_vocab)
-    fail("model: vocab_size disagrees with token_embd", std::to_string(v->i),
+  if (const gguf::value* v = f.find(hp.arch + ".vocab_size"); v && v->is_integer() && v->i != hp.n_vocab)
+    fail("model: metadata '" + hp.arch + ".vocab_size' disagrees with token_embd", std::to_string(v->i),
          std::to_string(hp.n_vocab));
   im.tok_embd = make_weight(f, "token_embd.weight", hp.n_vocab, hp.n_embd);
   hp.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   im.output = hp.tied_embeddings ? im.tok_embd : make_weight(f, "output.weight", hp.n_vocab, hp.n_embd);
   im.output_norm = make_vector(f, "output_norm.weight", hp.n_embd);
   if (f.find_tensor("rope_freqs.weight")) {
-    im.rope_freqs = make_vector(f, "rope_freqs.weight", hp.rope_dims / 2);
-    hp.rope_freq_factors = true;
+    im.rope_freqs = make_vector(f, "rope_freqs.weight", hp.rope_dims / 2);  // wins over the metadata
+    for (float x : im.rope_freqs)
+      if (!(x > 0)) fail("model: tensor 'rope_freqs.weight' holds a factor <= 0", std::to_string(x), "> 0");
+    if (hp.rope_scaling == "none") hp.rope_scaling = "llama3";
+  }
+  hp.rope_freq_factors = !im.rope_freqs.empty();
+  for (auto& r : hp.rope_sets) r.freq_factors = hp.rope_freq_factors;
+  if (hp.arch == "gemma3") {  // llama.cpp's gemma3 passes no frequency factors
+    if (hp.rope_freq_factors)
+      fail("model: RoPE frequency factors (tensor 'rope_freqs.weight' or llama3 scaling) in a gemma3 file are not supported");
+    for (const char* t : {"dense_2.weight", "dense_3.weight"})
+      if (f.find_tensor(t)) fail(std::string("model: tensor '") + t + "' (an embedding model's) is not supported");
   }
 
   const int64_t q_rows = (int64_t)hp.n_head * hp.head_dim;
@@ -154,6 +139,7 @@ std::unique_ptr<model> model::from_gguf(std::shared_ptr<const gguf::file> fp) {
   for (int l = 0; l < hp.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     layer_weights& L = im.layers[l];
+    L.il = l;
     L.attn_norm = make_vector(f, b + "attn_norm.weight", hp.n_embd);
     L.ffn_norm = make_vector(f, b + "ffn_norm.weight", hp.n_embd);
     L.wq = make_weight(f, b + "attn_q.weight", q_rows, hp.n_embd);
@@ -163,6 +149,14 @@ std::unique_ptr<model> model::from_gguf(std::shared_ptr<const gguf::file> fp) {
     L.gate = make_weight(f, b + "ffn_gate.weight", hp.n_ff, hp.n_embd);
     L.up = make_weight(f, b + "ffn_up.weight", hp.n_ff, hp.n_embd);
     L.down = make_weight(f, b + "ffn_down.weight", hp.n_embd, hp.n_ff);
+    if (hp.qk_norm) {
+      L.q_norm = make_vector(f, b + "attn_q_norm.weight", hp.head_dim);
+      L.k_norm = make_vector(f, b + "attn_k_norm.weight", hp.head_dim);
+    }
+    if (hp.post_norms) {
+      L.attn_post_norm = make_vector(f, b + "post_attention_norm.weight", hp.n_embd);
+      L.ffn_post_norm = make_vector(f, b + "post_ffw_norm.weight", hp.n_embd);
+    }
     if (hp.qkv_bias) {
       L.bq = make_vector(f, b + "attn_q.bias", q_rows);
       L.bk = make_vector(f, b + "attn_k.bias", kv_rows);
@@ -181,8 +175,9 @@ std::string model::describe() const {
      << "/" << hp.n_head_kv << " x " << hp.head_dim << ", ffn " << hp.n_ff << ", vocab "
      << hp.n_vocab << ", ctx " << hp.n_ctx_train << ", rope "
      << (hp.rope == rope_layout::neox ? "neox" : "adjacent") << " base " << hp.rope_base
+     << (hp.rope_scaling != "none" ? ", rope scaling " + hp.rope_scaling : "")
      << (hp.tied_embeddings ? ", tied embeddings" : "") << (hp.qkv_bias ? ", qkv bias" : "")
-     << "; weights " << gguf::type_name(p_->layers[0].wq.type) << ", output "
+     << window_summary(hp) << "; weights " << gguf::type_name(p_->layers[0].wq.type) << ", output "
      << gguf::type_name(p_->output.type);
   return os.str();
 }

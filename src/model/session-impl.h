@@ -11,6 +11,24 @@
 
 namespace hashattn {
 
+// How the batched layer halves multiply rows by a weight: tiles dequantized to fp32 + sgemm (prefill),
+// the model's fp32 copy + sgemm (branch steps), or integer mat-vecs on the quantized weight, each row
+// exactly as a single-token decode step computes it (multi-sequence decode: a row's result does not
+// depend on the other rows of the batch).
+enum class wpath : uint8_t { tiles, f32, quant };
+// Rows of one multi-sequence decode step at most (the batch engine splits larger steps).
+constexpr int kStepRows = 16;
+
+// One row of a multi-sequence decode step: the sequence's KV pages, its policy, the position the row
+// appends at, and (optional) the policy's attended / context token counters to add to.
+struct seq_row {
+  kv_seq* seq = nullptr;
+  attention_policy* pol = nullptr;
+  int64_t pos = 0;
+  double* attended = nullptr;
+  double* context = nullptr;
+};
+
 struct session::impl {
   const model* m = nullptr;
   const model::impl* w = nullptr;
@@ -31,7 +49,7 @@ struct session::impl {
   double attended_tokens = 0, context_tokens = 0;  // decode steps x layers: mean list length, context
 
   // decode scratch
-  std::vector<float> x, xn, q, k, v, att, tmp, g, u, cos_t, sin_t;
+  std::vector<float> xn;
   cpu::act_i16 xq;
   index_lists lists;
   // prefill scratch
@@ -41,25 +59,49 @@ struct session::impl {
   std::vector<float> logits;
   int64_t n_logit_rows = 0;
 
+  // Sets up the forward pass of a model (weights, threads, backend, prefill chunk) and a KV page pool of
+  // kv_tokens tokens (-1: the context), checked against the memory available. who: for messages.
+  void init(const model& mod, const char* who, int64_t ctx, int n_threads, const std::string& backend, int64_t batch,
+            int page_size, int64_t kv_tokens);
   void mv(const weight* const* ws, float* const* ys, int n, const float* xin);
-  // Y = X W^T over n rows; f32_weights: through the model's fp32 copy of the weight (branch steps),
-  // else dequantized tiles (prefill).
-  void gemm(const weight& wt, const float* xin, int64_t n, float* yout, bool f32_weights = false);
+  // Y = X W^T over n rows (wpath above); gemm_multi: several weights of the same input (at most 4).
+  void gemm(const weight& wt, const float* xin, int64_t n, float* yout, wpath wp);
+  void gemm_multi(const weight* const* ws, float* const* ys, int nw, const float* xin, int64_t n, wpath wp);
+  void gemm_one(const weight& wt, const float* xin, int64_t n, float* yout, wpath wp);
   // Batched layer halves over n rows of the prefill scratch, shared by prefill and the branch decoder:
-  // rows_resize sizes X .. U for n rows; layer_qkv: X -> RMSNorm -> Q, K, V (+bias, RoPE with the
-  // angles of row i at cs/sn + i * angle_stride; 0: one position for all rows); layer_out_ffn: A ->
-  // output projection -> residual into X -> RMSNorm -> SwiGLU FFN -> residual into X.
-  // rows_embed: token rows into X; rows_logits: final RMSNorm of n rows of X and their logits into out.
+  // rows_resize sizes X .. U for n rows; layer_qkv: X -> RMSNorm -> Q, K, V (+bias, per-head q/k
+  // RMSNorm, RoPE with the angles of row i at cs/sn + i * angle_stride; 0: one position for all rows);
+  // layer_out_ffn: A -> output projection (-> post-norm) -> residual into X -> RMSNorm -> SwiGLU or
+  // GeGLU FFN (-> post-norm) -> residual into X. rows_embed: token rows into X (times embd_scale);
+  // rows_logits: final RMSNorm of n rows of X and their logits into out (soft-capped when asked).
+  // The angles of one position: rope_row() floats each for cos and sin, filled by rope_row_angles (one
+  // block of rope_dims/2 per RoPE set; layer_qkv takes its layer's block): angle_stride = rope_row().
+  // Attention of layer l from position pos covers keys hp.attn_first(l, pos) .. pos: window_lists fills
+  // per-group index lists of that range for a sliding-window layer (false: a global layer, where the
+  // policy decides), and softmax scales by hp.attn_scale.
+  int64_t rope_row() const;
+  void rope_row_angles(int64_t pos, float* cs, float* sn) const;
+  int64_t rope_offset(int l) const;  // layer l's block in a rope row
+  bool window_lists(int l, int64_t pos, index_lists& out) const;
+  void finish_logits(float* out, int64_t n_vocab) const;  // soft-capping of one row of logits
   void rows_resize(int64_t n);
   void rows_embed(const int32_t* toks, int64_t n);
-  void rows_logits(int64_t n, float* out, bool f32_weights);
+  void rows_logits(int64_t n, float* out, wpath wp);
   void layer_qkv(const layer_weights& L, int64_t n, const float* cs, const float* sn, int64_t angle_stride,
-                 bool f32_weights);
-  void layer_out_ffn(const layer_weights& L, int64_t n, bool f32_weights);
+                 wpath wp);
+  void layer_out_ffn(const layer_weights& L, int64_t n, wpath wp);
   kv_view view(int l, int64_t n_tok) const;
   void decode(int32_t tok);
   void prefill(const int32_t* toks, int64_t n, bool all_logits, int64_t out_row0);
-  void attn_prefill(int l, int64_t pos0, int64_t n);
+  // Prefill of n tokens of one sequence at positions pos0 .. pos0+n-1 (pages reserved by the caller):
+  // K/V rows into its pages, pol.on_append, dense causal attention over its pages. Logits of every
+  // row (all_logits) or of the last into out.
+  void prefill_seq(kv_seq& sq, attention_policy& pol, int64_t pos0, const int32_t* toks, int64_t n, float* out,
+                   bool all_logits);
+  void attn_prefill(int l, int64_t pos0, int64_t n, const kv_seq& sq);
+  // One decode step of n rows (model-decode-rows.cpp): row i appends toks[i] to rows[i].seq at rows[i].pos
+  // (distinct sequences, pages reserved), attention per row through its policy; logits [n, n_vocab].
+  void decode_rows(const seq_row* rows, const int32_t* toks, int64_t n, float* out, wpath wp);
 };
 
 }  // namespace hashattn

@@ -14,6 +14,7 @@
 #include "hashattn/gguf.h"
 #include "hashattn/tokenizer.h"
 #include "model/tokenizer-pre.h"
+#include "model/tokenizer-spm.h"
 
 namespace hashattn {
 
@@ -133,6 +134,7 @@ struct tokenizer::impl {
   tokenizer_vocab v;
   int32_t n_vocab = 0;
   std::unique_ptr<tok::pre_tokenizer> pre;
+  std::unique_ptr<tok::spm> spm;  // SentencePiece vocabularies
   std::unordered_map<std::string, int32_t> text_to_id;  // real tokens
   std::vector<std::string> sym_text;                    // symbols: tokens, then synthetic merge results
   std::unordered_map<std::string, int32_t> synth_id;
@@ -179,9 +181,13 @@ tokenizer::tokenizer() : p_(new impl()) {}
 tokenizer::~tokenizer() = default;
 
 std::unique_ptr<tokenizer> tokenizer::from_vocab(tokenizer_vocab v) {
-  if (v.model != "gpt2")
-    fail("tokenizer: unsupported tokenizer model '" + v.model + "'", "", "\"gpt2\" (byte-level BPE)",
-         v.model == "llama" ? "SentencePiece vocabularies are not supported" : "");
+  if (v.model != "gpt2" && v.model != "llama")
+    fail("tokenizer: unsupported tokenizer model '" + v.model + "'", "",
+         "\"gpt2\" (byte-level BPE) or \"llama\" (SentencePiece BPE)");
+  if (v.model == "llama" && !v.scores.empty() && v.scores.size() != v.tokens.size())
+    fail("tokenizer: scores length differs from the token count", std::to_string(v.scores.size()),
+         std::to_string(v.tokens.size()));
+  if (v.model == "llama" && v.scores.empty()) v.scores.assign(v.tokens.size(), 0.0f);
   if (v.tokens.empty()) fail("tokenizer: the vocabulary is empty", "0 tokens", ">= 1");
   if (v.tokens.size() > (size_t)INT32_MAX / 2) fail("tokenizer: the vocabulary is too large", std::to_string(v.tokens.size()));
   const int32_t n = (int32_t)v.tokens.size();
@@ -209,6 +215,7 @@ std::unique_ptr<tokenizer> tokenizer::from_vocab(tokenizer_vocab v) {
   I.text_to_id.reserve(V.tokens.size() * 2);
   for (int32_t i = 0; i < n; i++) I.text_to_id[V.tokens[i]] = i;  // a repeated text maps to its last id
   I.sym_text = V.tokens;
+  if (V.model == "llama") I.spm = std::make_unique<tok::spm>(&I.text_to_id, &I.v.scores, V.unk);
 
   I.byte_cp = make_byte_map();
   I.cp_byte.assign(512, -1);
@@ -249,16 +256,29 @@ std::unique_ptr<tokenizer> tokenizer::from_vocab(tokenizer_vocab v) {
 }
 
 std::unique_ptr<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
+  // Every refusal names the file (when it has a path) and, in its message, the key.
+  try {
+    return from_gguf_checked(f);
+  } catch (const error& e) {
+    if (f.path().empty()) throw;
+    throw error("model file '" + f.path() + "': " + e.what());
+  }
+}
+
+std::unique_ptr<tokenizer> tokenizer::from_gguf_checked(const gguf::file& f) {
   tokenizer_vocab v;
   v.model = f.get_string("tokenizer.ggml.model");
-  if (v.model != "gpt2")
-    fail("tokenizer: unsupported tokenizer.ggml.model '" + v.model + "'", "", "\"gpt2\" (byte-level BPE)",
-         v.model == "llama" ? "SentencePiece vocabularies are not supported" : "");
+  if (v.model != "gpt2" && v.model != "llama")
+    fail("tokenizer: unsupported tokenizer.ggml.model '" + v.model + "'", "",
+         "\"gpt2\" (byte-level BPE) or \"llama\" (SentencePiece BPE)");
+  const bool spm = v.model == "llama";
   v.pre = f.find("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
   v.tokens = f.get_strings("tokenizer.ggml.tokens");
   if (f.find("tokenizer.ggml.token_type"))
     for (int64_t x : f.get_ints("tokenizer.ggml.token_type")) v.types.push_back((int32_t)x);
-  v.merges = f.get_strings("tokenizer.ggml.merges");
+  if (!spm) v.merges = f.get_strings("tokenizer.ggml.merges");
+  if (spm && f.find("tokenizer.ggml.scores"))
+    for (double x : f.get_floats("tokenizer.ggml.scores")) v.scores.push_back((float)x);
   auto id = [&](const char* key) {
     const int64_t x = f.get_int(key, -1);
     if (x < -1 || x >= (int64_t)v.tokens.size())
@@ -270,6 +290,12 @@ std::unique_ptr<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   v.eos = id("tokenizer.ggml.eos_token_id");
   v.eot = id("tokenizer.ggml.eot_token_id");
   v.unk = id("tokenizer.ggml.unknown_token_id");
+  if (spm) {  // llama.cpp's SentencePiece defaults: unk 0, bos 1, eos 2
+    const int32_t n = (int32_t)v.tokens.size();
+    if (!f.find("tokenizer.ggml.unknown_token_id") && n > 0) v.unk = 0;
+    if (!f.find("tokenizer.ggml.bos_token_id") && n > 1) v.bos = 1;
+    if (!f.find("tokenizer.ggml.eos_token_id") && n > 2) v.eos = 2;
+  }
   v.pad = id("tokenizer.ggml.padding_token_id");
   auto flag = [&](const char* key, bool fallback) {
     const gguf::value* x = f.find(key);
@@ -279,7 +305,8 @@ std::unique_ptr<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
     fail(std::string("tokenizer: ") + key + " has the wrong type", gguf::value_type_name(x->type), "bool");
   };
   const bool llama3 = v.pre == "llama-bpe" || v.pre == "llama3" || v.pre == "llama-v3";
-  v.add_bos = flag("tokenizer.ggml.add_bos_token", llama3 && v.bos >= 0);
+  v.add_bos = flag("tokenizer.ggml.add_bos_token", (llama3 || spm) && v.bos >= 0);
+  v.add_space_prefix = flag("tokenizer.ggml.add_space_prefix", true);
   v.add_eos = flag("tokenizer.ggml.add_eos_token", false);
   return from_vocab(std::move(v));
 }
@@ -314,7 +341,12 @@ void tokenizer_vocab_write(const tokenizer_vocab& v, gguf::writer& w) {
   w.set("tokenizer.ggml.pre", value::from_string(v.pre));
   w.set("tokenizer.ggml.tokens", value::from_strings(v.tokens));
   if (!v.types.empty()) w.set("tokenizer.ggml.token_type", value::from_i32s(v.types));
-  w.set("tokenizer.ggml.merges", value::from_strings(v.merges));
+  if (v.model == "llama") {
+    w.set("tokenizer.ggml.scores", value::from_f32s(v.scores.empty() ? std::vector<float>(v.tokens.size(), 0.f) : v.scores));
+    w.set("tokenizer.ggml.add_space_prefix", value::from_bool(v.add_space_prefix));
+  } else {
+    w.set("tokenizer.ggml.merges", value::from_strings(v.merges));
+  }
   const std::pair<const char*, int32_t> ids[] = {{"tokenizer.ggml.bos_token_id", v.bos},
                                                  {"tokenizer.ggml.eos_token_id", v.eos},
                                                  {"tokenizer.ggml.eot_token_id", v.eot},
@@ -459,9 +491,21 @@ std::vector<int32_t> tokenizer::encode(const std::string& text, bool add_special
 
   tok::match_scratch scratch;
   std::vector<std::pair<size_t, size_t>> pieces;
+  bool prev_special = true;  // SentencePiece: a space before the first span and after special tokens
   for (const frag& f : frags) {
     if (f.id >= 0) {
       out.push_back(f.id);
+      prev_special = true;
+      continue;
+    }
+    if (I.spm) {
+      if (f.len == 0) continue;  // the empty text: no span at all (llama.cpp)
+      std::string span = I.v.add_space_prefix && prev_special ? " " : "";
+      span.append(text, f.off, f.len);
+      std::string esc;
+      for (char c : span) esc += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+      I.spm->encode(esc, out);
+      prev_special = false;
       continue;
     }
     pieces.clear();
@@ -485,6 +529,22 @@ std::string tokenizer::token_to_piece(int32_t id, bool render_special) const {
       return text;
     default:
       break;
+  }
+  if (I.spm) {
+    const token_type tt = I.type_of(id);
+    if (tt == token_type::byte && text.size() == 6 && text.compare(0, 3, "<0x") == 0)
+      return std::string(1, (char)std::stoi(text.substr(3, 2), nullptr, 16));
+    if (tt != token_type::normal) return {};  // unused and undefined tokens render nothing (llama.cpp)
+    std::string out;
+    for (size_t k = 0; k < text.size();) {
+      if (text.compare(k, 3, "\xE2\x96\x81") == 0) {
+        out += ' ';
+        k += 3;
+      } else {
+        out += text[k++];
+      }
+    }
+    return out;
   }
   std::string out;
   out.reserve(text.size());

@@ -10,6 +10,7 @@
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
 #include "hashattn/tokenizer.h"
+#include "tokenizer/inst-templates.h"
 #include "model/tokenizer-pre.h"
 
 using namespace hashattn;
@@ -237,7 +238,11 @@ TEST(tokenizer, vocabulary_validation) {
     edit(v);
     expect_error([&] { tokenizer::from_vocab(v); }, needles);
   };
-  bad([](tokenizer_vocab& v) { v.model = "llama"; }, {"unsupported tokenizer model 'llama'", "SentencePiece"});
+  bad([](tokenizer_vocab& v) { v.model = "bert"; }, {"unsupported tokenizer model 'bert'", "SentencePiece"});
+  bad([](tokenizer_vocab& v) {
+    v.model = "llama";
+    v.scores.assign(3, 0.f);
+  }, {"scores length differs"});
   bad([](tokenizer_vocab& v) { v.tokens.clear(); v.types.clear(); }, {"empty"});
   bad([](tokenizer_vocab& v) { v.types.pop_back(); }, {"token_type length", "269", "270"});
   bad([](tokenizer_vocab& v) { v.types[3] = 9; }, {"token 3", "unknown token type", "9"});
@@ -267,10 +272,10 @@ TEST(tokenizer, from_gguf_metadata) {
   EXPECT_EQ(t->encode("hello12", true), (ids{265, 259, '1', '2'}));
 
   gguf::writer w2 = w;
-  w2.set("tokenizer.ggml.model", gguf::value::from_string("llama"));
+  w2.set("tokenizer.ggml.model", gguf::value::from_string("bert"));
   auto b2 = w2.to_bytes();
   auto f2 = gguf::file::from_buffer(b2.data(), b2.size());
-  expect_error([&] { tokenizer::from_gguf(*f2); }, {"tokenizer.ggml.model 'llama'", "gpt2"});
+  expect_error([&] { tokenizer::from_gguf(*f2); }, {"tokenizer.ggml.model 'bert'", "gpt2", "llama"});
   gguf::writer w3 = w;
   w3.set("tokenizer.ggml.eos_token_id", gguf::value::from_u32(5000));
   auto b3 = w3.to_bytes();
@@ -323,7 +328,7 @@ const char* k_smollm_template =
 const char* k_plain_chatml =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-const char* k_llama2_template = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}";
+const char* k_phi3_template = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}";
 }  // namespace
 
 TEST(chat_template, detects_chatml_and_default_system) {
@@ -346,7 +351,7 @@ TEST(chat_template, detects_chatml_and_default_system) {
 }
 
 TEST(chat_template, unknown_and_missing_fall_back_to_chatml_with_warning) {
-  const chat_template u = chat_template_detect(k_llama2_template);
+  const chat_template u = chat_template_detect(k_phi3_template);
   EXPECT_EQ(u.format, chat_format::chatml);
   EXPECT_NE(u.warning.find("unrecognized chat template"), std::string::npos);
   EXPECT_EQ(apply_chat_template(u, {{"user", "hi"}}, false), "<|im_start|>user\nhi<|im_end|>\n");
@@ -358,3 +363,48 @@ TEST(chat_template, unknown_and_missing_fall_back_to_chatml_with_warning) {
   auto f = gguf::file::from_buffer(b.data(), b.size());
   expect_error([&] { chat_template_from_gguf(*f); }, {"tokenizer.chat_template has the wrong type", "u32"});
 }
+
+namespace hashattn {
+namespace {
+
+// Gemma's turns, against the expected output of llama.cpp's tests/test-chat-template.cpp (llama.cpp
+// 0.3.36's vendored tree, case "google/gemma-7b-it": its built-in rendering, system merged into the
+// first user turn).
+TEST(chat_template, gemma_turns_as_llama_cpp) {
+  const char* tmpl =
+      "{% for message in messages %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + "
+      "'<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+  const chat_template t = chat_template_detect(tmpl);
+  EXPECT_EQ(t.format, chat_format::gemma);
+  EXPECT_TRUE(t.warning.empty());
+  const std::vector<chat_message> conv = {{"system", "You are a helpful assistant"}, {"user", "Hello"},
+                                          {"assistant", "Hi there"},                  {"user", "Who are you"},
+                                          {"assistant", "   I am an assistant   "},    {"user", "Another question"}};
+  EXPECT_EQ(apply_chat_template(t, conv, true),
+            "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\nHi "
+            "there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an "
+            "assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(apply_chat_template(t, {{"user", "hi"}}, false), "<start_of_turn>user\nhi<end_of_turn>\n");
+  expect_error([&] { apply_chat_template(t, {{"", "x"}}, true); }, {"empty role"});
+}
+
+
+// Llama 2 and Mistral [INST] templates: every such case of llama.cpp's chat-template test, its template
+// text detected and rendered as llama.cpp's expected output (tests/tokenizer/inst-templates.h).
+TEST(chat_template, inst_templates_as_llama_cpp) {
+  const std::vector<chat_message> conv = {{"system", "You are a helpful assistant"}, {"user", "Hello"},
+                                          {"assistant", "Hi there"},                  {"user", "Who are you"},
+                                          {"assistant", "   I am an assistant   "},    {"user", "Another question"}};
+  int n = 0;
+  for (const auto& c : k_inst_cases) {
+    const chat_template t = chat_template_detect(c.tmpl);
+    EXPECT_NE(t.format, chat_format::chatml) << c.name;
+    EXPECT_TRUE(t.warning.empty()) << c.name;
+    EXPECT_EQ(apply_chat_template(t, conv, true), c.expected) << c.name;
+    ++n;
+  }
+  EXPECT_EQ(n, 7);
+}
+
+}  // namespace
+}  // namespace hashattn

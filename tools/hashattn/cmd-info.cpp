@@ -1,6 +1,9 @@
 // `hashattn info FILE`: prints a GGUF file's header (version, alignment, data offset), every
 // metadata key with its type and value (long arrays abbreviated, with their length), then the
 // tensor table (name, type, dims, offset in the data section, bytes) and totals per type.
+// Model files first get the verdict of model_check: whether the model runs here, and if not exactly
+// what is missing (architecture, RoPE scaling, tensor types, the loader's refusal), notes (sliding-window
+// layers keep their window: sparse selection on global layers only), and whether the tokenizer builds.
 // Hash-encoder files (architecture "hashattn") also get a summary: code width, MLP, model binding, training.
 #include <fmt/core.h>
 
@@ -11,6 +14,7 @@
 #include "command.h"
 #include "hashattn/gguf.h"
 #include "hashattn/hash-file.h"
+#include "hashattn/model.h"
 
 namespace {
 
@@ -41,7 +45,15 @@ int run_info(const std::string& path, size_t max_items, bool no_tensors) {
   fmt::print("version:     GGUF v{}\n", f->version());
   fmt::print("alignment:   {}\n", f->alignment());
   fmt::print("data offset: {}\n", f->data_offset());
-  if (const std::string h = hashattn::hash_file_describe(*f); !h.empty()) fmt::print("\n{}", h);
+  if (const std::string h = hashattn::hash_file_describe(*f); !h.empty()) {
+    fmt::print("\n{}", h);
+  } else {
+    const hashattn::model_support ms = hashattn::model_check(*f);
+    fmt::print("runs:        {}\n", ms.runs ? "yes: " + ms.summary : "no");
+    for (const auto& m : ms.missing) fmt::print("  missing:   {}\n", m);
+    for (const auto& n : ms.notes) fmt::print("  note:      {}\n", n);
+    fmt::print("tokenizer:   {}{}\n", ms.tokenizer_ok ? "yes: " : "no: ", ms.tokenizer);
+  }
   size_t key_w = 0, type_w = 0;
   for (const auto& e : f->metadata()) {
     key_w = std::max(key_w, e.key.size());
