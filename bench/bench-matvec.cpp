@@ -2,6 +2,8 @@
 // projection) on 1 and 2 threads, reporting weight bytes read per second. The integer paths (Q4_0, Q4_1,
 // Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) next to F16's and BF16's float dots and Q3_K, which has no integer path (dequantize a row,
 // then a float dot): the baselines of the same run.
+// Small-batch mat-mat (matmul_small) of the same weights with n_vec = 1, 4, 8, 16 vectors: "time/vec" is
+// the time per vector.
 //   ./build/bin/bench-matvec --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -17,10 +19,9 @@
 namespace {
 using namespace hashattn;
 
-void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
-  const int64_t rows = 4096, cols = 4096;
+// Random blocks of type t with finite scales.
+std::vector<uint8_t> random_weight(gguf::type t, int64_t rows, int64_t cols, std::mt19937_64& rng) {
   const size_t rb = gguf::row_bytes(t, cols);
-  std::mt19937_64 rng(7);
   std::vector<uint8_t> w(rb * rows);
   for (auto& b : w) b = (uint8_t)rng();
   // Finite fp16 scales: every 16-bit word gets a small fp16 value (random bytes can be NaN/inf there).
@@ -38,6 +39,14 @@ void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
       if (t == gguf::type::Q4_1 || t == gguf::type::Q4_K || t == gguf::type::Q5_K) std::memcpy(&w[off + 2], &d, 2);
     }
   }
+  return w;
+}
+
+void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
+  const int64_t rows = 4096, cols = 4096;
+  const size_t rb = gguf::row_bytes(t, cols);
+  std::mt19937_64 rng(7);
+  const std::vector<uint8_t> w = random_weight(t, rows, cols, rng);
   std::vector<float> x(cols), y(rows);
   for (auto& v : x) v = (float)((int)(rng() % 200) - 100) / 100.f;
   cpu::act_i16 xq;
@@ -59,6 +68,37 @@ void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
   st.counters["bits/weight"] = 8.0 * (double)rb / (double)cols;
 }
 
+// The same weight times n_vec vectors in one matmul_small call; "time/vec" is the time per vector, to
+// set against the mat-vec above (same type, same threads).
+void bm_matmul_small(benchmark::State& st, gguf::type t, int n_vec, int threads) {
+  const int64_t rows = 4096, cols = 4096;
+  const size_t rb = gguf::row_bytes(t, cols);
+  std::mt19937_64 rng(7);
+  const std::vector<uint8_t> w = random_weight(t, rows, cols, rng);
+  std::vector<float> x(n_vec * cols), y(n_vec * rows);
+  for (auto& v : x) v = (float)((int)(rng() % 200) - 100) / 100.f;
+  std::vector<cpu::act_i16> xq(n_vec);
+  for (int v = 0; v < n_vec; ++v) cpu::quantize_act_i16(x.data() + v * cols, cols, xq[v]);
+  cpu::matmul_small_params p;
+  p.type = t;
+  p.w = w.data();
+  p.row_bytes = rb;
+  p.n_rows = rows;
+  p.n_cols = cols;
+  p.n_vec = n_vec;
+  p.x = x.data();
+  p.ldx = cols;
+  p.xq = xq.data();
+  p.y = y.data();
+  p.ldy = rows;
+  for (auto _ : st) {
+    cpu::matmul_small(p, threads);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["time/vec"] = benchmark::Counter((double)st.iterations() * n_vec,
+                                             benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 int reg = [] {
   for (int t : {1, 2})
     for (gguf::type ty : {gguf::type::Q4_0, gguf::type::Q4_1, gguf::type::Q5_0, gguf::type::Q8_0, gguf::type::Q4_K,
@@ -67,6 +107,15 @@ int reg = [] {
                                    bm_matvec, ty, t)
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
+  for (int t : {1, 2})
+    for (gguf::type ty : {gguf::type::Q4_0, gguf::type::Q4_1, gguf::type::Q8_0, gguf::type::Q4_K, gguf::type::Q6_K,
+                          gguf::type::F16})
+      for (int nv : {1, 4, 8, 16})
+        benchmark::RegisterBenchmark((std::string("matmul_small/") + gguf::type_name(ty) + "/4096x4096/n_vec:" +
+                                      std::to_string(nv) + "/threads:" + std::to_string(t)).c_str(),
+                                     bm_matmul_small, ty, nv, t)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
   return 0;
 }();
 

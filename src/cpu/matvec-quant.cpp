@@ -10,6 +10,9 @@
 // K-quants, super-blocks of 256 (gguf-types.cpp has the layouts), against the same act_i16 blocks:
 //   Q4_K / Q5_K: 8 sub-blocks of 32, w = d*sc_j*q - dmin*m_j: per sub-block dw_j dx sum(qw qx) - dmin m_j s.
 //   Q6_K: 16 sub-blocks of 16, w = d*sc_j*(q - 32): each act block of 32 is two sums of 16.
+//   The 8 scales and mins of a Q4_K / Q5_K super-block are unpacked at once (kquant-scales.h) and
+//   turned into (d sc_j) dx_j and the offset term in 8-lane vectors; Q6_K's 3 byte loads per 16 or 32
+//   weights serve its 4 groups.
 // F32 / F16 rows: float dot on x. Other types: dequantize the row, then float dot.
 #include <omp.h>
 
@@ -18,8 +21,26 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "cpu/kquant-scales.h"
 #include "cpu/matvec.h"
 #include "hashattn/error.h"
+
+#ifndef HASHATTN_CPU_MATVEC_QUANT_TABLES
+#define HASHATTN_CPU_MATVEC_QUANT_TABLES
+namespace hashattn::cpu {
+// Byte b of Q5_0's fifth bits expanded: lane e is 16 where bit e of b is set, else 0.
+struct alignas(16) fifth_row { uint16_t v[8]; };
+struct fifth_table {
+  fifth_row r[256];
+  constexpr fifth_table() : r{} {
+    for (int b = 0; b < 256; ++b)
+      for (int e = 0; e < 8; ++e) r[b].v[e] = (uint16_t)((b >> e) & 1 ? 16 : 0);
+  }
+  constexpr const fifth_row& operator[](uint32_t b) const { return r[b]; }
+};
+inline constexpr fifth_table kFifth{};
+}  // namespace hashattn::cpu
+#endif
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/matvec-quant.cpp"
@@ -46,9 +67,21 @@ HWY_INLINE hn::Vec<D16> load_q4(const uint8_t* qs, size_t c) {
 }
 
 // Bit e of a 32-bit word as lane e - c of a 16-lane vector: 16 where set, else 0 (Q5_0's fifth bit).
+// Vectors of 8 or 16 lanes read each byte of the word's expansion from a table (kFifth).
 HWY_INLINE hn::Vec<D16> fifth_bits(uint32_t qh, size_t c) {
   const D16 d16;
   const hn::RebindToUnsigned<D16> du16;
+#if HWY_TARGET != HWY_SCALAR
+  constexpr size_t N = hn::MaxLanes(D16());
+  if constexpr (N == 16) {
+    const hn::Half<decltype(du16)> dh;
+    const auto lo = hn::Load(dh, kFifth[(qh >> c) & 0xFF].v);
+    const auto hi = hn::Load(dh, kFifth[(qh >> (c + 8)) & 0xFF].v);
+    return hn::BitCast(d16, hn::Combine(du16, hi, lo));
+  } else if constexpr (N == 8) {
+    return hn::BitCast(d16, hn::Load(du16, kFifth[(qh >> c) & 0xFF].v));
+  }
+#endif
   alignas(64) static constexpr uint16_t kPow2[32] = {1,     2,     4,     8,     16,    32,   64,   128,
                                                      256,   512,   1024,  2048,  4096,  8192, 16384, 32768,
                                                      1,     2,     4,     8,     16,    32,   64,   128,
@@ -72,7 +105,18 @@ HWY_INLINE hn::Vec<hn::Repartition<int32_t, D16>> block_dot(const uint8_t* qs, c
     if constexpr (kType == 0) {
       w = load_q4(qs, c);
     } else if constexpr (kType == 2) {
+#if HWY_TARGET <= HWY_AVX3
+      // AVX-512: the 16 bits of qh for these lanes are a mask register; a masked OR sets the fifth bit.
+      const hn::RebindToUnsigned<D16> du16;
+      static_assert(N == 16, "one 16-bit mask per vector");
+      uint8_t bits[4];
+      std::memcpy(bits, &qh, 4);
+      const auto m = hn::RebindMask(d16, hn::LoadMaskBits(du16, bits + c / 8));
+      const auto q4 = load_q4(qs, c);
+      w = hn::IfThenElse(m, hn::Or(q4, hn::Set(d16, 16)), q4);
+#else
       w = hn::Or(load_q4(qs, c), fifth_bits(qh, c));
+#endif
     } else {
       const hn::Rebind<int8_t, D16> d8;
       w = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(qs) + c));
@@ -166,23 +210,33 @@ HWY_INLINE void load_k4_pair(const uint8_t* qs, const uint8_t* qh, int ch, size_
   hi = hn::BitCast(d16, h);
 }
 
-// Q6_K weights [c, c + N) of group k (0..3) of a half: low 4 bits from ql (+32 bytes for odd k; the
-// high nibble for k >= 2), 2 high bits from qh bits 2k, 2k+1; minus 32.
-HWY_INLINE hn::Vec<D16> load_q6(const uint8_t* ql, const uint8_t* qh, int k, size_t c) {
-  const D16 d16;
-  const hn::RebindToUnsigned<D16> du16;
-  const hn::Rebind<uint8_t, D16> d8;
-  auto lo = hn::PromoteTo(du16, hn::LoadU(d8, ql + (k & 1) * 32 + c));
-  lo = k >= 2 ? hn::ShiftRight<4>(lo) : hn::And(lo, hn::Set(du16, 0x0F));
-  const auto hi = hn::And(hn::ShiftRightSame(hn::PromoteTo(du16, hn::LoadU(d8, qh + c)), 2 * k), hn::Set(du16, 3));
-  return hn::Sub(hn::BitCast(d16, hn::Or(lo, hn::ShiftLeft<4>(hi))), hn::Set(d16, 32));
+// Scales of the 8 sub-blocks of a Q4_K / Q5_K super-block times the activation scales, (d sc_j) dx_j,
+// into sx[0..8); and corr += (dmin mn_j) s_j lane-wise (the offset term, summed at the end of the row).
+template <class DF8>
+HWY_INLINE void k4_block_scales(const uint8_t* blk, float d, float dmin, const float* xd, const float* xs, float* sx,
+                                hn::Vec<DF8>& corr) {
+  const DF8 df;
+  const hn::RebindToSigned<DF8> di;
+  const hn::Rebind<uint8_t, DF8> du8;
+  alignas(8) uint8_t sc[8], mn[8];
+  k4_scales_mins(blk + 4, sc, mn);
+  for (size_t j = 0; j < 8; j += hn::Lanes(df)) {
+    const auto scf = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, sc + j)));
+    const auto mnf = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, mn + j)));
+    hn::StoreU(hn::Mul(hn::Mul(hn::Set(df, d), scf), hn::LoadU(df, xd + j)), df, sx + j);
+    corr = hn::MulAdd(hn::Mul(hn::Set(df, dmin), mnf), hn::LoadU(df, xs + j), corr);
+  }
 }
 
 template <int kFmt>  // 3: Q4_K, 4: Q5_K, 5: Q6_K
 void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
   const D16 d16;
+  const hn::RebindToUnsigned<D16> du16;
+  const hn::Rebind<uint8_t, D16> d8;
   const hn::Repartition<int32_t, D16> d32;
   const hn::Repartition<float, D16> df;
+  using DF8 = hn::CappedTag<float, 8>;
+  const DF8 df8;
   constexpr size_t N = hn::MaxLanes(D16());
   static_assert(16 % N == 0, "a Q6_K half-group of 16 must be whole vectors");
   const float* tab = fp16_table();
@@ -194,7 +248,7 @@ void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(p.w) + (size_t)r * p.row_bytes;
     auto acc = hn::Zero(df), acc2 = hn::Zero(df);
-    float corr = 0;
+    auto corr = hn::Zero(df8);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk = row + (size_t)sb * kBlockBytes;
       const int64_t ab0 = sb * 8;  // first act block of the super-block
@@ -202,13 +256,11 @@ void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
         uint16_t hd, hm;
         std::memcpy(&hd, blk, 2);
         std::memcpy(&hm, blk + 2, 2);
-        const float d = tab[hd], dmin = tab[hm];
+        alignas(32) float sx[8];
+        k4_block_scales<DF8>(blk, tab[hd], tab[hm], xd + ab0, xs + ab0, sx, corr);
         const uint8_t* qh = blk + 16;
         const uint8_t* qs = blk + (kFmt == 3 ? 16 : 48);
         for (int ch = 0; ch < 4; ++ch) {  // sub-blocks 2ch (low nibbles) and 2ch + 1 (high nibbles)
-          int sc0, mn0, sc1, mn1;
-          gguf::k4_scale_min(2 * ch, blk + 4, &sc0, &mn0);
-          gguf::k4_scale_min(2 * ch + 1, blk + 4, &sc1, &mn1);
           const int64_t ab = ab0 + 2 * ch;
           const int16_t* x0 = xq + ab * 32;
           V32 a0 = hn::Zero(d32), a1 = hn::Zero(d32), b0 = hn::Zero(d32), b1 = hn::Zero(d32);
@@ -218,33 +270,58 @@ void rows_kquant(const matvec_params& p, int64_t r0, int64_t r1) {
             a0 = hn::ReorderWidenMulAccumulate(d32, lo, hn::LoadU(d16, x0 + c), a0, a1);
             b0 = hn::ReorderWidenMulAccumulate(d32, hi, hn::LoadU(d16, x0 + 32 + c), b0, b1);
           }
-          acc = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(a0, a1)), hn::Set(df, d * sc0 * xd[ab]), acc);
-          acc2 = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(b0, b1)), hn::Set(df, d * sc1 * xd[ab + 1]),
-                            acc2);
-          corr -= dmin * (mn0 * xs[ab] + mn1 * xs[ab + 1]);
+          acc = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(a0, a1)), hn::Set(df, sx[2 * ch]), acc);
+          acc2 = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(b0, b1)), hn::Set(df, sx[2 * ch + 1]), acc2);
         }
       } else {
+        // Q6_K: per half h of 128, group k (0..3) = act block ab0 + 4h + k: low 4 bits from ql (+32 bytes
+        // for odd k; the high nibble for k >= 2), 2 high bits from qh bits 2k, 2k+1; minus 32. The three
+        // byte loads serve all four groups. A scale per 16: sc[8h + 2k + half].
         uint16_t hd;
         std::memcpy(&hd, blk + 208, 2);
         const float d = tab[hd];
-        const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-        for (int h = 0; h < 2; ++h)
-          for (int k = 0; k < 4; ++k) {
-            const int64_t ab = ab0 + 4 * h + k;
-            const int16_t* x = xq + ab * 32;
-            for (int half = 0; half < 2; ++half) {  // scales sc[8h + 2k + half] over 16 elements each
-              V32 s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-              for (size_t c = 16 * half; c < 16 * (size_t)half + 16; c += N)
-                s0 = hn::ReorderWidenMulAccumulate(d32, load_q6(blk + 64 * h, blk + 128 + 32 * h, k, c),
-                                                   hn::LoadU(d16, x + c), s0, s1);
-              auto& a = half ? acc2 : acc;
-              a = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0, s1)),
-                             hn::Set(df, d * sc[8 * h + 2 * k + half] * xd[ab]), a);
-            }
+        // The 16 scales (d sc_i) dx_(i/2) in vectors (the same roundings as one at a time).
+        alignas(64) float sx[16];
+        {
+          const hn::RebindToSigned<DF8> di;
+          const hn::Rebind<int8_t, DF8> di8;
+          alignas(64) float xd2[16];
+          for (int i = 0; i < 16; ++i) xd2[i] = xd[ab0 + i / 2];
+          for (size_t i = 0; i < 16; i += hn::Lanes(df8)) {
+            const auto scf = hn::ConvertTo(df8, hn::PromoteTo(di, hn::LoadU(di8, reinterpret_cast<const int8_t*>(blk + 192) + i)));
+            hn::Store(hn::Mul(hn::Mul(hn::Set(df8, d), scf), hn::Load(df8, xd2 + i)), df8, sx + i);
           }
+        }
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* ql = blk + 64 * h;
+          const uint8_t* qhp = blk + 128 + 32 * h;
+          const int16_t* x = xq + (ab0 + 4 * h) * 32;
+          for (int half = 0; half < 2; ++half) {
+            V32 s0[4], s1[4];
+            for (int k = 0; k < 4; ++k) s0[k] = hn::Zero(d32), s1[k] = hn::Zero(d32);
+            for (size_t c = 16 * half; c < 16 * (size_t)half + 16; c += N) {
+              const auto l0 = hn::PromoteTo(du16, hn::LoadU(d8, ql + c));
+              const auto l1 = hn::PromoteTo(du16, hn::LoadU(d8, ql + 32 + c));
+              const auto hb = hn::PromoteTo(du16, hn::LoadU(d8, qhp + c));
+              const auto m4 = hn::Set(du16, 0x0F), m2 = hn::Set(du16, 0x30);
+              const hn::Vec<decltype(du16)> u[4] = {
+                  hn::Or(hn::And(l0, m4), hn::And(hn::ShiftLeft<4>(hb), m2)),
+                  hn::Or(hn::And(l1, m4), hn::And(hn::ShiftLeft<2>(hb), m2)),
+                  hn::Or(hn::ShiftRight<4>(l0), hn::And(hb, m2)),
+                  hn::Or(hn::ShiftRight<4>(l1), hn::And(hn::ShiftRight<2>(hb), m2))};
+              for (int k = 0; k < 4; ++k)
+                s0[k] = hn::ReorderWidenMulAccumulate(d32, hn::Sub(hn::BitCast(d16, u[k]), hn::Set(d16, 32)),
+                                                      hn::LoadU(d16, x + 32 * k + c), s0[k], s1[k]);
+            }
+            auto& a = half ? acc2 : acc;
+            for (int k = 0; k < 4; ++k)
+              a = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0[k], s1[k])),
+                             hn::Set(df, sx[8 * h + 2 * k + half]), a);
+          }
+        }
       }
     }
-    p.y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc, acc2))) + corr;
+    p.y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc, acc2))) - hn::GetLane(hn::SumOfLanes(df8, corr));
   }
 }
 

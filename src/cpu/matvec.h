@@ -10,6 +10,8 @@
 //   GGUF reader can dequantize goes through a per-row dequantize + float dot.
 // Prefill (mat-mat): Y[n, n_rows] = X[n, n_cols] * W^T with weight tiles dequantized to fp32 and
 //   OpenBLAS sgemm; threads split the tokens (each thread calls a single-threaded sgemm).
+// Decode of several sequences (small mat-mat, matmul_small_multi): 1 .. 16 act_i16 vectors against
+//   one quantized weight in integers, each weight row unpacked once for all of them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -59,6 +61,33 @@ void matvec_rows(const matvec_params& p, int64_t r0, int64_t r1);
 // (0 = OpenMP default). One parallel region for all of them.
 void matvec_multi(const matvec_params* ps, int n, int n_threads);
 inline void matvec(const matvec_params& p, int n_threads) { matvec_multi(&p, 1, n_threads); }
+
+// Small-batch mat-mat (matmul-small.cpp): y_v = W x_v for n_vec vectors (continuous batching), each
+// weight block read and unpacked once for all of them. Integer types take n_vec act_i16 rows
+// (xq[v].n == n_cols), float and dequantized types n_vec float rows x + v * ldx. Outputs y + v * ldy.
+// A vector's result does not depend on the other vectors of the batch (bit for bit). n_vec = 1 and the
+// float / dequantized types run mat-vec's arithmetic (bit-equal to matvec). Integer types with n_vec >= 2
+// sum each block exactly in int32 and accumulate the blocks in order in fp32 (matmul-small.cpp), where
+// mat-vec keeps partial sums in vector lanes: the two differ by fp32 rounding only (each is within
+// 4 (n_cols / 8 + 8) u sum |w_j x_j| of the float64 dot, u = 2^-24; tests/model/matmul-small-test.cpp).
+constexpr int kMaxSmallBatch = 16;
+struct matmul_small_params {
+  gguf::type type = gguf::type::F32;
+  const void* w = nullptr;
+  size_t row_bytes = 0;
+  int64_t n_rows = 0, n_cols = 0;
+  int n_vec = 1;                 // 1 .. kMaxSmallBatch
+  const float* x = nullptr;      // [n_vec, ldx] (float paths)
+  int64_t ldx = 0;
+  const act_i16* xq = nullptr;   // n_vec quantized rows (integer paths), xq[i].n == n_cols
+  float* y = nullptr;            // [n_vec, ldy]
+  int64_t ldy = 0;
+};
+// Several independent small mat-mats, rows split over n_threads OpenMP threads (0 = OpenMP default)
+// in one parallel region; each weight row is read once for all n_vec vectors. Bad input (n_vec
+// outside 1 .. kMaxSmallBatch, missing or short operands) throws hashattn::error.
+void matmul_small_multi(const matmul_small_params* ps, int n, int n_threads);
+inline void matmul_small(const matmul_small_params& p, int n_threads) { matmul_small_multi(&p, 1, n_threads); }
 
 // Dequantizes rows [r0, r1) of a weight into dst ([r1 - r0, n_cols] fp32).
 void dequantize_rows(gguf::type t, const void* w, size_t row_bytes, int64_t n_cols, int64_t r0,

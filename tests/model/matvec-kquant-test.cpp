@@ -12,6 +12,7 @@
 
 #include "common/test-util.h"
 #include "core/half.h"
+#include "cpu/kquant-scales.h"
 #include "cpu/matvec.h"
 #include "hashattn/gguf.h"
 
@@ -126,6 +127,31 @@ void run_kquant_cases() {
           ASSERT_NEAR(y[r], exact, bound * 1.001 + tol) << "row " << r;
         }
       }
+}
+
+// The 8-at-once scale unpacking of the mat-vec and mat-mat kernels against the reader's one-pair
+// k4_scale_min, on random 12-byte scale fields and on every value of each single byte.
+TEST(matvec_kquant, scales_mins_unpacked_at_once) {
+  const uint64_t seed = 3400;
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int it = 0; it < 20000 + 12 * 256; ++it) {
+    uint8_t s[12];
+    if (it < 20000) {
+      for (auto& b : s) b = (uint8_t)rng();
+    } else {
+      std::memset(s, 0, 12);
+      s[(it - 20000) / 256] = (uint8_t)((it - 20000) % 256);
+    }
+    uint8_t sc[8], mn[8];
+    k4_scales_mins(s, sc, mn);
+    for (int j = 0; j < 8; ++j) {
+      int want_sc, want_mn;
+      gguf::k4_scale_min(j, s, &want_sc, &want_mn);
+      ASSERT_EQ(sc[j], want_sc) << "case " << it << " j " << j;
+      ASSERT_EQ(mn[j], want_mn) << "case " << it << " j " << j;
+    }
+  }
 }
 
 TEST(matvec_kquant, against_float64_dequantization) {
