@@ -54,6 +54,33 @@ void session::impl::gemm(const weight& wt, const float* xin, int64_t n, float* y
 
 void session::impl::gemm_multi(const weight* const* ws, float* const* ys, int nw, const float* xin, int64_t n,
                                wpath wp) {
+  if (wp == wpath::quant && n >= kSmallBatchMin) {  // every weight row read once for all n rows
+    HASHATTN_ASSERT(n <= cpu::kMaxSmallBatch && nw <= 4);
+    const int64_t cols = ws[0]->cols;
+    bool need_int = false;
+    for (int j = 0; j < nw; ++j) need_int |= cpu::matvec_uses_int(ws[j]->type);
+    if (need_int) {
+      if ((int64_t)xqs.size() < n) xqs.resize(n);
+      for (int64_t i = 0; i < n; ++i) cpu::quantize_act_i16(xin + i * cols, cols, xqs[i]);
+    }
+    cpu::matmul_small_params ps[4];
+    for (int j = 0; j < nw; ++j) {
+      HASHATTN_ASSERT(ws[j]->cols == cols);
+      ps[j].type = ws[j]->type;
+      ps[j].w = ws[j]->data;
+      ps[j].row_bytes = ws[j]->row_bytes;
+      ps[j].n_rows = ws[j]->rows;
+      ps[j].n_cols = cols;
+      ps[j].n_vec = (int)n;
+      ps[j].x = xin;
+      ps[j].ldx = cols;
+      ps[j].xq = need_int ? xqs.data() : nullptr;
+      ps[j].y = ys[j];
+      ps[j].ldy = ws[j]->rows;
+    }
+    cpu::matmul_small_multi(ps, nw, nt);
+    return;
+  }
   if (wp == wpath::quant) {  // each row as a decode step's mat-vecs compute it
     for (int64_t i = 0; i < n; ++i) {
       float* yi[4];

@@ -12,12 +12,15 @@
 namespace hashattn {
 
 // How the batched layer halves multiply rows by a weight: tiles dequantized to fp32 + sgemm (prefill),
-// the model's fp32 copy + sgemm (branch steps), or integer mat-vecs on the quantized weight, each row
-// exactly as a single-token decode step computes it (multi-sequence decode: a row's result does not
-// depend on the other rows of the batch).
+// the model's fp32 copy + sgemm (branch steps), or integer products on the quantized weight (decode):
+// below kSmallBatchMin rows one mat-vec per row (each row exactly as a single-token decode step
+// computes it), from kSmallBatchMin rows the small-batch mat-mat (each weight row read once for all
+// rows; a row's bits do not depend on the other rows, and differ from the mat-vec's by fp32 rounding
+// only: cpu/matvec.h). Measured: below 5 rows the per-row mat-vecs are faster (docs/PERFORMANCE.md).
 enum class wpath : uint8_t { tiles, f32, quant };
+constexpr int kSmallBatchMin = 5;
 // Rows of one multi-sequence decode step at most (the batch engine splits larger steps).
-constexpr int kStepRows = 16;
+constexpr int kStepRows = cpu::kMaxSmallBatch;
 
 // One row of a multi-sequence decode step: the sequence's KV pages, its policy, the position the row
 // appends at, and (optional) the policy's attended / context token counters to add to.
@@ -51,6 +54,7 @@ struct session::impl {
   // decode scratch
   std::vector<float> xn;
   cpu::act_i16 xq;
+  std::vector<cpu::act_i16> xqs;  // small-batch rows
   index_lists lists;
   // prefill scratch
   std::vector<float> X, XN, Q, K, V, A, T, G, U, kf, vf, CS, SN, wtile;
