@@ -49,7 +49,7 @@ struct scheduler::impl {
   std::condition_variable cv, idle_cv;
   std::deque<std::unique_ptr<job>> incoming;
   std::vector<int64_t> cancels;
-  bool stopping = false, finish_running = true, busy = false;
+  bool stopping = false, finish_running = true, busy = false, exited = false;
   int64_t next_id = 0;
   metrics met;
 
@@ -276,7 +276,7 @@ struct scheduler::impl {
       {
         std::unique_lock<std::mutex> lk(mu);
         busy = false;
-        if (incoming.empty() && cancels.empty() && queue.empty() && active.empty()) idle_cv.notify_all();
+        if (incoming.empty() && queue.empty() && active.empty()) idle_cv.notify_all();
         cv.wait(lk, [&] { return stopping || !incoming.empty() || !cancels.empty() || !queue.empty() || !active.empty(); });
         busy = true;
         while (!incoming.empty()) {
@@ -322,6 +322,7 @@ struct scheduler::impl {
     met.pages_used = eng.pages_total() - eng.pages_free();
     met.cached_seqs = 0;
     busy = false;
+    exited = true;
     idle_cv.notify_all();
   }
 };
@@ -368,6 +369,7 @@ int64_t scheduler::submit(request r, event_sink sink) {
 
 void scheduler::cancel(int64_t id) {
   std::lock_guard<std::mutex> lk(p_->mu);
+  if (p_->exited) return;
   p_->cancels.push_back(id);
   p_->cv.notify_one();
 }
@@ -381,8 +383,9 @@ void scheduler::shutdown(bool finish_running) {
 
 void scheduler::drain() {
   std::unique_lock<std::mutex> lk(p_->mu);
+  // Cancellations of finished requests (a client closing right after the end of its stream) are no work.
   p_->idle_cv.wait(lk, [&] {
-    return !p_->busy && p_->incoming.empty() && p_->cancels.empty() && p_->met.running == 0 && p_->met.queue_depth == 0;
+    return p_->exited || (!p_->busy && p_->incoming.empty() && p_->met.running == 0 && p_->met.queue_depth == 0);
   });
 }
 
