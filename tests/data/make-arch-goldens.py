@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/data/arch-goldens.json: llama.cpp's logits on small random-weight models of each
-supported architecture, which tests/model/arch-golden-test.cpp checks the runtime against.
+supported architecture, which tests/model/arch-golden-slow-test.cpp checks the runtime against.
 
 Every model is written here by the `gguf` Python package from a spec (kept in the JSON: metadata and
 a table of tensors) and a fixed seed; the test rebuilds the same tensors byte for byte from the same
@@ -26,7 +26,7 @@ Each case comes twice: "NAME-f16" with every matrix F16 (llama.cpp then rounds a
 only: the architecture's math is compared tightly) and "NAME" with the quantized types above (llama.cpp
 quantizes activations to 8 bits in those products, which moves the logits of these flat random
 models by up to ~6% of their largest value and flips a few near-tied top-1s: the test's criterion
-for these cases is looser, see tests/model/arch-golden-test.cpp).
+for these cases is looser, see tests/model/arch-golden-slow-test.cpp).
 Stored per case: the spec, the data digest, the token ids, llama.cpp's top-8 (id, logit) at every
 position and its full logits rows at 4 positions.
 
@@ -79,7 +79,7 @@ class splitmix64:
 
 
 def tensor_bytes(name, tname, ne, kind, exp=0, exp_min=0):
-    """The bytes of one tensor (the same recipe as tests/model/arch-golden-test.cpp)."""
+    """The bytes of one tensor (the same recipe as tests/model/arch-golden-slow-test.cpp)."""
     rng = splitmix64(SEED ^ fnv1a(name.encode()))
     tid, blk, bb, fields = TYPES[tname]
     n = int(np.prod(ne))
