@@ -272,6 +272,9 @@ class batch_engine {
   std::unique_ptr<impl> p_;
 };
 
+// Throws hashattn::error ("WHO: token id out of range") unless every id is in [0, n_vocab).
+void check_token_ids(const model& m, const int32_t* toks, int64_t n, const std::string& who);
+
 // ---- the inputs of policies, bound to a model ----
 struct hash_binding;  // hash-file.h
 // What ties a hash file to this model: its architecture, shape and tensor-layout digest

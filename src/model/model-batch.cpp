@@ -62,11 +62,6 @@ struct batch_engine::impl {
   int64_t new_pages(const sequence& s, int64_t n) const {
     return std::max<int64_t>(0, (n - s.kv->capacity() + fw.pool->page_size() - 1) / fw.pool->page_size());
   }
-  void check_tokens(const int32_t* toks, int64_t n) const {
-    for (int64_t i = 0; i < n; ++i)
-      if (toks[i] < 0 || toks[i] >= fw.hp.n_vocab)
-        fail("batch engine: token id out of range", str(toks[i]), "0 .. " + str(fw.hp.n_vocab - 1));
-  }
 };
 
 batch_engine::batch_engine(const model& m, const batch_params& p) : p_(std::make_unique<impl>()) {
@@ -119,7 +114,7 @@ const float* batch_engine::prefill(int64_t id, const int32_t* toks, int64_t n) {
   if (n < 1 || !toks) fail("batch engine: prefill of an empty token list", str(n), ">= 1 token");
   if (s.n_past + n > e.fw.n_ctx)
     fail("batch engine: context full", str(s.n_past) + " + " + str(n) + " tokens", "at most " + str(e.fw.n_ctx));
-  e.check_tokens(toks, n);
+  check_token_ids(*e.fw.m, toks, n, "batch engine");
   const int64_t need = e.new_pages(s, s.n_past + n);
   if (need > e.fw.pool->n_free())
     fail("batch engine: the KV pool is full", str(need) + " pages needed", str(e.fw.pool->n_free()) + " free");
@@ -146,7 +141,7 @@ void batch_engine::step(const int64_t* ids, const int32_t* toks, int n) {
            "at most " + str(e.fw.n_ctx));
     need += e.new_pages(s, s.n_past + 1);
   }
-  e.check_tokens(toks, n);
+  check_token_ids(*e.fw.m, toks, n, "batch engine");
   if (need > e.fw.pool->n_free())
     fail("batch engine: the KV pool is full", str(need) + " pages needed", str(e.fw.pool->n_free()) + " free");
   const int64_t V = e.fw.hp.n_vocab;

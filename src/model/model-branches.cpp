@@ -97,8 +97,7 @@ void branch_decoder::step(const int32_t* tokens, const uint8_t* active) {
     if (active && !active[i]) continue;
     if (!b.alive[i])
       fail("branch decoder: branch " + std::to_string(i) + " was left out of an earlier step and cannot resume");
-    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab)
-      fail("branch decoder: token id out of range", std::to_string(tokens[i]), "0 .. " + std::to_string(hp.n_vocab - 1));
+    check_token_ids(*S.m, &tokens[i], 1, "branch decoder");
     b.rows.push_back(i);
   }
   const int64_t n = (int64_t)b.rows.size();

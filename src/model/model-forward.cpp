@@ -457,16 +457,20 @@ session::session(const model& m, const session_params& p, std::unique_ptr<attent
 
 session::~session() = default;
 
+void check_token_ids(const model& m, const int32_t* toks, int64_t n, const std::string& who) {
+  const int64_t V = m.hparams().n_vocab;
+  for (int64_t i = 0; i < n; ++i)
+    if (toks[i] < 0 || toks[i] >= V)
+      fail(who + ": token id out of range", std::to_string(toks[i]), "0 .. " + std::to_string(V - 1));
+}
+
 const float* session::eval(const int32_t* tokens, int64_t n, bool all_logits) {
   impl& s = *p_;
   if (n < 1 || !tokens) fail("session: eval of an empty token list", std::to_string(n), ">= 1 token");
   if (s.n_past + n > s.n_ctx)
     fail("session: context full", std::to_string(s.n_past) + " + " + std::to_string(n) + " tokens",
          "at most " + std::to_string(s.n_ctx), "use a larger context (--ctx) or a shorter prompt");
-  for (int64_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= s.hp.n_vocab)
-      fail("session: token id out of range", std::to_string(tokens[i]),
-           "0 .. " + std::to_string(s.hp.n_vocab - 1));
+  check_token_ids(*s.m, tokens, n, "session");
   if (n == 1 && !all_logits) {
     s.decode(tokens[0]);
     return s.logits.data();

@@ -348,8 +348,7 @@ int64_t scheduler::submit(request r, event_sink sink) {
     fail("prompt + max_tokens exceeds the context",
          str(n) + " prompt tokens + " + str(r.max_tokens) + " max_tokens",
          "at most " + str(s.eng.n_ctx()) + " tokens", "use a shorter prompt or fewer max_tokens");
-  for (int32_t t : r.prompt)
-    if (t < 0 || t >= s.V) fail("token id out of range", str(t), "0 .. " + str(s.V - 1));
+  check_token_ids(s.m, r.prompt.data(), n, "serve");
   if (r.stop.size() > 4) fail("stop", str((int64_t)r.stop.size()) + " strings", "at most 4");
   for (const std::string& st : r.stop)
     if (st.empty()) fail("stop", "an empty string", "non-empty strings");
