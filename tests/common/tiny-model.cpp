@@ -74,6 +74,16 @@ std::vector<double> make_vec(int64_t n, float mean, float sd, std::mt19937_64& r
 
 }  // namespace
 
+tiny_cfg qwen2_cfg() {
+  tiny_cfg c;
+  c.arch = "qwen2";
+  c.bias = true;
+  c.tied = false;
+  c.wtype = gguf::type::Q8_0;
+  c.otype = gguf::type::Q4_1;
+  return c;
+}
+
 // Builds the GGUF bytes and the reference weights. `drop` names a tensor to leave out, `bad_shape`
 // one to write with a wrong shape (for the loader's errors).
 // Weight scales keep every sublayer a moderate update of the residual stream (a random model

@@ -37,6 +37,9 @@ struct tiny_model {
   std::vector<ref_layer> layers;
 };
 
+// qwen2: NEOX RoPE, q/k/v biases, untied output; Q8_0 layers, Q4_1 output (the integer paths).
+tiny_cfg qwen2_cfg();
+
 // Builds the GGUF bytes and the reference weights. `drop` names a tensor to leave out, `bad_shape`
 // one to write with a wrong shape (for the loader's errors).
 tiny_model build(const tiny_cfg& c, uint64_t seed, const std::string& drop = {}, const std::string& bad_shape = {});

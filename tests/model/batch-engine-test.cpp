@@ -24,14 +24,14 @@ namespace {
 
 using namespace tiny;
 
-tiny_cfg quant_cfg() {
-  tiny_cfg c;
-  c.arch = "qwen2";
-  c.tied = false;
-  c.bias = true;
-  c.wtype = gguf::type::Q8_0;
-  c.otype = gguf::type::Q4_1;
-  return c;
+// An engine of tiny pages (4 tokens) for the tiny models.
+batch_params small_engine(int64_t n_ctx, int max_seqs, int n_threads) {
+  batch_params bp;
+  bp.n_ctx = n_ctx;
+  bp.max_seqs = max_seqs;
+  bp.page_size = 4;
+  bp.n_threads = n_threads;
+  return bp;
 }
 
 std::unique_ptr<attention_policy> policy_of(const std::string& name) {
@@ -60,12 +60,8 @@ struct run_result {
 
 run_result run_engine(const model& m, const std::vector<plan>& plans, int steps, int nt, uint64_t seed,
                       int n_vocab) {
-  batch_params bp;
-  bp.n_ctx = 48;
-  bp.max_seqs = 4;
-  bp.page_size = 4;
+  batch_params bp = small_engine(48, 4, nt);
   bp.n_batch = 5;
-  bp.n_threads = nt;
   batch_engine e(m, bp);
   std::mt19937_64 rng(seed);
   run_result r;
@@ -143,7 +139,7 @@ void check_engine(const tiny_cfg& c, uint64_t seed, double tol) {
 
 TEST(batch_engine, sequences_joining_and_leaving_match_float64_and_single_sessions) {
   check_engine(tiny_cfg{}, 3001, kTol);
-  check_engine(quant_cfg(), 3002, kTolQuant);
+  check_engine(qwen2_cfg(), 3002, kTolQuant);
 }
 
 // Steps of kSmallBatchMin rows or more take the small-batch mat-mat: each weight row read once for all
@@ -152,7 +148,7 @@ TEST(batch_engine, sequences_joining_and_leaving_match_float64_and_single_sessio
 TEST(batch_engine, large_steps_are_batch_invariant_and_match_float64) {
   const uint64_t seed = 3006;
   HASHATTN_SEED(seed);
-  const tiny_cfg c = quant_cfg();
+  const tiny_cfg c = qwen2_cfg();
   const tiny_model tm = build(c, seed);
   auto m = load(tm);
   std::mt19937_64 rng(seed + 1);
@@ -163,12 +159,7 @@ TEST(batch_engine, large_steps_are_batch_invariant_and_match_float64) {
   for (auto& s : steps) s = random_tokens(T, c.n_vocab, rng);
   // run(k): the first k sequences decoded together; logits [b][t].
   auto run = [&](int k) {
-    batch_params bp;
-    bp.n_ctx = 32;
-    bp.max_seqs = B;
-    bp.page_size = 4;
-    bp.n_threads = 2;
-    batch_engine e(*m, bp);
+    batch_engine e(*m, small_engine(32, B, 2));
     std::vector<int64_t> ids;
     for (int b = 0; b < k; ++b) {
       ids.push_back(e.open());
@@ -201,16 +192,11 @@ TEST(batch_engine, large_steps_are_batch_invariant_and_match_float64) {
 TEST(batch_engine, fork_shares_prefix_pages_and_matches_float64) {
   const uint64_t seed = 3003;
   HASHATTN_SEED(seed);
-  const tiny_cfg c = quant_cfg();
+  const tiny_cfg c = qwen2_cfg();
   const tiny_model tm = build(c, seed);
   auto m = load(tm);
   std::mt19937_64 rng(seed + 1);
-  batch_params bp;
-  bp.n_ctx = 40;
-  bp.max_seqs = 3;
-  bp.page_size = 4;
-  bp.n_threads = 2;
-  batch_engine e(*m, bp);
+  batch_engine e(*m, small_engine(40, 3, 2));
   const auto prompt = random_tokens(14, c.n_vocab, rng);
   const int64_t a = e.open();
   e.prefill(a, prompt.data(), 14);
@@ -241,16 +227,11 @@ TEST(batch_engine, fork_shares_prefix_pages_and_matches_float64) {
 TEST(batch_engine, fork_gives_a_stateful_policy_the_shared_keys) {
   const uint64_t seed = 3005;
   HASHATTN_SEED(seed);
-  const tiny_cfg c = quant_cfg();
+  const tiny_cfg c = qwen2_cfg();
   const tiny_model tm = build(c, seed);
   auto m = load(tm);
   std::mt19937_64 rng(seed + 1);
-  batch_params bp;
-  bp.n_ctx = 40;
-  bp.max_seqs = 3;
-  bp.page_size = 4;
-  bp.n_threads = 1;
-  batch_engine e(*m, bp);
+  batch_engine e(*m, small_engine(40, 3, 1));
   const auto prompt = random_tokens(18, c.n_vocab, rng);
   const int64_t a = e.open();
   e.prefill(a, prompt.data(), 18);
@@ -270,12 +251,8 @@ TEST(batch_engine, refuses_bad_use_before_writing_anything) {
   const tiny_cfg c;
   const tiny_model tm = build(c, 3004);
   auto m = load(tm);
-  batch_params bp;
-  bp.n_ctx = 16;
-  bp.max_seqs = 2;
-  bp.page_size = 4;
+  batch_params bp = small_engine(16, 2, 1);
   bp.n_pages = 5;
-  bp.n_threads = 1;
   {
     batch_params bad = bp;
     bad.max_seqs = 0;

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "common/quant-rows.h"
 #include "common/test-util.h"
 #include "core/half.h"
 #include "cpu/kquant-scales.h"
@@ -19,34 +20,9 @@
 namespace hashattn::cpu {
 namespace {
 
-constexpr double kU = 5.960464477539063e-08;  // fp32 unit roundoff
+constexpr double kU = test::eps_fp32;
 
-std::vector<uint8_t> random_rows(gguf::type t, int64_t rows, int64_t cols, std::mt19937_64& rng) {
-  const size_t bb = gguf::type_block_bytes(t), rb = gguf::row_bytes(t, cols);
-  std::vector<uint8_t> w(rb * rows);
-  for (auto& b : w) b = (uint8_t)rng();
-  std::uniform_real_distribution<float> ud(0.0005f, 0.01f);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t b = 0; b < cols / gguf::type_block_elems(t); ++b) {
-      uint8_t* blk = w.data() + r * rb + b * bb;
-      const uint16_t d = fp32_to_fp16(ud(rng) * (rng() % 2 ? 1 : -1)), m = fp32_to_fp16(ud(rng) * (rng() % 2 ? 1 : -1));
-      if (t == gguf::type::BF16) {
-        for (size_t i = 0; i < bb; i += 2) {  // bf16 of a small normal value (random bytes can be NaN)
-          const float v = (float)((int)(rng() % 2001) - 1000) / 1000.f;
-          uint32_t u;
-          std::memcpy(&u, &v, 4);
-          const uint16_t b16 = (uint16_t)(u >> 16);
-          std::memcpy(blk + i, &b16, 2);
-        }
-      } else if (t == gguf::type::Q6_K) {
-        std::memcpy(blk + 208, &d, 2);
-      } else {
-        std::memcpy(blk, &d, 2);
-        std::memcpy(blk + 2, &m, 2);
-      }
-    }
-  return w;
-}
+using test::random_rows;
 
 // |additive constant| of each weight, which the kernel applies through the activation's block sums:
 // 16 d (Q5_0), dmin * min (Q4_K, Q5_K), none (Q6_K: q - 32 in integers; BF16).

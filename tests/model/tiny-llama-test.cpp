@@ -77,17 +77,6 @@ TEST(tiny_model, llama_q8_0_and_q4_1_against_float64) {
   check_model(c, 1003, kTolQuant);
 }
 
-// qwen2: NEOX RoPE, q/k/v biases, untied output; Q8_0 layers, Q4_1 output.
-tiny_cfg qwen2_cfg() {
-  tiny_cfg c;
-  c.arch = "qwen2";
-  c.bias = true;
-  c.tied = false;
-  c.wtype = gguf::type::Q8_0;
-  c.otype = gguf::type::Q4_1;
-  return c;
-}
-
 TEST(tiny_model, qwen2_neox_bias_untied_against_float64) {
   tiny_cfg c = qwen2_cfg();
   check_model(c, 1004, kTolQuant);
