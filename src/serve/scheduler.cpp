@@ -64,7 +64,7 @@ struct scheduler::impl {
   std::thread th;
 
   impl(const model& mod, const tokenizer& t, const scheduler_params& sp)
-      : m(mod), tok(t), p(sp), eng(mod, engine_params(mod, sp)), V(mod.hparams().n_vocab) {
+      : m(mod), tok(t), p(sp), eng(mod, engine_params(sp)), V(mod.hparams().n_vocab) {
     if (p.n_batch < 1) fail("serve: prefill chunk", str(p.n_batch), ">= 1");
     if (eng.pages_total() < eng.pages_for(eng.n_ctx()))
       fail("serve: KV pages", str(eng.pages_total()), ">= " + str(eng.pages_for(eng.n_ctx())) + " (one full context)");
@@ -72,7 +72,7 @@ struct scheduler::impl {
     th = std::thread([this] { loop(); });
   }
 
-  static batch_params engine_params(const model& mod, const scheduler_params& sp) {
+  static batch_params engine_params(const scheduler_params& sp) {
     batch_params bp;
     bp.n_ctx = sp.n_ctx;
     bp.max_seqs = sp.max_seqs;
