@@ -12,7 +12,10 @@
 //   seq_len:      [batch] int32, tokens present (the newest at seq_len - 1); read on the device, so a
 //                 captured CUDA graph can be replayed after the lengths change (up to max_ctx).
 // Every op: <op>_validate (throws hashattn::error), <op>_workspace_size, <op>_run. run() never
-// allocates and never synchronizes the host; workspaces must be zeroed once (workspace_clear).
+// allocates and never synchronizes the host; workspaces must be zeroed once (workspace_clear). A
+// workspace serves launches of one shape (batch, heads, max_ctx / idx_stride): its regions (tickets,
+// partials) are placed by the shape, and a launch of another shape would read the partials of the last
+// one as tickets. Pad launches to one shape, or give each shape its own workspace.
 #pragma once
 #include <cstddef>
 #include <cstdint>

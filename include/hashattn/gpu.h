@@ -53,11 +53,10 @@ struct session_params {
   int page_size = 16;         // tokens per KV page (a power of two); a page holds [KV head][slot][d]
   std::string policy = "dense";  // the policy vocabulary (policy.h): dense, hash[/head|/group]@D, streaming@D
   std::shared_ptr<const hash_weights> hash;  // learned encoders (hash policies)
-  // Prompt tokens per prefill pass. 1 (the default) runs the prompt a token at a time through the decode
-  // step's kernels, the path checked against the CPU; larger chunks (GEMMs over the chunk) disagree with
-  // it past about 40 tokens on the H200 (docs/PERFORMANCE.md), a defect not yet found.
-  int64_t n_batch = 1;
-  int prefill_attn_rows = 64; // prompt rows per prefill attention launch
+  // Prompt tokens per prefill pass (GEMMs over the chunk); 1 runs the prompt a token at a time through
+  // the decode step's kernels.
+  int64_t n_batch = 256;
+  int prefill_attn_rows = 64; // prompt rows per prefill attention launch (at most n_batch are used)
   int64_t budget_ctx = 0;     // context at which a density budget's auto sinks / window are set (0: n_ctx)
   bool graph = true;          // capture the decode step once and replay it
   // Up to 8 rows: our matrix-vector kernel instead of cuBLAS. Off by default until it has run against its

@@ -109,9 +109,9 @@ void session::impl::attend_prefill(int l, int seq, int64_t pos0_host, int64_t n)
     cuda::encode_run(e, stream);
   }
   const int64_t hd = (int64_t)hp.n_head * hp.head_dim;
-  for (int64_t t0 = 0; t0 < n; t0 += attn_rows) {
+  for (int64_t t0 = 0; t0 < n; t0 += attn_rows) {  // always attn_rows rows: one launch shape (init)
     cuda::attend_params a;
-    a.batch = (int)std::min<int64_t>(attn_rows, n - t0);
+    a.batch = attn_rows;
     a.n_head = hp.n_head;
     a.q = q.as<const float>() + t0 * hd;
     a.kv = kv(l, true);

@@ -65,11 +65,13 @@ void session::impl::init() {
   B = p.batch;
   if (p.prefill_attn_rows < 1 || p.prefill_attn_rows > 4096)
     fail("GPU session: prefill_attn_rows", std::to_string(p.prefill_attn_rows), "1 .. 4096");
-  attn_rows = p.prefill_attn_rows;
+  // Every prefill attention launch has attn_rows rows (the last of a chunk padded with empty rows):
+  // one launch shape, so one zeroed workspace serves them all (cuda.h).
+  attn_rows = (int)std::min<int64_t>(p.prefill_attn_rows, p.n_batch);
   n_ctx = p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train;
   if (n_ctx < 1 || n_ctx > (int64_t(1) << 30)) fail("GPU session: context", std::to_string(n_ctx), "1 .. 2^30 tokens");
   bind_policy(*this);
-  rows = std::max<int64_t>(B, p.n_batch);
+  rows = std::max<int64_t>(B, round_up(p.n_batch, attn_rows));
   pages_per_seq = (n_ctx + p.page_size - 1) / p.page_size;
   n_code_head = method == attn_method::hash ? (mode == gqa_mode::per_group ? hp.n_head_kv : hp.n_head) : 0;
   code_row = round_up(n_ctx, 4);
@@ -130,12 +132,7 @@ void session::impl::init() {
     a.seq_len = prefill_len.as<const int32_t>();
     a.max_ctx = n_ctx;
     a.out = att.as<float>();
-    // A launch of fewer rows (the last of a chunk) may split the keys more ways: size for every count.
-    size_t wp = 0;
-    for (int r = 1; r <= attn_rows; ++r) {
-      a.batch = r;
-      wp = std::max(wp, cuda::attend_workspace_size(a));
-    }
+    const size_t wp = cuda::attend_workspace_size(a);
     ws_prefill = dbuf(std::max<size_t>(wp, 256), "prefill attention workspace");
     a.batch = B;
     a.kv = kv(0, false);
@@ -224,11 +221,11 @@ int32_t session::prefill(int seq, const int32_t* tokens, int64_t n, std::vector<
   for (int64_t c0 = 0; c0 < n; c0 += s.p.n_batch) {
     const int64_t c = std::min<int64_t>(s.p.n_batch, n - c0);
     const int64_t pos = s.h_len[seq] + c0;
-    plen.resize(c);
+    plen.assign((size_t)round_up(c, s.attn_rows), 0);  // padding rows: length 0, nothing attended
     for (int64_t t = 0; t < c; ++t) plen[t] = (int32_t)(pos + t + 1);
     const int32_t p32 = (int32_t)pos;
     cuda::copy_h2d(s.tok.p, tokens + c0, c * 4, s.stream);
-    cuda::copy_h2d(s.prefill_len.p, plen.data(), c * 4, s.stream);
+    cuda::copy_h2d(s.prefill_len.p, plen.data(), plen.size() * 4, s.stream);
     cuda::copy_h2d(s.pos0.p, &p32, 4, s.stream);
     cuda::embed_rows(s.m->tok_embd.p, hp.n_vocab, hp.n_embd, s.tok.as<const int32_t>(), c, s.x.as<float>(), nullptr,
                      s.stream);
