@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
   const char* json_path = nullptr;
   int reps = 30;
   double min_bytes = 256e6;
+  attend_impl impl = attend_impl::automatic;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char* {
@@ -150,8 +151,16 @@ int main(int argc, char** argv) {
     else if (a == "--reps") reps = std::atoi(next());
     else if (a == "--json") json_path = next();
     else if (a == "--rotate-bytes") min_bytes = std::atof(next());
+    else if (a == "--attend") {
+      try {
+        impl = attend_impl_parse(next());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "cuda-decode-bench: --attend: %s\n", e.what());
+        return 2;
+      }
+    }
     else {
-      std::fprintf(stderr, "usage: cuda-decode-bench [--batch 1,8,32] [--ctx 8192,...] [--density 1/8,...] [--reps N] [--json FILE]\n");
+      std::fprintf(stderr, "usage: cuda-decode-bench [--batch 1,8,32] [--ctx 8192,...] [--density 1/8,...] [--reps N] [--attend auto|cores|tensor] [--json FILE]\n");
       return 2;
     }
   }
@@ -164,7 +173,8 @@ int main(int argc, char** argv) {
   const int64_t sinks = 128, window = 128;
   std::string records;
   auto add = [&](const std::string& r) { records += (records.empty() ? "" : ",\n") + r; };
-  std::printf("device: %s, %d SMs\n", device_name().c_str(), device_sm_count());
+  std::printf("device: %s, %d SMs; attention kernel: %s\n", device_name().c_str(), device_sm_count(),
+              attend_impl_name(impl));
   std::printf("%-3s %-7s %-9s %-8s %10s %10s %10s %10s %10s %9s\n", "B", "n", "mode", "density", "total_us",
               "encode_us", "select_us", "attend_us", "MB_moved", "GB/s");
   cudaStream_t s;
@@ -275,6 +285,7 @@ int main(int argc, char** argv) {
           ap[l].seq_len = d_len;
           ap[l].max_ctx = n;
           ap[l].out = ls[l].out;
+          ap[l].impl = impl;
           wsz = std::max(wsz, attend_workspace_size(ap[l]));
         }
         void* ws = dalloc<char>(wsz, owned);
@@ -315,6 +326,7 @@ int main(int argc, char** argv) {
             p.budget.sinks = sinks;
             p.budget.window = window;
             p.out = ls[l].out;
+            p.attend = impl;
             wsz = std::max(wsz, decode_workspace_size(p));
           }
           void* ws = dalloc<char>(wsz, owned);
@@ -355,8 +367,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cuda-decode-bench: cannot write %s\n", json_path);
       return 1;
     }
-    std::fprintf(f, "{\"device\":\"%s\",\"sms\":%d,\"records\":[\n%s\n]}\n", device_name().c_str(), device_sm_count(),
-                 records.c_str());
+    std::fprintf(f, "{\"device\":\"%s\",\"sms\":%d,\"attend\":\"%s\",\"records\":[\n%s\n]}\n", device_name().c_str(),
+                 device_sm_count(), attend_impl_name(impl), records.c_str());
     std::fclose(f);
   }
   return 0;

@@ -134,6 +134,9 @@ int main(int argc, char** argv) {
   app.add_option("--json", json, "write the rows as JSON");
   bool gemv = false;
   app.add_flag("--gemv", gemv, "our matrix-vector kernel for the projections of B <= 8 (default: cuBLAS)");
+  std::string attend = "auto";
+  app.add_option("--attend", attend, "attention kernel: auto, cores (CUDA cores) or tensor (tensor cores)")
+      ->check(CLI::IsMember({"auto", "cores", "tensor"}));
   CLI11_PARSE(app, argc, argv);
   try {
     const auto B = parse_list(batches, "batch");
@@ -164,8 +167,9 @@ int main(int argc, char** argv) {
       }
       return slot;
     };
-    std::printf("device %s, copy bandwidth %.0f GB/s, weights %.2f GB on the GPU\n", cuda::device_name().c_str(), gbps,
-                dm->device_bytes() / 1e9);
+    std::printf("device %s, copy bandwidth %.0f GB/s, weights %.2f GB on the GPU; projections: %s; attention kernel: %s\n",
+                cuda::device_name().c_str(), gbps, dm->device_bytes() / 1e9, gemv ? "gemv for B <= 8" : "cuBLAS",
+                attend.c_str());
     std::printf("%-18s %5s %8s %9s %9s %9s %10s %9s %9s\n", "policy", "B", "ctx", "ms", "p10", "p90", "tok/s",
                 "GB/step", "roof ms");
     std::vector<row> rows;
@@ -182,6 +186,7 @@ int main(int argc, char** argv) {
             sp.n_ctx = ctx + warmup + reps + 1;
             sp.policy = pol;
             sp.gemv = gemv;
+            sp.attend = attend;
             if (!policy_spec_parse(pol).is_dense() && policy_spec_parse(pol).is_hash()) sp.hash = encoders(pol);
             gpu::session s(dm, sp);
             s.fill_synthetic(ctx, seed);
@@ -212,6 +217,7 @@ int main(int argc, char** argv) {
     if (!json.empty()) {
       std::ofstream f(json);
       f << "{\"device\": \"" << cuda::device_name() << "\", \"copy_gbps\": " << fmt::format("{:.1f}", gbps)
+        << ", \"gemv\": " << (gemv ? "true" : "false") << ", \"attend\": \"" << attend << "\""
         << ", \"model\": \"" << m->describe() << "\", \"shape\": {\"layers\": " << hp.n_layer
         << ", \"embd\": " << hp.n_embd << ", \"ff\": " << hp.n_ff << ", \"heads\": " << hp.n_head
         << ", \"kv_heads\": " << hp.n_head_kv << ", \"head_dim\": " << hp.head_dim << ", \"vocab\": " << hp.n_vocab

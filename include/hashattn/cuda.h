@@ -115,6 +115,11 @@ void select_run(const select_params& p, void* workspace, void* stream);
 
 // Split-KV flash decoding over index lists (sparse) or over all seq_len tokens (idx == nullptr).
 // per_group lists (and dense): one gather of a KV head serves all its query heads.
+// Two kernels, the same results: dot products on CUDA cores (a token row spread over lanes) or on
+// tensor cores (mma over whole gathered rows; Q and P in two 16-bit parts). automatic: CUDA cores.
+enum class attend_impl : int { automatic = 0, cuda_cores = 1, tensor_cores = 2 };
+const char* attend_impl_name(attend_impl i);
+attend_impl attend_impl_parse(const std::string& s);  // auto | cores | tensor; throws otherwise
 struct attend_params {
   int batch = 0;
   int n_head = 0;
@@ -129,6 +134,7 @@ struct attend_params {
   bool per_group = false;
   float* out = nullptr;              // [batch, n_head, head_dim]
   int n_splits = 0;                  // 0: chosen from the shape and the device
+  attend_impl impl = attend_impl::automatic;
 };
 void attend_validate(const attend_params& p);
 int attend_n_splits(const attend_params& p);
@@ -155,6 +161,7 @@ struct decode_params {
   budget_params budget;
   float scale = 0;
   float* out = nullptr;
+  attend_impl attend = attend_impl::automatic;  // the attend stage's kernel
 };
 size_t decode_workspace_size(const decode_params& p);
 void decode_run(const decode_params& p, void* workspace, void* stream);

@@ -62,6 +62,8 @@ struct session_params {
   // Up to 8 rows: our matrix-vector kernel instead of cuBLAS. Off by default until it has run against its
   // float64 test on a GPU (written and compiled, not yet run there).
   bool gemv = false;
+  // The attention kernel (cuda.h attend_impl): auto, cores (CUDA cores) or tensor (tensor cores).
+  std::string attend = "auto";
   float temp = 0;             // sampling on the GPU: <= 0 greedy; else softmax(logits / temp)
   uint64_t seed = 0;
 };

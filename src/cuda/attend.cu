@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "cuda/common.cuh"
+#include "cuda/attend-common.cuh"
 
 namespace hashattn {
 namespace cuda {
@@ -20,30 +20,8 @@ namespace {
 using namespace detail;
 using plan::MAX_SPLITS;
 
-constexpr int ATT_THREADS = 128;
-constexpr int ATT_WARPS = ATT_THREADS / 32;
 // The workspace layout (plan::attend_layout_of) counts a float2 as 2 floats.
 static_assert(sizeof(float2) == 2 * sizeof(float), "workspace layout");
-
-struct attend_args {
-  const float* q;
-  const void* k;
-  const void* v;
-  int64_t stride_page, stride_tok, stride_head, pt_stride;
-  const int32_t* pt;
-  int page_shift;
-  int64_t page_mask;
-  const int32_t* seq_len;
-  const int32_t* idx;
-  const int32_t* idx_count;
-  int64_t idx_stride;
-  int n_head, n_lists, group, n_splits;
-  float scale_log2;
-  float* out;
-  float* part_o;
-  float2* part_ml;
-  unsigned* ticket;
-};
 
 __device__ __forceinline__ void merge_state(float& m, float& l, float* acc, float mo, float lo, const float* acco) {
   const float mn = fmaxf(m, mo);
@@ -227,78 +205,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a) {
     }
   }
   __syncthreads();
-  // Merge the warps; one split's result per query head.
-  for (int x = threadIdx.x; x < NQ * D; x += ATT_THREADS) {
-    const int j = x / D, e = x % D;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < ATT_WARPS; ++w) M = fmaxf(M, sm_m[w][j]);
-    float L = 0.f, O = 0.f;
-    if (M != -INFINITY) {
-#pragma unroll
-      for (int w = 0; w < ATT_WARPS; ++w) {
-        const float c = exp2f(sm_m[w][j] - M);
-        L += sm_l[w][j] * c;
-        O += sm_acc[w][j][e] * c;
-      }
-    }
-    const int64_t hrow = (int64_t)b * a.n_head + head0 + j;
-    if (a.n_splits == 1) {
-      a.out[hrow * D + e] = L > 0.f ? O / L : 0.f;
-    } else {
-      a.part_o[(hrow * a.n_splits + split) * D + e] = O;
-      if (e == 0) a.part_ml[hrow * a.n_splits + split] = make_float2(M, L);
-    }
-  }
-  if (a.n_splits == 1) return;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(a.ticket + list, 1u) == (unsigned)a.n_splits - 1;
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  if (threadIdx.x == 0) a.ticket[list] = 0;
-  // Combine the splits: weights exp2(m_s - M) / L per (head, split), then a weighted sum.
-  for (int j = warp; j < NQ; j += ATT_WARPS) {
-    const int64_t hrow = (int64_t)b * a.n_head + head0 + j;
-    float M = -INFINITY;
-    for (int s = lane; s < a.n_splits; s += 32) {
-      const float2 ml = __ldcg(a.part_ml + hrow * a.n_splits + s);
-      sm_w[j][s] = ml.x;
-      M = fmaxf(M, ml.x);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-    float L = 0.f;
-    for (int s = lane; s < a.n_splits; s += 32) {
-      const float2 ml = __ldcg(a.part_ml + hrow * a.n_splits + s);
-      const float c = M == -INFINITY ? 0.f : exp2f(ml.x - M);
-      sm_w[j][s] = c;
-      L += ml.y * c;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
-    const float inv = L > 0.f ? 1.f / L : 0.f;
-    __syncwarp();
-    for (int s = lane; s < a.n_splits; s += 32) sm_w[j][s] *= inv;
-  }
-  __syncthreads();
-  for (int x = threadIdx.x; x < NQ * D / 4; x += ATT_THREADS) {
-    const int j = x / (D / 4), e4 = x % (D / 4);
-    const int64_t hrow = (int64_t)b * a.n_head + head0 + j;
-    const float4* po = reinterpret_cast<const float4*>(a.part_o + hrow * a.n_splits * D) + e4;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-    for (int s = 0; s < a.n_splits; ++s) {
-      const float w = sm_w[j][s];
-      const float4 v = __ldcg(po + (int64_t)s * (D / 4));
-      o.x = fmaf(w, v.x, o.x);
-      o.y = fmaf(w, v.y, o.y);
-      o.z = fmaf(w, v.z, o.z);
-      o.w = fmaf(w, v.w, o.w);
-    }
-    reinterpret_cast<float4*>(a.out + hrow * D)[e4] = o;
-  }
+  attend_finish<D>(a, NQ, NQ, ATT_WARPS, &sm_acc[0][0][0], &sm_m[0][0], &sm_l[0][0], &sm_w[0][0], &is_last, split,
+                   list, b, head0);
 }
 
 using kernel_fn = void (*)(attend_args);
@@ -341,9 +249,16 @@ int prepare_kernel(kernel_fn fn, size_t smem) {
   return per_sm;
 }
 
-// The plan asks the device only when it picks the split count itself.
+bool use_tensor_cores(const attend_params& p) { return p.impl == attend_impl::tensor_cores; }
+
+int tc_ctas_per_sm(dtype type, int head_dim, int) { return detail::attend_tc_ctas_per_sm(type, head_dim); }
+
+// The plan asks the device only when it picks the split count itself (from the chosen kernel's occupancy).
 plan::attend_layout layout_of(const attend_params& p) {
-  return plan::attend_layout_of(p, p.n_splits > 0 ? plan::device_info{} : detail::current_device());
+  if (p.n_splits > 0) return plan::attend_layout_of(p, plan::device_info{});
+  plan::device_info dev = detail::current_device();
+  if (use_tensor_cores(p)) dev.attend_ctas_per_sm = tc_ctas_per_sm;
+  return plan::attend_layout_of(p, dev);
 }
 
 }  // namespace
@@ -398,9 +313,13 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
   a.ticket = l.bytes ? reinterpret_cast<unsigned*>(ws + l.off_ticket) : nullptr;
   a.part_ml = l.bytes ? reinterpret_cast<float2*>(ws + l.off_ml) : nullptr;
   a.part_o = l.bytes ? reinterpret_cast<float*>(ws + l.off_o) : nullptr;
+  const dim3 grid(l.n_splits, l.n_lists, p.batch);
+  if (use_tensor_cores(p)) {
+    detail::attend_tc_launch(a, p.kv.type, p.kv.head_dim, l.nq, grid, detail::as_stream(stream));
+    return;
+  }
   const size_t smem = kv_smem_bytes(l.nq);
   prepare_kernel(fn, smem);
-  const dim3 grid(l.n_splits, l.n_lists, p.batch);
   fn<<<grid, ATT_THREADS, smem, detail::as_stream(stream)>>>(a);
   HASHATTN_CUDA_LAUNCHED("attend_kernel");
 }

@@ -59,6 +59,7 @@ cuda::decode_params session::impl::hash_decode(int l) const {
   dp.max_ctx = n_ctx;
   dp.budget = budget;
   dp.out = att.as<float>();
+  dp.attend = attend;
   return dp;
 }
 
@@ -76,6 +77,7 @@ void session::impl::attend_decode(int l) {
   a.seq_len = len.as<const int32_t>();
   a.max_ctx = n_ctx;
   a.out = att.as<float>();
+  a.impl = attend;
   if (method == attn_method::streaming) {
     cuda::window_lists(a.seq_len, B, hp.n_head_kv, budget.sinks, budget.window, lists.as<int32_t>(),
                        list_count.as<int32_t>(), idx_stride, stream);
@@ -118,6 +120,7 @@ void session::impl::attend_prefill(int l, int seq, int64_t pos0_host, int64_t n)
     a.seq_len = prefill_len.as<const int32_t>() + t0;
     a.max_ctx = n_ctx;
     a.out = att.as<float>() + t0 * hd;
+    a.impl = attend;
     cuda::attend_run(a, ws_prefill.p, stream);
   }
   (void)pos0_host;

@@ -70,6 +70,7 @@ void session::impl::init() {
   attn_rows = (int)std::min<int64_t>(p.prefill_attn_rows, p.n_batch);
   n_ctx = p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train;
   if (n_ctx < 1 || n_ctx > (int64_t(1) << 30)) fail("GPU session: context", std::to_string(n_ctx), "1 .. 2^30 tokens");
+  attend = cuda::attend_impl_parse(p.attend);
   bind_policy(*this);
   rows = std::max<int64_t>(B, round_up(p.n_batch, attn_rows));
   pages_per_seq = (n_ctx + p.page_size - 1) / p.page_size;
@@ -132,6 +133,7 @@ void session::impl::init() {
     a.seq_len = prefill_len.as<const int32_t>();
     a.max_ctx = n_ctx;
     a.out = att.as<float>();
+    a.impl = attend;
     const size_t wp = cuda::attend_workspace_size(a);
     ws_prefill = dbuf(std::max<size_t>(wp, 256), "prefill attention workspace");
     a.batch = B;

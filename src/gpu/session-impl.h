@@ -30,6 +30,7 @@ struct session::impl {
   int n_code_head = 0;
   int64_t code_row = 0;
   int64_t idx_stride = 0;
+  cuda::attend_impl attend = cuda::attend_impl::automatic;
   int attn_rows = 64;  // queries per prefill attention launch (session_params.prefill_attn_rows)
 
   void* stream = nullptr;

@@ -24,6 +24,7 @@ struct decode_case {
   int64_t sinks, window;
   bool graph;
   uint64_t seed;
+  attend_impl attend = attend_impl::cuda_cores;
 };
 
 // Checks the device codes of one decode step against the reference encoder on the same inputs (every
@@ -195,6 +196,7 @@ void run_decode_case(const decode_case& c) {
   p.budget.sinks = c.sinks;
   p.budget.window = c.window;
   p.out = d_out.p;
+  p.attend = c.attend;
   dbuf<char> ws(decode_workspace_size(p));
   workspace_clear(ws.p, ws.n, nullptr);
   std::vector<float> q;
@@ -256,11 +258,19 @@ TEST(CudaDecode, LlamaShapeB1) {
   run_decode_case({1, 32, 8, 128, gqa_mode::per_group, 20000, 16, 1.0 / 32, 128, 128, true, 4004});
 }
 
+TEST(CudaDecode, LlamaShapeB1TensorCores) {
+  NEED_GPU();
+  run_decode_case({1, 32, 8, 128, gqa_mode::per_group, 20000, 16, 1.0 / 32, 128, 128, true, 4005,
+                   attend_impl::tensor_cores});
+}
+
 // The case scripts/gpu-check runs under compute-sanitizer: every kernel, small sizes.
 TEST(CudaSmall, DecodeBothModes) {
   NEED_GPU();
   run_decode_case({2, 4, 2, 64, gqa_mode::per_head, 700, 16, 1.0 / 8, 16, 16, true, 5001});
   run_decode_case({2, 8, 2, 128, gqa_mode::per_group, 900, 4, 1.0 / 8, 16, 16, true, 5002});
+  run_decode_case({2, 8, 2, 128, gqa_mode::per_group, 900, 4, 1.0 / 8, 16, 16, true, 5003, attend_impl::tensor_cores});
+  run_decode_case({2, 4, 2, 64, gqa_mode::per_head, 700, 16, 1.0 / 8, 16, 16, true, 5004, attend_impl::tensor_cores});
 }
 
 // ---------------------------------------------------------------- 512K tokens

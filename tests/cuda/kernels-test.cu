@@ -147,13 +147,15 @@ struct attend_case {
   bool pad;
   float kscale;
   uint64_t seed;
+  attend_impl impl = attend_impl::cuda_cores;
 };
 
 std::string name_of(const attend_case& c) {
   return std::string(type_str(c.type)) + "_d" + std::to_string(c.d) + "_h" + std::to_string(c.n_head) + "_kv" +
          std::to_string(c.n_kv) + "_B" + std::to_string(c.B) + "_p" + std::to_string(c.page_size) +
          (c.list_kind == 0 ? "_dense" : c.list_kind == 1 ? "_head" : "_group") + "_n" + std::to_string(c.cap) +
-         "_s" + std::to_string(c.n_splits) + (c.pad ? "_pad" : "");
+         "_s" + std::to_string(c.n_splits) + (c.pad ? "_pad" : "") +
+         (c.impl == attend_impl::tensor_cores ? "_tc" : "");
 }
 
 void run_attend_case(const attend_case& c) {
@@ -206,6 +208,7 @@ void run_attend_case(const attend_case& c) {
   }
   p.out = d_out.p;
   p.n_splits = c.n_splits;
+  p.impl = c.impl;
   dbuf<char> ws(std::max<size_t>(1, attend_workspace_size(p)));
   workspace_clear(ws.p, ws.n, nullptr);
   for (int rep = 0; rep < 2; ++rep) {
@@ -264,6 +267,14 @@ std::vector<attend_case> attend_cases() {
     v.push_back({dtype::bf16, 64, 9, 3, 4, 16, kind, 2500, 0, false, 1.f, seed++});
     v.push_back({dtype::bf16, 128, 12, 2, 1, 16, kind, 3001, 0, false, 1.f, seed++});
     v.push_back({dtype::bf16, 128, 28, 4, 4, 16, kind, 1500, 0, false, 1.f, seed++});
+  }
+  // Every case again on the tensor-core kernel (fresh seeds).
+  const size_t n = v.size();
+  for (size_t i = 0; i < n; ++i) {
+    attend_case c = v[i];
+    c.impl = attend_impl::tensor_cores;
+    c.seed = seed++;
+    v.push_back(c);
   }
   return v;
 }

@@ -208,6 +208,7 @@ attend_params decode_attend_of(const decode_params& p, char* ws, const decode_la
   a.idx_stride = s.idx_stride;
   a.per_group = p.mode == gqa_mode::per_group;
   a.out = p.out;
+  a.impl = p.attend;
   return a;
 }
 

@@ -158,6 +158,7 @@ void check_attend(const attend_params& p) {
   if (p.max_ctx < 1 || p.max_ctx > INT32_MAX) fail("attend: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");
   if (p.idx && (!p.idx_count || p.idx_stride < 1))
     fail("attend: index lists", "idx without idx_count or idx_stride < 1", "idx_count set and idx_stride >= 1");
+  if ((int)p.impl < 0 || (int)p.impl > 2) fail("attend: impl", std::to_string((int)p.impl), "automatic, cuda_cores or tensor_cores");
   if (p.n_splits < 0 || p.n_splits > MAX_SPLITS)
     fail("attend: n_splits", std::to_string(p.n_splits), "0 (auto) .. " + std::to_string(MAX_SPLITS));
   if ((reinterpret_cast<uintptr_t>(p.q) & 15) || (reinterpret_cast<uintptr_t>(p.out) & 15))
@@ -165,5 +166,22 @@ void check_attend(const attend_params& p) {
 }
 
 }  // namespace plan
+
+const char* attend_impl_name(attend_impl i) {
+  switch (i) {
+    case attend_impl::automatic: return "auto";
+    case attend_impl::cuda_cores: return "cores";
+    case attend_impl::tensor_cores: return "tensor";
+  }
+  return "?";
+}
+
+attend_impl attend_impl_parse(const std::string& s) {
+  if (s == "auto") return attend_impl::automatic;
+  if (s == "cores") return attend_impl::cuda_cores;
+  if (s == "tensor") return attend_impl::tensor_cores;
+  fail("attention kernel", "'" + s + "'", "auto, cores (CUDA cores) or tensor (tensor cores)");
+}
+
 }  // namespace cuda
 }  // namespace hashattn
