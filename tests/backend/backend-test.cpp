@@ -1,7 +1,10 @@
-// One case list, every backend of this build (backend_names()), against the float64 reference (src/ref):
-// attend (dense and over lists, contiguous and paged KV), encode, select_codes and score_codes (per
-// query head and per KV group), select_scores. Then the registry and the table refuse bad use: an
-// unknown backend, "cuda" (whose kernels are not in the table yet), an op a backend lacks.
+// One case list, every backend of this build (backend_names(): "cuda" where a device can be used), against
+// the float64 reference (src/ref): attend (dense and over lists, contiguous and paged KV), encode,
+// select_codes and score_codes (per query head and per KV group, per-head and per-group codes),
+// select_scores. An op a backend lacks must refuse with its reason, and so must a case outside a
+// backend's documented limits (backend.h: CUDA takes 32-bit codes and codes of the lists' own mode).
+// Then the registry and the table refuse bad use: an unknown backend, "cuda" without a device, an op a
+// backend lacks.
 // Seeds are fixed and printed (HASHATTN_SEED).
 #include <gtest/gtest.h>
 
@@ -22,6 +25,34 @@ namespace {
 class Backends : public ::testing::TestWithParam<std::string> {
  protected:
   const backend& be() const { return backend_get(GetParam()); }
+  // True (and the refusal checked) when the backend lacks `op`.
+  bool lacks(backend_op op) const {
+    if (be().has(op)) return false;
+    try {
+      be().require(op);
+      ADD_FAILURE() << "a missing op passed require()";
+    } catch (const error& e) {
+      EXPECT_NE(std::string(e.what()).find(be().missing), std::string::npos) << e.what();
+    }
+    return true;
+  }
+  // Runs f; where `outside` (a case beyond the backend's documented limits) it must refuse naming the
+  // backend instead, and false is returned.
+  template <class F>
+  bool run_within_limits(bool outside, F f) const {
+    if (!outside) {
+      f();
+      return true;
+    }
+    try {
+      f();
+      ADD_FAILURE() << "backend " << be().name << " ran a case outside its documented limits";
+    } catch (const error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("backend '") + be().name + "'"), std::string::npos) << e.what();
+    }
+    return false;
+  }
+  bool is_cuda() const { return GetParam() == "cuda"; }
 };
 
 // attend: shapes x (dense, lists per head, lists per group) x (contiguous, paged).
@@ -99,7 +130,7 @@ TEST_P(Backends, EncodeMatchesReference) {
       p.codes = codes.data();
       p.code_stride_row = 8;
       p.code_stride_enc = 1;
-      be().call_encode(p);
+      if (!run_within_limits(is_cuda() && bits != 32, [&] { be().call_encode(p); })) continue;
       std::vector<double> outs;
       const std::vector<uint64_t> want = ref::hash_encode_ref(p, &outs);
       for (int64_t i = 0; i < (int64_t)rows * 8; i++) {
@@ -117,47 +148,53 @@ TEST_P(Backends, SelectCodesMatchesReference) {
   HASHATTN_SEED(seed);
   std::mt19937_64 rng(seed);
   for (gqa_mode mode : {gqa_mode::per_head, gqa_mode::per_group})
-    for (int64_t n : {1, 9, 300, 2000})
-      for (double density : {1.0 / 4, 1.0 / 32}) {
-        const int H = 8, Hk = 2;
-        std::vector<uint32_t> keys((size_t)H * n), qc(H);
-        for (auto& k : keys) k = (uint32_t)(rng() & rng());  // biased bits: many score ties
-        for (auto& v : qc) v = (uint32_t)rng();
-        hash_select_params p;
-        p.keys.codes = keys.data();
-        p.keys.bits = 32;
-        p.keys.n_enc = H;
-        p.keys.n_tok = n;
-        p.keys.stride_tok = 1;
-        p.keys.stride_enc = n;
-        p.q_codes = qc.data();
-        p.n_head = H;
-        p.n_head_kv = Hk;
-        p.mode = mode;
-        p.budget.density = density;
-        p.budget.sinks = 4;
-        p.budget.window = 8;
-        const int lists = hash_select_n_lists(p);
-        const int64_t stride = std::max<int64_t>(1, budget_tokens(p.budget, n));
-        std::vector<int32_t> idx((size_t)lists * stride), cnt(lists);
-        p.idx = idx.data();
-        p.count = cnt.data();
-        p.idx_stride = stride;
-        be().call_select_codes(p);
-        const auto want = ref::hash_select_ref(p);
-        for (int r = 0; r < lists; r++) {
-          std::vector<int32_t> got(idx.begin() + (size_t)r * stride, idx.begin() + (size_t)r * stride + cnt[r]);
-          EXPECT_EQ(got, want[r]) << "n " << n << " density " << density << " list " << r;
+    for (int per_group_codes = 0; per_group_codes < 2; per_group_codes++)
+      for (int64_t n : {1, 9, 300, 2000})
+        for (double density : {1.0 / 4, 1.0 / 32}) {
+          const int H = 8, Hk = 2, E = per_group_codes ? Hk : H;
+          std::vector<uint32_t> keys((size_t)E * n), qc(H);
+          for (auto& k : keys) k = (uint32_t)(rng() & rng());  // biased bits: many score ties
+          for (auto& v : qc) v = (uint32_t)rng();
+          hash_select_params p;
+          p.keys.codes = keys.data();
+          p.keys.bits = 32;
+          p.keys.n_enc = E;
+          p.keys.n_tok = n;
+          p.keys.stride_tok = 1;
+          p.keys.stride_enc = n;
+          p.q_codes = qc.data();
+          p.n_head = H;
+          p.n_head_kv = Hk;
+          p.mode = mode;
+          p.budget.density = density;
+          p.budget.sinks = 4;
+          p.budget.window = 8;
+          const int lists = hash_select_n_lists(p);
+          const int64_t stride = std::max<int64_t>(1, budget_tokens(p.budget, n));
+          std::vector<int32_t> idx((size_t)lists * stride), cnt(lists);
+          p.idx = idx.data();
+          p.count = cnt.data();
+          p.idx_stride = stride;
+          const bool mixed = per_group_codes != (mode == gqa_mode::per_group);
+          if (run_within_limits(is_cuda() && mixed, [&] { be().call_select_codes(p); })) {
+            const auto want = ref::hash_select_ref(p);
+            for (int r = 0; r < lists; r++) {
+              std::vector<int32_t> got(idx.begin() + (size_t)r * stride, idx.begin() + (size_t)r * stride + cnt[r]);
+              EXPECT_EQ(got, want[r]) << "n " << n << " density " << density << " list " << r << " codes per "
+                                      << (per_group_codes ? "group" : "head");
+            }
+          }
+          if (lacks(backend_op::score_codes)) continue;
+          std::vector<uint16_t> sc((size_t)lists * n);
+          be().call_score_codes(p, sc.data());
+          const std::vector<int> want_sc = ref::hash_scores_ref(p);
+          for (size_t i = 0; i < sc.size(); i++) ASSERT_EQ((int)sc[i], want_sc[i]) << "score " << i;
         }
-        std::vector<uint16_t> sc((size_t)lists * n);
-        be().call_score_codes(p, sc.data());
-        const std::vector<int> want_sc = ref::hash_scores_ref(p);
-        for (size_t i = 0; i < sc.size(); i++) ASSERT_EQ((int)sc[i], want_sc[i]) << "score " << i;
-      }
 }
 
 // select_scores: float scores with ties, NaN lowest.
 TEST_P(Backends, SelectScoresMatchesReference) {
+  if (lacks(backend_op::select_scores)) return;  // the refusal, with its reason, is what is checked
   const uint64_t seed = 7104;
   HASHATTN_SEED(seed);
   std::mt19937_64 rng(seed);
@@ -211,11 +248,18 @@ TEST(BackendRegistry, NamesAndRefusals) {
   } catch (const error& e) {
     EXPECT_NE(std::string(e.what()).find("one of: cpu"), std::string::npos) << e.what();
   }
-  try {
-    backend_get("cuda");
-    FAIL() << "cuda is not in the table yet";
-  } catch (const error& e) {
-    EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos) << e.what();
+  if (std::find(names.begin(), names.end(), "cuda") == names.end()) {
+    try {
+      backend_get("cuda");
+      FAIL() << "cuda was given without a usable device (or in a build without it)";
+    } catch (const error& e) {
+      EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos) << e.what();
+    }
+  } else {
+    const backend& c = backend_get("cuda");
+    EXPECT_TRUE(c.has(backend_op::attend) && c.has(backend_op::encode) && c.has(backend_op::select_codes));
+    EXPECT_FALSE(c.has(backend_op::score_codes) || c.has(backend_op::select_scores));
+    EXPECT_NE(std::string(c.missing), "");
   }
 }
 
