@@ -249,16 +249,11 @@ int prepare_kernel(kernel_fn fn, size_t smem) {
   return per_sm;
 }
 
-bool use_tensor_cores(const attend_params& p) { return p.impl == attend_impl::tensor_cores; }
 
-int tc_ctas_per_sm(dtype type, int head_dim, int) { return detail::attend_tc_ctas_per_sm(type, head_dim); }
-
-// The plan asks the device only when it picks the split count itself (from the chosen kernel's occupancy).
+// The plan asks the device only when it picks the split count itself (from the chosen kernel's
+// occupancy: decode's plan asks the same device_info, so its workspace matches).
 plan::attend_layout layout_of(const attend_params& p) {
-  if (p.n_splits > 0) return plan::attend_layout_of(p, plan::device_info{});
-  plan::device_info dev = detail::current_device();
-  if (use_tensor_cores(p)) dev.attend_ctas_per_sm = tc_ctas_per_sm;
-  return plan::attend_layout_of(p, dev);
+  return plan::attend_layout_of(p, p.n_splits > 0 ? plan::device_info{} : detail::current_device());
 }
 
 }  // namespace
@@ -314,7 +309,7 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
   a.part_ml = l.bytes ? reinterpret_cast<float2*>(ws + l.off_ml) : nullptr;
   a.part_o = l.bytes ? reinterpret_cast<float*>(ws + l.off_o) : nullptr;
   const dim3 grid(l.n_splits, l.n_lists, p.batch);
-  if (use_tensor_cores(p)) {
+  if (plan::uses_tensor_cores(p.impl)) {
     detail::attend_tc_launch(a, p.kv.type, p.kv.head_dim, l.nq, grid, detail::as_stream(stream));
     return;
   }

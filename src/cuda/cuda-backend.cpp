@@ -208,8 +208,12 @@ void select_codes(const hash_select_params& p) {
   std::vector<uint32_t> q(p.n_head);
   for (int h = 0; h < p.n_head; ++h) q[h] = (uint32_t)code_get(p.q_codes, 32, h);
   const int32_t len = (int32_t)n;
+  // The kernels' lists hold the longest list of any context up to max_ctx (below the budget's floor,
+  // every token); the table's only the list at n.
+  const int64_t stride = std::max<int64_t>(
+      p.idx_stride, budget_max_tokens(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window, n));
   dmem d_codes = upload(codes), d_q = upload(q), d_len = upload(&len, 1);
-  dmem d_idx((size_t)lists * p.idx_stride * 4), d_cnt((size_t)lists * 4);
+  dmem d_idx((size_t)lists * stride * 4), d_cnt((size_t)lists * 4);
   select_params s;
   s.batch = 1;
   s.n_head = p.n_head;
@@ -226,18 +230,22 @@ void select_codes(const hash_select_params& p) {
   s.budget = p.budget;
   s.idx = d_idx.as<int32_t>();
   s.idx_count = d_cnt.as<int32_t>();
-  s.idx_stride = p.idx_stride;
+  s.idx_stride = stride;
   const size_t wsz = std::max<size_t>(select_workspace_size(s), 16);
   dmem ws(wsz);
   workspace_clear(ws.p, wsz, nullptr);
   select_run(s, ws.p, nullptr);
   finish("select");
   download(p.count, d_cnt, lists);
-  std::vector<int32_t> idx((size_t)lists * p.idx_stride);
+  std::vector<int32_t> idx((size_t)lists * stride);
   download(idx.data(), d_idx, idx.size());
-  for (int r = 0; r < lists; ++r)
-    std::copy(idx.begin() + (size_t)r * p.idx_stride, idx.begin() + (size_t)r * p.idx_stride + p.count[r],
+  for (int r = 0; r < lists; ++r) {
+    if (p.count[r] > p.idx_stride)
+      fail("backend 'cuda': select, list " + std::to_string(r), std::to_string(p.count[r]) + " tokens",
+           "<= idx_stride " + std::to_string(p.idx_stride));
+    std::copy(idx.begin() + (size_t)r * stride, idx.begin() + (size_t)r * stride + p.count[r],
               p.idx + (size_t)r * p.idx_stride);
+  }
 }
 
 const char* target() {

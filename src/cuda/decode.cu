@@ -2,7 +2,7 @@
 // and decode_run -- one layer's decode step as four kernels (encode, select x2, attend) on one stream,
 // with every intermediate (query codes, index lists, select/attend scratch) inside one workspace laid
 // out by plan::decode_layout_of (cuda/host/cuda-plan.h).
-#include "cuda/common.cuh"
+#include "cuda/attend-common.cuh"
 
 namespace hashattn {
 namespace cuda {
@@ -44,6 +44,7 @@ plan::device_info current_device() {
   i.sm_count = d.sms;
   i.max_smem_optin = d.smem;
   i.attend_ctas_per_sm = attend_ctas_per_sm;
+  i.attend_tc_ctas_per_sm = attend_tc_ctas_per_sm;
   return i;
 }
 

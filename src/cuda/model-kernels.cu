@@ -110,10 +110,14 @@ __global__ void qkv_rope_kernel(qkv_params p) {
   for (int j = threadIdx.x; j < G * d; j += blockDim.x) {
     const int g = j / d, e = j % d;
     const float kval = row[H * d + j], vval = row[(H + G) * d + j];
-    if (p.k_out) p.k_out[t * G * d + j] = kval;
     const int64_t off = base + g * p.kv.stride_head + e;
-    K[off] = p.kv.type == dtype::f16 ? __half_as_ushort(__float2half_rn(kval)) : f_to_bf16(kval);
-    V[off] = p.kv.type == dtype::f16 ? __half_as_ushort(__float2half_rn(vval)) : f_to_bf16(vval);
+    const bool f16 = p.kv.type == dtype::f16;
+    const uint16_t kh = f16 ? __half_as_ushort(__float2half_rn(kval)) : f_to_bf16(kval);
+    K[off] = kh;
+    V[off] = f16 ? __half_as_ushort(__float2half_rn(vval)) : f_to_bf16(vval);
+    // The key as the cache holds it: its code is what a policy computes from the cache (as on the CPU).
+    if (p.k_out)
+      p.k_out[t * G * d + j] = f16 ? __half2float(__ushort_as_half(kh)) : __bfloat162float(__ushort_as_bfloat16(kh));
   }
 }
 

@@ -201,6 +201,29 @@ int recording_ctas_per_sm(dtype t, int d, int nq) {
   return 2;
 }
 
+int tc_ctas_per_sm_1(dtype, int) { return 1; }
+
+// The tensor-core kernel's occupancy sizes its splits, and decode's workspace is planned the same way
+// as the attend run that uses it (a mismatch once overran the workspace on the GPU).
+TEST(CudaPlanAttend, TensorCoreKernelOccupancySizesTheSplits) {
+  plan::device_info dev = h200();  // 4 CTAs per SM for the CUDA-core kernel
+  dev.attend_tc_ctas_per_sm = tc_ctas_per_sm_1;
+  attend_params p = valid_attend();
+  p.batch = 1;
+  p.max_ctx = 1 << 20;
+  p.impl = attend_impl::cuda_cores;
+  const plan::attend_layout cores = plan::attend_layout_of(p, dev);
+  p.impl = attend_impl::tensor_cores;
+  const plan::attend_layout tc = plan::attend_layout_of(p, dev);
+  EXPECT_GT(cores.n_splits, tc.n_splits);  // fewer resident CTAs, fewer splits fill the device
+  decode_params d = valid_decode();
+  d.attend = attend_impl::tensor_cores;
+  const plan::decode_layout dl = plan::decode_layout_of(d, dev);
+  const attend_params a = plan::decode_attend_of(d, nullptr, dl);
+  EXPECT_EQ(a.impl, attend_impl::tensor_cores);
+  EXPECT_EQ(dl.bytes - dl.off_att, plan::align_up(plan::attend_layout_of(a, dev).bytes));
+}
+
 TEST(CudaPlanAttend, ListsAndQueryHeadsPerList) {
   plan::device_info dev = h200();
   dev.attend_ctas_per_sm = recording_ctas_per_sm;

@@ -264,6 +264,12 @@ TEST(CudaDecode, LlamaShapeB1TensorCores) {
                    attend_impl::tensor_cores});
 }
 
+TEST(CudaDecode, PerHeadB8TensorCores) {  // many lists and splits: the workspace plan must match the run
+  NEED_GPU();
+  run_decode_case({8, 32, 8, 128, gqa_mode::per_head, 30000, 16, 1.0 / 32, 128, 128, true, 4006,
+                   attend_impl::tensor_cores});
+}
+
 // The case scripts/gpu-check runs under compute-sanitizer: every kernel, small sizes.
 TEST(CudaSmall, DecodeBothModes) {
   NEED_GPU();

@@ -19,11 +19,6 @@ namespace hashattn::cli {
 
 namespace {
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
 int64_t parse_count(const std::string& what, const std::string& s) {
   try {
     size_t pos = 0;

@@ -109,7 +109,9 @@ attend_layout attend_layout_of(const attend_params& p, const device_info& dev) {
     l.n_splits = p.n_splits;
   } else {
     HASHATTN_ASSERT(dev.sm_count >= 1 && dev.attend_ctas_per_sm != nullptr);
-    const int per_sm = dev.attend_ctas_per_sm(p.kv.type, p.kv.head_dim, l.nq);
+    const int per_sm = uses_tensor_cores(p.impl) && dev.attend_tc_ctas_per_sm
+                           ? dev.attend_tc_ctas_per_sm(p.kv.type, p.kv.head_dim)
+                           : dev.attend_ctas_per_sm(p.kv.type, p.kv.head_dim, l.nq);
     HASHATTN_ASSERT(per_sm >= 1);
     const int64_t max_count = p.idx ? p.idx_stride : p.max_ctx;
     const int64_t cap = std::min<int64_t>(MAX_SPLITS, std::max<int64_t>(1, ceil_div(max_count, MIN_PER_SPLIT)));

@@ -34,7 +34,12 @@ struct device_info {
   // CTAs of the attend kernel for (KV type, head_dim, query heads per list) resident on one SM;
   // asked only when attend picks its own split count (attend_params::n_splits == 0).
   int (*attend_ctas_per_sm)(dtype type, int head_dim, int nq) = nullptr;
+  // The same for the tensor-core kernel (attend_impl::tensor_cores); nullptr: the one above answers.
+  int (*attend_tc_ctas_per_sm)(dtype type, int head_dim) = nullptr;
 };
+
+// The attend kernel a params struct runs on: automatic picks tensor cores.
+inline bool uses_tensor_cores(attend_impl i) { return i != attend_impl::cuda_cores; }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
