@@ -211,7 +211,6 @@ TEST(CudaPlanAttend, TensorCoreKernelOccupancySizesTheSplits) {
   attend_params p = valid_attend();
   p.batch = 1;
   p.max_ctx = 1 << 20;
-  p.impl = attend_impl::cuda_cores;
   const plan::attend_layout cores = plan::attend_layout_of(p, dev);
   p.impl = attend_impl::tensor_cores;
   const plan::attend_layout tc = plan::attend_layout_of(p, dev);

@@ -38,8 +38,9 @@ struct device_info {
   int (*attend_tc_ctas_per_sm)(dtype type, int head_dim) = nullptr;
 };
 
-// The attend kernel a params struct runs on: automatic picks tensor cores.
-inline bool uses_tensor_cores(attend_impl i) { return i != attend_impl::cuda_cores; }
+// The attend kernel a params struct runs on: automatic picks CUDA cores until the tensor-core kernel's
+// decode path (the plan fix of its first GPU run) has run on a GPU again.
+inline bool uses_tensor_cores(attend_impl i) { return i == attend_impl::tensor_cores; }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
