@@ -59,10 +59,10 @@ struct session_params {
   int prefill_attn_rows = 64; // prompt rows per prefill attention launch (at most n_batch are used)
   int64_t budget_ctx = 0;     // context at which a density budget's auto sinks / window are set (0: n_ctx)
   bool graph = true;          // capture the decode step once and replay it
-  // Up to 8 rows: our matrix-vector kernel instead of cuBLAS. Off by default until it has run against its
-  // float64 test on a GPU (written and compiled, not yet run there).
+  // Up to 8 rows: our matrix-vector kernel instead of cuBLAS. It passed its float64 test on an H100; off by
+  // default until a same-run comparison with cuBLAS says it is faster (docs/PERFORMANCE.md).
   bool gemv = false;
-  // The attention kernel (cuda.h attend_impl): auto, cores (CUDA cores) or tensor (tensor cores).
+  // The attention kernel (cuda.h attend_impl): auto (CUDA cores for now), cores or tensor (tensor cores).
   std::string attend = "auto";
   float temp = 0;             // sampling on the GPU: <= 0 greedy; else softmax(logits / temp)
   uint64_t seed = 0;
