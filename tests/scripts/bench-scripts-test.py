@@ -152,6 +152,15 @@ class BenchLlamacppParsing(unittest.TestCase):
             self.mod.run_hashattn("hashattn", "m.gguf", [1], 2, 1024, 4)
         self.assertIn("hashattn: error: something", str(e.exception.code))
 
+    def test_kv_read_bytes_sliding_window(self):
+        # Gemma 3 270M's layout: 1 KV head of 256 (K + V, fp16: 1024 B per token and layer), window 512
+        # on all layers but 5, 11, 17.
+        layout = (1024, [0 if (l + 1) % 6 == 0 else 512 for l in range(18)])
+        self.assertEqual(self.mod.kv_read_bytes(layout, 300), 18 * 300 * 1024)  # inside the window: all
+        self.assertEqual(self.mod.kv_read_bytes(layout, 32000), (3 * 32000 + 15 * 512) * 1024)
+        self.assertEqual(self.mod.kv_read_bytes(layout, 32000, full_window=True), 18 * 32000 * 1024)
+        self.assertEqual(self.mod.kv_read_bytes((2304, [0] * 30), 1000), 30 * 1000 * 2304)  # all global
+
     def test_llama_child_json_line(self):
         # The child prints llama.cpp's own lines first, then one JSON line (LLAMA_CHILD).
         self.fake_sh(stdout='llama_model_loader: noise\n{"prefill_s": 0.25, "decode_s": 0.64}\n')
