@@ -78,7 +78,8 @@ def require_peers():
 
 LLAMA_CHILD = r"""
 import json, sys, time, llama_cpp
-cfg = json.loads(sys.argv[1])
+with open(sys.argv[1]) as f:  # a file: 32K prompt ids do not fit in one command-line argument
+    cfg = json.load(f)
 llm = llama_cpp.Llama(model_path=cfg["model"], n_ctx=cfg["ctx"], n_threads=cfg["threads"],
                       n_threads_batch=cfg["threads"], n_batch=512, n_ubatch=512, verbose=False)
 toks = cfg["tokens"]
@@ -192,7 +193,13 @@ def run_hashattn(binary, model, toks, threads, ctx, n_decode, policy=()):
 def run_llama(model, toks, threads, ctx, n_decode):
     cfg = {"model": model, "tokens": toks, "threads": threads, "ctx": ctx, "n_decode": n_decode,
            "decode_token": toks[-1]}
-    r = sh([sys.executable, "-c", LLAMA_CHILD, json.dumps(cfg)])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(cfg, f)
+        path = f.name
+    try:
+        r = sh([sys.executable, "-c", LLAMA_CHILD, path])
+    finally:
+        os.unlink(path)
     if r.returncode != 0:
         sys.exit(f"bench: llama.cpp failed: {r.stderr.strip()[-2000:]}")
     d = json.loads(r.stdout.strip().splitlines()[-1])
