@@ -126,6 +126,9 @@ class BenchLlamacppParsing(unittest.TestCase):
     def fake_sh(self, stdout="", stderr="", code=0):
         def sh(cmd, **kw):
             self.calls.append(cmd)
+            if cmd[-1].endswith(".json") and os.path.isfile(cmd[-1]):  # the llama.cpp child's configuration
+                with open(cmd[-1]) as f:
+                    self.child_cfg = json.load(f)
             return subprocess.CompletedProcess(cmd, code, stdout, stderr)
         self.mod.sh = sh
 
@@ -167,7 +170,8 @@ class BenchLlamacppParsing(unittest.TestCase):
         r = self.mod.run_llama("m.gguf", [5, 6, 7], 2, 1024, 32)
         self.assertEqual(r["prefill_s"], 0.25)
         self.assertAlmostEqual(r["decode_ms"], 20.0, places=12)  # 1e3 * 0.64 / 32
-        cfg = json.loads(self.calls[0][-1])
+        cfg = self.child_cfg  # passed in a file (removed after the call)
+        self.assertFalse(os.path.exists(self.calls[0][-1]))
         self.assertEqual((cfg["tokens"], cfg["threads"], cfg["ctx"], cfg["n_decode"], cfg["decode_token"]),
                          ([5, 6, 7], 2, 1024, 32, 7))
 
