@@ -11,6 +11,10 @@ with wall time around Llama.eval (llama_perf_context reads zero through these bi
 bindings' own per-call work (copying the logits row into numpy) is included in its decode time.
 Decode is also put against the memory roofline: bytes of weights + K/V read per token divided by
 the copy bandwidth measured in the same run (numpy copies, one per thread: read + write bytes/s).
+K/V is counted per layer: a sliding-window layer (gemma3: all but every 6th) reads only its window in
+hashattn; llama.cpp's full-size window cache is masked, not cut, so a second roofline counts every
+layer's whole context for it. `--only` takes any prefillN / decodeN (e.g. decode32000 with --model
+models/gemma-3-270m-q4_k_m.gguf); the context grows to fit each case.
 Prints a Markdown report (medians, min-max over the runs, ratios) to stdout.
 
 With --hash H.gguf (and --hash-group G.gguf), decode at 8000 also runs hashattn with HashAttention at
