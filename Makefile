@@ -1,12 +1,14 @@
 # hashattention.cpp: the two commands of the README and a few conveniences.
 #   make demo   set up everything (packages, model), build, run the demo
 #   make test   set up everything, build, run all tests; fails when a test fails, skips or does not run
-#               (scripts/ctest-check: only skips on its allow-list pass, printed with their reason)
+#               (scripts/ctest-check: only skips on its allow-list pass, printed with their reason);
+#               the gemma label (the second architecture's real file, an optional download) is left out
+#   make test-gemma   fetch Gemma 3 270M (scripts/setup --models gemma3), build, run the gemma tests
 #   make bench-llamacpp   the side-by-side comparison with llama.cpp (sets up .venv-bench first)
 JOBS ?= $(shell nproc)
 BUILD_DIR := build
 
-.PHONY: all setup build demo test test-unit test-asan build-cuda bench bench-setup bench-llamacpp clean
+.PHONY: all setup build demo test test-unit test-gemma test-asan build-cuda bench bench-setup bench-llamacpp clean
 
 all: build
 
@@ -21,7 +23,11 @@ demo: build
 	@bash scripts/demo
 
 test: build
-	@python3 scripts/ctest-check --build-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 900
+	@python3 scripts/ctest-check --build-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 900 -LE gemma
+
+test-gemma: build
+	@bash scripts/setup --models gemma3
+	@python3 scripts/ctest-check --build-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 900 -L gemma
 
 test-unit: build
 	@python3 scripts/ctest-check --build-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit

@@ -11,6 +11,10 @@ with wall time around Llama.eval (llama_perf_context reads zero through these bi
 bindings' own per-call work (copying the logits row into numpy) is included in its decode time.
 Decode is also put against the memory roofline: bytes of weights + K/V read per token divided by
 the copy bandwidth measured in the same run (numpy copies, one per thread: read + write bytes/s).
+K/V is counted per layer: a sliding-window layer (gemma3: all but every 6th) reads only its window in
+hashattn; llama.cpp's full-size window cache is masked, not cut, so a second roofline counts every
+layer's whole context for it. `--only` takes any prefillN / decodeN (e.g. decode32000 with --model
+models/gemma-3-270m-q4_k_m.gguf); the context grows to fit each case.
 Prints a Markdown report (medians, min-max over the runs, ratios) to stdout.
 
 With --hash H.gguf (and --hash-group G.gguf), decode at 8000 also runs hashattn with HashAttention at
@@ -78,7 +82,8 @@ def require_peers():
 
 LLAMA_CHILD = r"""
 import json, sys, time, llama_cpp
-cfg = json.loads(sys.argv[1])
+with open(sys.argv[1]) as f:  # a file: 32K prompt ids do not fit in one command-line argument
+    cfg = json.load(f)
 llm = llama_cpp.Llama(model_path=cfg["model"], n_ctx=cfg["ctx"], n_threads=cfg["threads"],
                       n_threads_batch=cfg["threads"], n_batch=512, n_ubatch=512, verbose=False)
 toks = cfg["tokens"]
@@ -135,7 +140,8 @@ def prompt_tokens(model, n):
 
 
 def weight_bytes(model):
-    """Bytes a decode step reads: every block weight, the output matrix, one embedding row."""
+    """Bytes a decode step reads: every block weight, the output matrix (the token embeddings when tied),
+    one embedding row; and the K/V layout: (per-layer fp16 K+V bytes per token, per-layer window, 0: global)."""
     import gguf
     r = gguf.GGUFReader(model)
     t = {x.name: x for x in r.tensors}
@@ -145,11 +151,28 @@ def weight_bytes(model):
     out = t.get("output.weight", emb)
     b += int(out.n_bytes) + int(emb.n_bytes) // int(emb.shape[1])
     arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
-    f = lambda k: int(r.fields[f"{arch}.{k}"].parts[-1][0])
+
+    def f(k, default=None):
+        fld = r.fields.get(f"{arch}.{k}")
+        return default if fld is None else int(fld.parts[-1][0])
+
     n_layer, n_head = f("block_count"), f("attention.head_count")
     n_kv = f("attention.head_count_kv")
-    hd = f("embedding_length") // n_head
-    return b, n_layer * n_kv * hd * 2 * 2  # K and V fp16 bytes per token of context
+    hd_k = f("attention.key_length", f("embedding_length") // n_head)
+    hd_v = f("attention.value_length", hd_k)
+    win = f("attention.sliding_window", 0)
+    # Gemma 3: every 6th layer global, the others slide over `win` tokens (llama.cpp's rule; the file
+    # stores only the window). Other architectures: every layer global.
+    windows = [0 if arch != "gemma3" or (l + 1) % 6 == 0 else win for l in range(n_layer)]
+    return b, (n_kv * (hd_k + hd_v) * 2, windows)
+
+
+def kv_read_bytes(layout, ctx, full_window=False):
+    """K/V bytes one decode step reads at context ctx: each global layer all ctx tokens, each sliding-window
+    layer its window (full_window: every layer all ctx tokens, as a full-size sliding-window cache that is
+    masked rather than cut)."""
+    per_tok, windows = layout
+    return sum(per_tok * (ctx if w == 0 or full_window else min(ctx, w)) for w in windows)
 
 
 def run_hashattn(binary, model, toks, threads, ctx, n_decode, policy=()):
@@ -174,7 +197,13 @@ def run_hashattn(binary, model, toks, threads, ctx, n_decode, policy=()):
 def run_llama(model, toks, threads, ctx, n_decode):
     cfg = {"model": model, "tokens": toks, "threads": threads, "ctx": ctx, "n_decode": n_decode,
            "decode_token": toks[-1]}
-    r = sh([sys.executable, "-c", LLAMA_CHILD, json.dumps(cfg)])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(cfg, f)
+        path = f.name
+    try:
+        r = sh([sys.executable, "-c", LLAMA_CHILD, path])
+    finally:
+        os.unlink(path)
     if r.returncode != 0:
         sys.exit(f"bench: llama.cpp failed: {r.stderr.strip()[-2000:]}")
     d = json.loads(r.stdout.strip().splitlines()[-1])
@@ -203,7 +232,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ctx", type=int, default=8192)
     ap.add_argument("--quick", action="store_true", help="only prefill 512 and decode at 512")
-    ap.add_argument("--only", help="comma-separated subset of the cases: prefill512,prefill4096,decode512,decode8000")
+    ap.add_argument("--only", help="comma-separated cases: prefill512,prefill4096,decode512,decode8000, or any "
+                    "prefillN / decodeN (decode past 4096: 32 steps); the context grows to fit each case")
     ap.add_argument("--hash", help="hash file (per query head): adds hash 1/32 decode at 8000")
     ap.add_argument("--hash-group", help="hash file (per KV group): adds hash 1/32 group-mode decode at 8000")
     ap.add_argument("--rerank", help="candidate factors C, comma separated: adds hash-rrC 1/32 decode at 8000 for "
@@ -216,13 +246,15 @@ def main():
     if args.quick:
         cases = [("prefill", 512, 0), ("decode", 512, 64)]
     if args.only:
-        want = set(args.only.split(","))
-        unknown = want - {f"{k}{n}" for k, n, _ in cases}
-        if unknown:
-            sys.exit(f"bench: unknown cases {sorted(unknown)}")
-        cases = [c for c in cases if f"{c[0]}{c[1]}" in want]
+        cases = []
+        for w in args.only.split(","):
+            m = re.fullmatch(r"(prefill|decode)(\d+)", w.strip())
+            if not m or int(m.group(2)) < 1:
+                sys.exit(f"bench: unknown case {w!r} (expected prefillN or decodeN, e.g. decode512)")
+            n = int(m.group(2))
+            cases.append((m.group(1), n, 0 if m.group(1) == "prefill" else 64 if n <= 4096 else 32))
     toks_all, source = prompt_tokens(args.model, max(c[1] for c in cases))
-    wbytes, kv_per_tok = weight_bytes(args.model)
+    wbytes, kv_layout = weight_bytes(args.model)
     load0 = load()
     bw = copy_bandwidth(args.threads)
     variants = [("hashattn", ())]
@@ -248,12 +280,13 @@ def main():
         for c in cases:
             kind, n, n_dec = c
             toks = toks_all[:n]
-            order = [("hashattn", lambda: run_hashattn(args.bin, args.model, toks, args.threads, args.ctx, n_dec)),
-                     ("llama.cpp", lambda: run_llama(args.model, toks, args.threads, args.ctx, n_dec))]
+            ctx = max(args.ctx, n + n_dec + 8)
+            order = [("hashattn", lambda: run_hashattn(args.bin, args.model, toks, args.threads, ctx, n_dec)),
+                     ("llama.cpp", lambda: run_llama(args.model, toks, args.threads, ctx, n_dec))]
             if c == sparse_case:
                 for name, pol in variants[1:]:
                     order.insert(1, (name, lambda pol=pol: run_hashattn(args.bin, args.model, toks, args.threads,
-                                                                        args.ctx, n_dec, pol)))
+                                                                        ctx, n_dec, pol)))
             if run % 2:
                 order.reverse()
             for name, fn in order:
@@ -271,8 +304,11 @@ def main():
         (f" --hash-group {os.path.relpath(args.hash_group, ROOT)}" if args.hash_group else "")
     extra += f" --rerank {args.rerank}" if args.rerank else ""
     extra += f" --only {args.only}" if args.only else ""
+    if os.path.abspath(args.model) != os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"):
+        extra = f" --model {os.path.relpath(args.model, ROOT)}" + extra
     print(f"- command: `python3 scripts/bench-llamacpp.py --runs {args.runs} --threads {args.threads}{extra}`")
-    print(f"- machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; context {args.ctx}")
+    print(f"- machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; context {args.ctx} "
+          "(or the case's prompt + decode, if larger)")
     print(f"- revision: {rev}{' (uncommitted changes)' if dirty else ''}; llama-cpp-python "
           f"{llama_cpp.__version__} ({llama_cpp.llama_print_system_info().decode().strip()})")
     print(f"- model: {os.path.basename(args.model)}; prompt tokens from {source}")
@@ -306,6 +342,12 @@ def main():
             print(f"| {name} | {med(hv):.2f} ({spread(hv, '{:.2f}')}) | {lv / med(hv):.2f}x | {dv / med(hv):.2f}x |")
         print(f"| llama.cpp dense | {lv:.2f} | 1.00x | {dv / lv:.2f}x |")
     print("\nMemory roofline of decode (bytes read per token / copy bandwidth):\n")
+    windowed = any(w for w in kv_layout[1])
+    if windowed:
+        n_glob = sum(1 for w in kv_layout[1] if w == 0)
+        print(f"{n_glob} of {len(kv_layout[1])} layers global, the others read a window of {max(kv_layout[1])} "
+              "tokens (hashattn); llama.cpp keeps a full-size sliding-window cache here and masks it, so "
+              "its attention reads every layer's whole context (second roofline).\n")
     print("| context | weights + KV read per token | roofline ms/token | hashattn | llama.cpp |")
     print("|---|---|---|---|---|")
     bwm = max(bw, bw2)
@@ -314,12 +356,17 @@ def main():
         if kind != "decode":
             continue
         ctx_mid = n + n_dec // 2
-        byts = wbytes + kv_per_tok * ctx_mid
-        roof = 1e3 * byts / bwm
+        kv = kv_read_bytes(kv_layout, ctx_mid)
+        kv_full = kv_read_bytes(kv_layout, ctx_mid, full_window=True)
+        roof, roof_full = 1e3 * (wbytes + kv) / bwm, 1e3 * (wbytes + kv_full) / bwm
         hv = med([r["decode_ms"] for r in results[c]["hashattn"]])
         lv = med([r["decode_ms"] for r in results[c]["llama.cpp"]])
-        print(f"| {n} | {byts / 1e6:.1f} MB ({wbytes / 1e6:.1f} weights + {kv_per_tok * ctx_mid / 1e6:.1f} KV) "
-              f"| {roof:.2f} | {hv:.2f} ({roof / hv:.0%} of roofline) | {lv:.2f} ({roof / lv:.0%}) |")
+        row = (f"| {n} | {(wbytes + kv) / 1e6:.1f} MB ({wbytes / 1e6:.1f} weights + {kv / 1e6:.1f} KV) "
+               f"| {roof:.2f} | {hv:.2f} ({roof / hv:.0%} of roofline) | {lv:.2f} ({roof / lv:.0%}) |")
+        if windowed:
+            row += (f"\n| {n}, whole context on every layer | {(wbytes + kv_full) / 1e6:.1f} MB ({kv_full / 1e6:.1f} KV) "
+                    f"| {roof_full:.2f} | | {lv:.2f} ({roof_full / lv:.0%}) |")
+        print(row)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,9 @@ class BenchLlamacppParsing(unittest.TestCase):
     def fake_sh(self, stdout="", stderr="", code=0):
         def sh(cmd, **kw):
             self.calls.append(cmd)
+            if cmd[-1].endswith(".json") and os.path.isfile(cmd[-1]):  # the llama.cpp child's configuration
+                with open(cmd[-1]) as f:
+                    self.child_cfg = json.load(f)
             return subprocess.CompletedProcess(cmd, code, stdout, stderr)
         self.mod.sh = sh
 
@@ -152,13 +155,23 @@ class BenchLlamacppParsing(unittest.TestCase):
             self.mod.run_hashattn("hashattn", "m.gguf", [1], 2, 1024, 4)
         self.assertIn("hashattn: error: something", str(e.exception.code))
 
+    def test_kv_read_bytes_sliding_window(self):
+        # Gemma 3 270M's layout: 1 KV head of 256 (K + V, fp16: 1024 B per token and layer), window 512
+        # on all layers but 5, 11, 17.
+        layout = (1024, [0 if (l + 1) % 6 == 0 else 512 for l in range(18)])
+        self.assertEqual(self.mod.kv_read_bytes(layout, 300), 18 * 300 * 1024)  # inside the window: all
+        self.assertEqual(self.mod.kv_read_bytes(layout, 32000), (3 * 32000 + 15 * 512) * 1024)
+        self.assertEqual(self.mod.kv_read_bytes(layout, 32000, full_window=True), 18 * 32000 * 1024)
+        self.assertEqual(self.mod.kv_read_bytes((2304, [0] * 30), 1000), 30 * 1000 * 2304)  # all global
+
     def test_llama_child_json_line(self):
         # The child prints llama.cpp's own lines first, then one JSON line (LLAMA_CHILD).
         self.fake_sh(stdout='llama_model_loader: noise\n{"prefill_s": 0.25, "decode_s": 0.64}\n')
         r = self.mod.run_llama("m.gguf", [5, 6, 7], 2, 1024, 32)
         self.assertEqual(r["prefill_s"], 0.25)
         self.assertAlmostEqual(r["decode_ms"], 20.0, places=12)  # 1e3 * 0.64 / 32
-        cfg = json.loads(self.calls[0][-1])
+        cfg = self.child_cfg  # passed in a file (removed after the call)
+        self.assertFalse(os.path.exists(self.calls[0][-1]))
         self.assertEqual((cfg["tokens"], cfg["threads"], cfg["ctx"], cfg["n_decode"], cfg["decode_token"]),
                          ([5, 6, 7], 2, 1024, 32, 7))
 
