@@ -24,6 +24,7 @@
 namespace hashattn {
 
 class model;
+struct chat_template;
 class session;
 
 // ---- text -> token windows ----
@@ -40,6 +41,23 @@ struct token_window {
 // Every non-overlapping window of n tokens (windows never cross texts), in text order.
 std::vector<token_window> text_windows(const std::vector<train_text>& texts, int64_t n);
 
+// Mixed windows ("data that looks like inference"): each window is one user turn in the chat template
+// (none when chat is null) holding many unrelated passages of the texts (passage_min..passage_max tokens
+// each, from random texts and offsets), interleaved with generated items (numbers, names, identifiers,
+// lists, key-value records; a share item_share of the pieces), then a question about one record and the
+// opened assistant turn; exactly ctx tokens each, deterministic in seed. Pieces are tokenized separately
+// with encode (no special tokens added; the template's markers parsed) and concatenated.
+struct mix_params {
+  int64_t ctx = 8192;
+  int n_windows = 3;
+  int64_t passage_min = 48, passage_max = 400;
+  double item_share = 0.25;
+  uint64_t seed = 0;
+};
+void mix_params_validate(const mix_params& p);
+std::vector<train_text> make_mixed_windows(const std::vector<train_text>& texts,
+                                           const std::function<std::vector<int32_t>(const std::string&)>& encode,
+                                           const chat_template* chat, const mix_params& p);
 // ---- capture ----
 // One layer of one window: keys, value norms and the queries of the sampled positions.
 struct layer_capture {
@@ -126,6 +144,10 @@ struct train_params {
   // inference and the file format are unchanged. Off by default: held-out recall 0.01 lower in every layer
   // (docs/QUALITY.md, ablations).
   bool input_norm = false;
+  // Hard negatives (hard_negatives): per query and step, hard_neg keys drawn from its pool of the hard_pool
+  // current false positives (codes of the encoders at the window's start, per layer); 0: none.
+  int hard_neg = 0;
+  int hard_pool = 32;
   uint64_t seed = 0;
   std::vector<int> layers;   // empty: all
   std::vector<int> heads;    // empty: all (query heads in head mode, KV heads in group mode)
@@ -183,6 +205,17 @@ struct recall_stats {
 recall_stats eval_recall(const layer_capture& c, const eval_codes& codes, const label_params& p, gqa_mode mode,
                          const std::vector<int>& units = {});
 
+// Hard negatives of one unit (query head, or KV group in group mode): for every captured query, the pool
+// middle keys of highest code score (b - popcount(q xor k); group mode: summed over the group), labels
+// excluded, ties to the most recent; ascending positions. labels: make_labels' sets of the same unit.
+struct hard_negative_params {
+  label_params labels;  // the middle split
+  gqa_mode gqa = gqa_mode::per_head;
+  int pool = 32;
+};
+std::vector<std::vector<int32_t>> hard_negatives(const layer_capture& c, const eval_codes& codes,
+                                                 const std::vector<std::vector<int32_t>>& labels,
+                                                 const hard_negative_params& p, int unit);
 struct recall_eval_params {
   std::vector<double> densities = {1.0 / 16, 1.0 / 32};
   int64_t sinks = 128, window = 128;

@@ -18,6 +18,7 @@
 #include "hashattn/gguf.h"
 #include "hashattn/hash-file.h"
 #include "hashattn/model.h"
+#include "hashattn/tokenizer.h"
 #include "hashattn/train.h"
 
 namespace {
@@ -60,7 +61,9 @@ std::string hms(double s) {
 }
 
 struct opts {
-  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise";
+  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise", data = "text";
+  mix_params mix;
+  bool no_chat = false;
   std::string density = "1/16", eval_densities = "1/16,1/32";
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
@@ -129,9 +132,21 @@ int run_train(opts& o) {
   } else {
     fmt::print(stderr, "train: {}\n", m->describe());
     if (tp.ctx == 0) tp.ctx = train_default_ctx(*m);
-    const auto texts = load_texts(*m, o.texts);
+    if (o.data != "text" && o.data != "mixed") fail("--data", o.data, "text or mixed");
+    auto texts = load_texts(*m, o.texts);
     int64_t ntok = 0;
     for (const auto& t : texts) ntok += (int64_t)t.tokens.size();
+    if (o.data == "mixed") {
+      auto tok = tokenizer::from_gguf(m->file());
+      const chat_template chat = chat_template_from_gguf(m->file());
+      o.mix.ctx = tp.ctx;
+      o.mix.n_windows = tp.n_windows + 1;  // + the held-out one
+      o.mix.seed = tp.seed;
+      texts = make_mixed_windows(texts, [&](const std::string& x) { return tok->encode(x, false, true); },
+                                 o.no_chat ? nullptr : &chat, o.mix);
+      fmt::print(stderr, "train: {} mixed windows of {} tokens ({}chat template, passages {}-{} tokens, item share {})\n",
+                 texts.size(), tp.ctx, o.no_chat ? "no " : "", o.mix.passage_min, o.mix.passage_max, o.mix.item_share);
+    }
     fmt::print(stderr, "train: {} texts, {} tokens; {} windows x {} tokens (+ half a window held out), {} steps per unit per window\n",
                texts.size(), ntok, tp.n_windows, tp.ctx, tp.steps_per_window);
     fmt::print(stderr, "train: {}\n", train_settings_string(tp));
@@ -156,7 +171,7 @@ int run_train(opts& o) {
     hash_train_info info;
     info.texts = r.texts;
     info.tokens = r.train_tokens;
-    info.settings = train_settings_string(tp);
+    info.settings = train_settings_string(tp) + " data=" + o.data;
     info.layers = tp.layers;
     info.heads = tp.heads;
     info.seconds = r.seconds_total;
@@ -227,6 +242,19 @@ HASHATTN_COMMAND(
       sub.add_flag("--input-norm", tp.input_norm,
                    "standardize queries and keys per head and dimension while training (folded into the first "
                    "layer of the saved encoders; an ablation, off by default)");
+      sub.add_option("--data", o->data,
+                     "text: windows of the texts as they are; mixed: chat-templated windows of many passages and "
+                     "generated items (numbers, names, identifiers, lists, records)")
+          ->capture_default_str();
+      sub.add_option("--item-share", o->mix.item_share, "with --data mixed: share of generated items among the pieces")
+          ->capture_default_str();
+      sub.add_option("--passage-min", o->mix.passage_min, "with --data mixed: shortest passage (tokens)")->capture_default_str();
+      sub.add_option("--passage-max", o->mix.passage_max, "with --data mixed: longest passage (tokens)")->capture_default_str();
+      sub.add_flag("--no-chat", o->no_chat, "with --data mixed: no chat template around the windows");
+      sub.add_option("--hard-neg", tp.hard_neg, "hard negatives (current false positives) per query per step (0: none)")
+          ->capture_default_str();
+      sub.add_option("--hard-pool", tp.hard_pool, "current false positives kept per query to draw hard negatives from")
+          ->capture_default_str();
       sub.add_option("--val-queries", tp.val_queries, "held-out queries (0: no held-out recall)")->capture_default_str();
       cli::add_threads_option(sub, tp.n_threads, "--threads");
       sub.add_flag("--eval", o->eval_only, "only evaluate (--hash H.gguf, or baselines without it) on --text");
