@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +65,7 @@ struct opts {
   std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise", data = "text";
   mix_params mix;
   bool no_chat = false;
+  std::string dump_data;
   std::string density = "1/16", eval_densities = "1/16,1/32";
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
@@ -144,6 +146,12 @@ int run_train(opts& o) {
       o.mix.seed = tp.seed;
       texts = make_mixed_windows(texts, [&](const std::string& x) { return tok->encode(x, false, true); },
                                  o.no_chat ? nullptr : &chat, o.mix);
+      if (!o.dump_data.empty()) {
+        FILE* f = std::fopen(o.dump_data.c_str(), "wb");
+        if (!f) fail("--dump-data", o.dump_data, "a writable file");
+        for (const auto& t : texts) fmt::print(f, "===== {} =====\n{}\n", t.name, tok->decode(t.tokens));
+        std::fclose(f);
+      }
       fmt::print(stderr, "train: {} mixed windows of {} tokens ({}chat template, passages {}-{} tokens, item share {})\n",
                  texts.size(), tp.ctx, o.no_chat ? "no " : "", o.mix.passage_min, o.mix.passage_max, o.mix.item_share);
     }
@@ -250,6 +258,7 @@ HASHATTN_COMMAND(
           ->capture_default_str();
       sub.add_option("--passage-min", o->mix.passage_min, "with --data mixed: shortest passage (tokens)")->capture_default_str();
       sub.add_option("--passage-max", o->mix.passage_max, "with --data mixed: longest passage (tokens)")->capture_default_str();
+      sub.add_option("--dump-data", o->dump_data, "with --data mixed: write the windows' text to this file");
       sub.add_flag("--no-chat", o->no_chat, "with --data mixed: no chat template around the windows");
       sub.add_option("--hard-neg", tp.hard_neg, "hard negatives (current false positives) per query per step (0: none)")
           ->capture_default_str();
