@@ -106,6 +106,9 @@ std::vector<std::vector<int32_t>> make_labels(const layer_capture& c, const labe
 
 // ---- training ----
 enum class train_loss : uint8_t { bce = 0, listwise = 1 };
+// Listwise targets over a query's labels: uniform, or attention (soft targets: each label's share is its
+// attention weight renormalized over the labels, so the keys that carry the attention weigh most).
+enum class train_targets : uint8_t { uniform = 0, attention = 1 };
 struct train_progress {
   int window = 0, n_windows = 0;     // training window (0-based) and count
   int layer = 0, layer_index = 0, n_layers = 0;
@@ -126,6 +129,7 @@ struct train_params {
   gqa_mode gqa = gqa_mode::per_head;  // per_group: key encoders per KV head, group labels
   label_params labels;
   train_loss loss = train_loss::listwise;  // listwise beat BCE on held-out training text (docs/QUALITY.md)
+  train_targets targets = train_targets::uniform;
   double pos_weight = 20;    // BCE positive class weight (the paper)
   double score_scale = 0.3;  // logit = scale * soft score (BCE) / softmax temperature (listwise); the paper: 1
   double lr = 3e-3;

@@ -69,7 +69,9 @@ struct unit_data {
   std::vector<uint8_t> is_label;             // [n_q, n_tok]
   std::vector<int32_t> usable;               // queries with k > 0
   std::vector<std::vector<int32_t>> hard;    // per query: hard negatives (empty without hard_neg)
+  std::vector<std::vector<float>> label_w;   // per query, aligned with labels: soft targets (empty: uniform)
 };
+
 
 }  // namespace
 
@@ -84,6 +86,8 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
   if (p.batch_queries < 1 || p.batch_pos < 1 || p.batch_neg < 0)
     fail("train: batch", s(p.batch_queries) + " queries, " + s(p.batch_pos) + " positives, " + s(p.batch_neg) + " negatives",
          ">= 1 query, >= 1 positive, >= 0 negatives");
+  if (p.targets == train_targets::attention && p.loss != train_loss::listwise)
+    fail("train: targets", "attention", "uniform with --loss bce (soft targets need the listwise loss)");
   if (p.hard_neg < 0) fail("train: hard negatives", s(p.hard_neg), ">= 0 per query per step (0: none)");
   if (p.hard_neg > 0 && p.hard_pool < 1) fail("train: hard-negative pool", s(p.hard_pool), ">= 1 per query");
   if (p.val_queries < 0) fail("train: held-out queries", s(p.val_queries), ">= 0");
@@ -111,13 +115,14 @@ std::string train_settings_string(const train_params& p) {
   return fmt::format(
       "bits={} mlp_layers={} hidden={} gqa={} label_k={} density={} sinks={} window={} rank={} loss={} pos_weight={} "
       "score_scale={} lr={} ctx={} windows={} queries={} steps={} batch_q={} batch_pos={} batch_neg={} seed={} "
-      "input_norm={} hard_neg={} hard_pool={}",
+      "input_norm={} hard_neg={} hard_pool={} targets={}",
       p.bits, p.mlp_layers, p.mlp_layers > 1 ? p.hidden : 0, p.gqa == gqa_mode::per_head ? "head" : "group",
       p.labels.k_fixed > 0 ? s(p.labels.k_fixed) : std::string("budget"), p.labels.density, p.labels.sinks,
       p.labels.window, p.labels.rank == label_rank::logit ? "logit" : "value_norm",
       p.loss == train_loss::bce ? "bce" : "listwise", p.pos_weight, p.score_scale, p.lr, p.ctx, p.n_windows,
       p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos, p.batch_neg, p.seed,
-      p.input_norm ? "on" : "off", p.hard_neg, p.hard_pool);
+      p.input_norm ? "on" : "off", p.hard_neg, p.hard_pool,
+      p.targets == train_targets::attention ? "attention" : "uniform");
 }
 
 namespace {
@@ -137,6 +142,7 @@ unit_data make_unit_data(const layer_capture& c, const train_params& p, int unit
     hp.pool = p.hard_pool;
     u.hard = hard_negatives(c, *codes, u.labels, hp, unit);
   }
+  if (p.targets == train_targets::attention) u.label_w = label_attention_weights(c, p.gqa, unit, u.labels);
   return u;
 }
 
@@ -201,6 +207,8 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
   pb.bits = B;
   pb.label.assign((size_t)bq * nk, 0);
   pb.weight.assign((size_t)bq * nk, 0.f);
+  if (ud.label_w.empty()) pb.target.clear();
+  else pb.target.assign((size_t)bq * nk, 1.f);
   for (int i = 0; i < bq; i++) {
     const int32_t qi = sw.qsel[i];
     const middle_range r = label_middle(p.labels, c.qpos[qi]);
@@ -226,6 +234,10 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
       if (t < r.lo || t >= r.hi) continue;
       pb.label[(size_t)i * nk + j] = lab[t];
       pb.weight[(size_t)i * nk + j] = (float)(lab[t] ? wp : wn);
+      if (lab[t] && !ud.label_w.empty()) {
+        const auto& L = ud.labels[qi];
+        pb.target[(size_t)i * nk + j] = ud.label_w[qi][std::lower_bound(L.begin(), L.end(), t) - L.begin()];
+      }
     }
   }
   // -- forward

@@ -62,7 +62,7 @@ std::string hms(double s) {
 }
 
 struct opts {
-  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise", data = "text";
+  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise", data = "text", targets = "uniform";
   mix_params mix;
   bool no_chat = false;
   std::string dump_data;
@@ -94,6 +94,9 @@ int run_train(opts& o) {
   if (o.loss == "bce") tp.loss = train_loss::bce;
   else if (o.loss == "listwise") tp.loss = train_loss::listwise;
   else fail("--loss", o.loss, "bce or listwise");
+  if (o.targets == "uniform") tp.targets = train_targets::uniform;
+  else if (o.targets == "attention") tp.targets = train_targets::attention;
+  else fail("--targets", o.targets, "uniform or attention");
   if (!o.layers.empty()) tp.layers = parse_list(o.layers, "layers");
   if (!o.heads.empty()) tp.heads = parse_list(o.heads, "heads");
   const hash_binding binding = model_hash_binding(*m);
@@ -244,6 +247,10 @@ HASHATTN_COMMAND(
       sub.add_option("--window", tp.labels.window, "recent tokens always kept (not labelled)")->capture_default_str();
       sub.add_option("--rank", o->rank, "label ranking: logit or value-norm (attention weight x ||v||)")->capture_default_str();
       sub.add_option("--loss", o->loss, "bce (weighted BCE, the paper) or listwise (softmax over sampled keys)")
+          ->capture_default_str();
+      sub.add_option("--targets", o->targets,
+                     "listwise targets over a query's labels: uniform, or attention (each label weighted by its "
+                     "attention weight among the labels: soft targets)")
           ->capture_default_str();
       sub.add_option("--pos-weight", tp.pos_weight, "BCE positive class weight")->capture_default_str();
       sub.add_option("--score-scale", tp.score_scale, "logit scale of the soft score")->capture_default_str();
