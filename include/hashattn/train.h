@@ -4,8 +4,8 @@
 // of sampled positions q [n_q, n_head, d]; keys k [n_tok, n_head_kv, d] (and value norms) are read back
 // from the session's fp16 KV cache, one layer at a time. Only one window is held at a time.
 // Labels: for a query at position p the middle region is [sinks, p + 1 - window); its label set is the
-//   top-k middle keys by logit q.k (or by attention weight x ||v||), k = floor(density * n_mid) (the
-//   inference budget's share of the middle) or a fixed k (32: the paper). GQA group mode: one label set
+//   top-k middle keys by logit q.k (or by attention weight x ||v||), a fixed k (32: the paper, the default)
+//   or k = floor(density * n_mid) (the inference budget's share of the middle). GQA group mode: one label set
 //   per KV group, ranked by the group's summed attention weights.
 // Loss: soft score sum_j tanh(q~_j) tanh(k~_j) (group mode: the mean over the group's query heads of
 //   tanh(q~)), weighted BCE with positive weight 20 (the paper) or a listwise softmax loss; Adam.
@@ -88,11 +88,14 @@ std::vector<int64_t> sample_positions(uint64_t seed, int64_t lo, int64_t hi, int
 
 // ---- labels ----
 enum class label_rank : uint8_t { logit = 0, value_norm = 1 };
+// Defaults (docs/QUALITY.md, "Training toward inference"): top-32 labels (the paper) and sinks = window = 16,
+// the inference split of the smallest budget in use (auto sinks/window = budget / 8: 16 at 1/32 of 4K), so
+// that every key a selector must rank at inference is a training key.
 struct label_params {
   double density = 1.0 / 16;  // k = floor(density * n_mid) when k_fixed == 0
-  int64_t k_fixed = 0;        // > 0: fixed k per query (32 = the paper)
-  int64_t sinks = 128;
-  int64_t window = 128;
+  int64_t k_fixed = 32;       // > 0: fixed k per query (32 = the paper); 0: the budget's share
+  int64_t sinks = 16;
+  int64_t window = 16;
   label_rank rank = label_rank::logit;
 };
 struct middle_range {

@@ -240,10 +240,10 @@ HASHATTN_COMMAND(
       sub.add_option("--batch-pos", tp.batch_pos, "positives sampled per query per step")->capture_default_str();
       sub.add_option("--batch-neg", tp.batch_neg, "random middle keys per step")->capture_default_str();
       sub.add_option("--lr", tp.lr, "Adam learning rate")->capture_default_str();
-      sub.add_option("--label-k", tp.labels.k_fixed, "labels per query: 0 = the budget's share (density x middle); 32 = the paper")
+      sub.add_option("--label-k", tp.labels.k_fixed, "labels per query: 32 = the paper (the keys that carry the attention); 0 = the budget's share (density x middle)")
           ->capture_default_str();
       sub.add_option("--density", o->density, "inference density the labels follow (with --label-k 0)")->capture_default_str();
-      sub.add_option("--sinks", tp.labels.sinks, "first tokens always kept (not labelled)")->capture_default_str();
+      sub.add_option("--sinks", tp.labels.sinks, "first tokens always kept (not labelled); 16 = inference's auto split at 1/32 of 4K")->capture_default_str();
       sub.add_option("--window", tp.labels.window, "recent tokens always kept (not labelled)")->capture_default_str();
       sub.add_option("--rank", o->rank, "label ranking: logit or value-norm (attention weight x ||v||)")->capture_default_str();
       sub.add_option("--loss", o->loss, "bce (weighted BCE, the paper) or listwise (softmax over sampled keys)")
