@@ -4,8 +4,8 @@
 // of sampled positions q [n_q, n_head, d]; keys k [n_tok, n_head_kv, d] (and value norms) are read back
 // from the session's fp16 KV cache, one layer at a time. Only one window is held at a time.
 // Labels: for a query at position p the middle region is [sinks, p + 1 - window); its label set is the
-//   top-k middle keys by logit q.k (or by attention weight x ||v||), k = floor(density * n_mid) (the
-//   inference budget's share of the middle) or a fixed k (32: the paper). GQA group mode: one label set
+//   top-k middle keys by logit q.k (or by attention weight x ||v||), a fixed k (32: the paper, the default)
+//   or k = floor(density * n_mid) (the inference budget's share of the middle). GQA group mode: one label set
 //   per KV group, ranked by the group's summed attention weights.
 // Loss: soft score sum_j tanh(q~_j) tanh(k~_j) (group mode: the mean over the group's query heads of
 //   tanh(q~)), weighted BCE with positive weight 20 (the paper) or a listwise softmax loss; Adam.
@@ -24,6 +24,7 @@
 namespace hashattn {
 
 class model;
+struct chat_template;
 class session;
 
 // ---- text -> token windows ----
@@ -40,6 +41,23 @@ struct token_window {
 // Every non-overlapping window of n tokens (windows never cross texts), in text order.
 std::vector<token_window> text_windows(const std::vector<train_text>& texts, int64_t n);
 
+// Mixed windows ("data that looks like inference"): each window is one user turn in the chat template
+// (none when chat is null) holding many unrelated passages of the texts (passage_min..passage_max tokens
+// each, from random texts and offsets), interleaved with generated items (numbers, names, identifiers,
+// lists, key-value records; a share item_share of the pieces), then a question about one record and the
+// opened assistant turn; exactly ctx tokens each, deterministic in seed. Pieces are tokenized separately
+// with encode (no special tokens added; the template's markers parsed) and concatenated.
+struct mix_params {
+  int64_t ctx = 8192;
+  int n_windows = 3;
+  int64_t passage_min = 48, passage_max = 400;
+  double item_share = 0.25;
+  uint64_t seed = 0;
+};
+void mix_params_validate(const mix_params& p);
+std::vector<train_text> make_mixed_windows(const std::vector<train_text>& texts,
+                                           const std::function<std::vector<int32_t>(const std::string&)>& encode,
+                                           const chat_template* chat, const mix_params& p);
 // ---- capture ----
 // One layer of one window: keys, value norms and the queries of the sampled positions.
 struct layer_capture {
@@ -70,11 +88,14 @@ std::vector<int64_t> sample_positions(uint64_t seed, int64_t lo, int64_t hi, int
 
 // ---- labels ----
 enum class label_rank : uint8_t { logit = 0, value_norm = 1 };
+// Defaults (docs/QUALITY.md, "Training toward inference"): top-32 labels (the paper) and sinks = window = 16,
+// the inference split of the smallest budget in use (auto sinks/window = budget / 8: 16 at 1/32 of 4K), so
+// that every key a selector must rank at inference is a training key.
 struct label_params {
   double density = 1.0 / 16;  // k = floor(density * n_mid) when k_fixed == 0
-  int64_t k_fixed = 0;        // > 0: fixed k per query (32 = the paper)
-  int64_t sinks = 128;
-  int64_t window = 128;
+  int64_t k_fixed = 32;       // > 0: fixed k per query (32 = the paper); 0: the budget's share
+  int64_t sinks = 16;
+  int64_t window = 16;
   label_rank rank = label_rank::logit;
 };
 struct middle_range {
@@ -88,6 +109,9 @@ std::vector<std::vector<int32_t>> make_labels(const layer_capture& c, const labe
 
 // ---- training ----
 enum class train_loss : uint8_t { bce = 0, listwise = 1 };
+// Listwise targets over a query's labels: uniform, or attention (soft targets: each label's share is its
+// attention weight renormalized over the labels, so the keys that carry the attention weigh most).
+enum class train_targets : uint8_t { uniform = 0, attention = 1 };
 struct train_progress {
   int window = 0, n_windows = 0;     // training window (0-based) and count
   int layer = 0, layer_index = 0, n_layers = 0;
@@ -108,6 +132,7 @@ struct train_params {
   gqa_mode gqa = gqa_mode::per_head;  // per_group: key encoders per KV head, group labels
   label_params labels;
   train_loss loss = train_loss::listwise;  // listwise beat BCE on held-out training text (docs/QUALITY.md)
+  train_targets targets = train_targets::uniform;
   double pos_weight = 20;    // BCE positive class weight (the paper)
   double score_scale = 0.3;  // logit = scale * soft score (BCE) / softmax temperature (listwise); the paper: 1
   double lr = 3e-3;
@@ -126,6 +151,10 @@ struct train_params {
   // inference and the file format are unchanged. Off by default: held-out recall 0.01 lower in every layer
   // (docs/QUALITY.md, ablations).
   bool input_norm = false;
+  // Hard negatives (hard_negatives): per query and step, hard_neg keys drawn from its pool of the hard_pool
+  // current false positives (codes of the encoders at the window's start, per layer); 0: none.
+  int hard_neg = 0;
+  int hard_pool = 32;
   uint64_t seed = 0;
   std::vector<int> layers;   // empty: all
   std::vector<int> heads;    // empty: all (query heads in head mode, KV heads in group mode)
@@ -183,6 +212,17 @@ struct recall_stats {
 recall_stats eval_recall(const layer_capture& c, const eval_codes& codes, const label_params& p, gqa_mode mode,
                          const std::vector<int>& units = {});
 
+// Hard negatives of one unit (query head, or KV group in group mode): for every captured query, the pool
+// middle keys of highest code score (b - popcount(q xor k); group mode: summed over the group), labels
+// excluded, ties to the most recent; ascending positions. labels: make_labels' sets of the same unit.
+struct hard_negative_params {
+  label_params labels;  // the middle split
+  gqa_mode gqa = gqa_mode::per_head;
+  int pool = 32;
+};
+std::vector<std::vector<int32_t>> hard_negatives(const layer_capture& c, const eval_codes& codes,
+                                                 const std::vector<std::vector<int32_t>>& labels,
+                                                 const hard_negative_params& p, int unit);
 struct recall_eval_params {
   std::vector<double> densities = {1.0 / 16, 1.0 / 32};
   int64_t sinks = 128, window = 128;

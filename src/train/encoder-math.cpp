@@ -120,6 +120,7 @@ double pair_loss(const loss_params& lp, const pair_batch<T>& b, const T* yq, con
   const int G = b.group, B = b.bits;
   HASHATTN_ASSERT(nq > 0 && nk > 0 && G >= 1 && B > 0);
   HASHATTN_ASSERT((int64_t)b.label.size() == nq * nk && (int64_t)b.weight.size() == nq * nk);
+  HASHATTN_ASSERT(b.target.empty() || ((int64_t)b.target.size() == nq * nk && lp.kind == loss_kind::listwise));
   w.tq.resize((size_t)nq * G * B);
   w.tk.resize((size_t)nk * B);
   w.tqm.resize((size_t)nq * B);
@@ -168,11 +169,13 @@ double pair_loss(const loss_params& lp, const pair_batch<T>& b, const T* yq, con
       const T* c = b.weight.data() + i * nk;
       const uint8_t* y = b.label.data() + i * nk;
       const T* s = w.s.data() + i * nk;
+      const T* tg = b.target.empty() ? nullptr : b.target.data() + i * nk;
+      auto share = [&](int64_t t) { return tg ? c[t] * tg[t] : c[t]; };
       T zmax = -INFINITY, cpos = 0;
       for (int64_t t = 0; t < nk; t++)
         if (c[t] > T(0)) {
           zmax = std::max(zmax, sc * s[t]);
-          if (y[t]) cpos += c[t];
+          if (y[t]) cpos += share(t);
         }
       if (cpos <= T(0)) continue;
       T z = 0;
@@ -187,8 +190,8 @@ double pair_loss(const loss_params& lp, const pair_batch<T>& b, const T* yq, con
         const T pt = c[t] * std::exp(sc * s[t] - logz);
         T d = pt;
         if (y[t]) {
-          li -= c[t] * (sc * s[t] - logz) / cpos;
-          d -= c[t] / cpos;
+          li -= share(t) * (sc * s[t] - logz) / cpos;
+          d -= share(t) / cpos;
         }
         ds[t] = sc * d * inv_rows;
       }

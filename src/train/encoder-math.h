@@ -58,7 +58,8 @@ struct loss_params {
 //           class weight and the normalisation).
 // listwise: per row i, with importance weights c = weight(i, .): Z = sum_t c_t exp(scale * s_t),
 //           loss_i = -sum_{t: label} c_t (scale * s_t - log Z) / sum_{t: label} c_t; loss = mean_i loss_i
-//           over rows with at least one positive.
+//           over rows with at least one positive. With target (soft targets): the positives' shares are
+//           a_t = c_t * target(i,t) instead of c_t: loss_i = -sum_{t: label} a_t (scale * s_t - log Z) / sum a_t.
 template <class T>
 struct pair_batch {
   int64_t n_q = 0, n_k = 0;
@@ -66,6 +67,7 @@ struct pair_batch {
   int bits = 0;
   std::vector<uint8_t> label;  // [n_q, n_k]
   std::vector<T> weight;       // [n_q, n_k]
+  std::vector<T> target;       // [n_q, n_k] listwise positives' target weights (> 0); empty: all 1
 };
 
 template <class T>

@@ -66,6 +66,39 @@ void top_k_desc(const double* v, int64_t lo, int64_t hi, int64_t k, std::vector<
   out = std::move(idx);
 }
 
+// Soft targets of one unit: per query, its labels' attention weights renormalized over the labels (group
+// mode: the mean over the group's heads), times the label count (mean 1).
+std::vector<std::vector<float>> label_attention_weights(const layer_capture& c, gqa_mode mode, int unit,
+                                              const std::vector<std::vector<int32_t>>& labels) {
+  const int G = c.n_head / c.n_head_kv, d = c.head_dim;
+  const int h0 = mode == gqa_mode::per_head ? unit : unit * G, nh = mode == gqa_mode::per_head ? 1 : G;
+  const float inv = 1.0f / std::sqrt((float)d);
+  std::vector<std::vector<float>> out(labels.size());
+  std::vector<double> lg, acc;
+  for (size_t i = 0; i < labels.size(); i++) {
+    const auto& L = labels[i];
+    acc.assign(L.size(), 0.0);
+    for (int g = 0; g < nh; g++) {
+      const int h = h0 + g, hk = h / G;
+      const float* q = c.q.data() + (i * c.n_head + h) * d;
+      lg.resize(L.size());
+      double mx = -INFINITY;
+      for (size_t j = 0; j < L.size(); j++) {
+        const float* k = c.k.data() + ((size_t)L[j] * c.n_head_kv + hk) * d;
+        double s = 0;
+        for (int x = 0; x < d; x++) s += (double)q[x] * k[x];
+        mx = std::max(mx, lg[j] = s * inv);
+      }
+      double z = 0;
+      for (size_t j = 0; j < L.size(); j++) z += std::exp(lg[j] - mx);
+      for (size_t j = 0; j < L.size(); j++) acc[j] += std::exp(lg[j] - mx) / z / nh;
+    }
+    out[i].resize(L.size());
+    for (size_t j = 0; j < L.size(); j++) out[i][j] = (float)(acc[j] * (double)L.size());
+  }
+  return out;
+}
+
 }  // namespace train_detail
 
 std::vector<std::vector<int32_t>> make_labels(const layer_capture& c, const label_params& p, gqa_mode mode,

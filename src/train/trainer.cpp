@@ -3,7 +3,9 @@
 // minibatches of that window, in parallel over units (OpenMP; OpenBLAS single-threaded inside). A held-out
 // window (not trained on) measures the top-32-in-budget overlap (metrics.h) at the label budget after every
 // layer's turn.
-// Minibatch of a unit: B queries with a middle; up to P sampled positives of each; N random middle keys.
+// Minibatch of a unit: B queries with a middle; up to P sampled positives of each; up to hard_neg hard
+// negatives of each (hard-negatives.cpp; drawn from its pool, weighted as the random negatives); N random
+// middle keys.
 // Pair weights make the loss an estimate of the full per-query loss over its middle region:
 //   positives of query i: pos_weight * k_i / npos_i, negatives: (n_mid_i - k_i) / nneg_i, over
 //   norm_i = pos_weight * k_i + n_mid_i - k_i, then the mean over queries (listwise: importance weights).
@@ -66,7 +68,10 @@ struct unit_data {
   std::vector<std::vector<int32_t>> labels;  // per query
   std::vector<uint8_t> is_label;             // [n_q, n_tok]
   std::vector<int32_t> usable;               // queries with k > 0
+  std::vector<std::vector<int32_t>> hard;    // per query: hard negatives (empty without hard_neg)
+  std::vector<std::vector<float>> label_w;   // per query, aligned with labels: soft targets (empty: uniform)
 };
+
 
 }  // namespace
 
@@ -81,6 +86,10 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
   if (p.batch_queries < 1 || p.batch_pos < 1 || p.batch_neg < 0)
     fail("train: batch", s(p.batch_queries) + " queries, " + s(p.batch_pos) + " positives, " + s(p.batch_neg) + " negatives",
          ">= 1 query, >= 1 positive, >= 0 negatives");
+  if (p.targets == train_targets::attention && p.loss != train_loss::listwise)
+    fail("train: targets", "attention", "uniform with --loss bce (soft targets need the listwise loss)");
+  if (p.hard_neg < 0) fail("train: hard negatives", s(p.hard_neg), ">= 0 per query per step (0: none)");
+  if (p.hard_neg > 0 && p.hard_pool < 1) fail("train: hard-negative pool", s(p.hard_pool), ">= 1 per query");
   if (p.val_queries < 0) fail("train: held-out queries", s(p.val_queries), ">= 0");
   if (!(p.lr > 0 && p.lr < 1)) fail("train: learning rate", fmt::format("{}", p.lr), "in (0, 1)");
   if (!(p.pos_weight > 0)) fail("train: positive weight", fmt::format("{}", p.pos_weight), "> 0");
@@ -106,25 +115,34 @@ std::string train_settings_string(const train_params& p) {
   return fmt::format(
       "bits={} mlp_layers={} hidden={} gqa={} label_k={} density={} sinks={} window={} rank={} loss={} pos_weight={} "
       "score_scale={} lr={} ctx={} windows={} queries={} steps={} batch_q={} batch_pos={} batch_neg={} seed={} "
-      "input_norm={}",
+      "input_norm={} hard_neg={} hard_pool={} targets={}",
       p.bits, p.mlp_layers, p.mlp_layers > 1 ? p.hidden : 0, p.gqa == gqa_mode::per_head ? "head" : "group",
       p.labels.k_fixed > 0 ? s(p.labels.k_fixed) : std::string("budget"), p.labels.density, p.labels.sinks,
       p.labels.window, p.labels.rank == label_rank::logit ? "logit" : "value_norm",
       p.loss == train_loss::bce ? "bce" : "listwise", p.pos_weight, p.score_scale, p.lr, p.ctx, p.n_windows,
       p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos, p.batch_neg, p.seed,
-      p.input_norm ? "on" : "off");
+      p.input_norm ? "on" : "off", p.hard_neg, p.hard_pool,
+      p.targets == train_targets::attention ? "attention" : "uniform");
 }
 
 namespace {
 
-unit_data make_unit_data(const layer_capture& c, const label_params& lp, gqa_mode mode, int unit) {
+unit_data make_unit_data(const layer_capture& c, const train_params& p, int unit, const eval_codes* codes) {
   unit_data u;
-  u.labels = make_labels(c, lp, mode, unit);
+  u.labels = make_labels(c, p.labels, p.gqa, unit);
   u.is_label.assign((size_t)c.n_q() * c.n_tok, 0);
   for (int64_t i = 0; i < c.n_q(); i++) {
     for (int32_t t : u.labels[i]) u.is_label[(size_t)i * c.n_tok + t] = 1;
     if (!u.labels[i].empty()) u.usable.push_back((int32_t)i);
   }
+  if (codes) {
+    hard_negative_params hp;
+    hp.labels = p.labels;
+    hp.gqa = p.gqa;
+    hp.pool = p.hard_pool;
+    u.hard = hard_negatives(c, *codes, u.labels, hp, unit);
+  }
+  if (p.targets == train_targets::attention) u.label_w = label_attention_weights(c, p.gqa, unit, u.labels);
   return u;
 }
 
@@ -168,6 +186,12 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
       }
     }
   }
+  if (p.hard_neg > 0 && !ud.hard.empty())
+    for (int32_t qi : sw.qsel) {
+      const auto& H = ud.hard[qi];
+      for (int j = 0; j < p.hard_neg && !H.empty(); j++)
+        sw.keys.push_back(H[std::uniform_int_distribution<size_t>(0, H.size() - 1)(rng)]);
+    }
   if (hi_max > lo_min) {
     std::uniform_int_distribution<int64_t> dt(lo_min, hi_max - 1);
     for (int j = 0; j < p.batch_neg; j++) sw.keys.push_back((int32_t)dt(rng));
@@ -183,6 +207,8 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
   pb.bits = B;
   pb.label.assign((size_t)bq * nk, 0);
   pb.weight.assign((size_t)bq * nk, 0.f);
+  if (ud.label_w.empty()) pb.target.clear();
+  else pb.target.assign((size_t)bq * nk, 1.f);
   for (int i = 0; i < bq; i++) {
     const int32_t qi = sw.qsel[i];
     const middle_range r = label_middle(p.labels, c.qpos[qi]);
@@ -208,6 +234,10 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
       if (t < r.lo || t >= r.hi) continue;
       pb.label[(size_t)i * nk + j] = lab[t];
       pb.weight[(size_t)i * nk + j] = (float)(lab[t] ? wp : wn);
+      if (lab[t] && !ud.label_w.empty()) {
+        const auto& L = ud.labels[qi];
+        pb.target[(size_t)i * nk + j] = ud.label_w[qi][std::lower_bound(L.begin(), L.end(), t) - L.begin()];
+      }
     }
   }
   // -- forward
@@ -307,12 +337,15 @@ double hash_trainer::train_layer(int l, const layer_capture& c, uint64_t stream)
     if (mu_q_[l].empty()) input_stats(l, c);
     nv = {mu_q_[l].data(), is_q_[l].data(), mu_k_[l].data(), is_k_[l].data()};
   }
+  // Hard negatives: ranked by the codes of the encoders as they are at this window's start.
+  eval_codes codes;
+  if (p.hard_neg > 0) codes = codes_learned(weights(), l, c, nt_);
   {
     cpu::blas_single_thread guard;
 #pragma omp parallel for num_threads(nt_) schedule(dynamic, 1)
     for (int64_t ui = 0; ui < (int64_t)units_.size(); ui++) {
       const int u = units_[ui];
-      const unit_data ud = make_unit_data(c, p.labels, p.gqa, u);
+      const unit_data ud = make_unit_data(c, p, u, p.hard_neg > 0 ? &codes : nullptr);
       std::mt19937_64 rng(mix(mix(p.seed, 10 + stream), mix(l, u)));
       step_work& sw = work[omp_get_thread_num()];
       int64_t& t = steps_[(size_t)l * n_units_all + u];

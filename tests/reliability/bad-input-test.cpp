@@ -228,6 +228,23 @@ TEST_F(bad_input, train_writes_a_hash_file_bound_to_the_model) {
   EXPECT_EQ(g.code, 0) << g.err;
 }
 
+// The recipe options of issue 16 refuse bad values with one line naming the option and what it takes.
+TEST_F(bad_input, train_recipe_options_refuse_bad_values) {
+  write("tiny.gguf", tiny_model(512, 2, 5));
+  write("t.txt", std::vector<uint8_t>(300, 'a'));
+  const std::vector<std::string> base = {"train", "-m", path("tiny.gguf"), "--text", path("t.txt"), "-o", path("h.gguf"),
+                                         "--ctx", "256", "--threads", "1"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_cli(a);
+  };
+  EXPECT_ONE_LINE_ERROR(with({"--data", "bogus"}), 1, "--data", "bogus", "text or mixed");
+  EXPECT_ONE_LINE_ERROR(with({"--targets", "bogus"}), 1, "--targets", "bogus", "uniform or attention");
+  EXPECT_ONE_LINE_ERROR(with({"--hard-neg", "-1"}), 1, "hard negatives", "-1", ">= 0");
+  EXPECT_ONE_LINE_ERROR(with({"--targets", "attention", "--loss", "bce"}), 1, "targets", "listwise");
+}
+
 // Outputs are checked before any long work: a folder that does not exist is refused before the model
 // loads (no "train:" progress line), for train -o and eval --json.
 TEST_F(bad_input, unwritable_outputs_are_refused_before_work_starts) {

@@ -54,6 +54,7 @@ double unit_loss(unit<T>& u, const problem& pr, const loss_params& lp, std::vect
   b.bits = B;
   b.label = pr.batch.label;
   b.weight.assign(pr.batch.weight.begin(), pr.batch.weight.end());
+  b.target.assign(pr.batch.target.begin(), pr.batch.target.end());
   std::vector<mlp_work<T>> wq(G);
   mlp_work<T> wk;
   std::vector<T> yq((size_t)pr.nq * G * B);
@@ -81,7 +82,7 @@ double unit_loss(unit<T>& u, const problem& pr, const loss_params& lp, std::vect
   return loss;
 }
 
-problem make_problem(std::mt19937_64& rng, int G, int d, bool some_rows_without_pos) {
+problem make_problem(std::mt19937_64& rng, int G, int d, bool some_rows_without_pos, bool soft = false) {
   problem p;
   std::normal_distribution<double> nd(0, 1);
   std::uniform_real_distribution<double> ud(0.1, 2.0);
@@ -101,6 +102,10 @@ problem make_problem(std::mt19937_64& rng, int G, int d, bool some_rows_without_
       if (some_rows_without_pos && i == p.nq - 1) p.batch.label[j] = 0;  // ...but the last (listwise skips it)
       p.batch.weight[j] = (rng() % 5 == 0) ? 0.0 : ud(rng);               // some pairs masked
     }
+  if (soft) {  // soft targets: random positive target weights
+    p.batch.target.resize(p.batch.label.size());
+    for (auto& x : p.batch.target) x = ud(rng);
+  }
   return p;
 }
 
@@ -110,12 +115,13 @@ void init(std::mt19937_64& rng, std::vector<double>& v, double scale) {
 }
 
 TEST(EncoderGrad, FiniteDifferencesWholeEncoderFloat64) {
-  for (int loss_i = 0; loss_i < 2; loss_i++)
+  for (int loss_i = 0; loss_i < 3; loss_i++)  // bce, listwise, listwise with soft targets
     for (int G : {1, 3})
       for (int L : {1, 2, 3}) {
         const uint64_t seed = 1000 + loss_i * 100 + G * 10 + L;
         SEED_TRACE(seed);
-        SCOPED_TRACE(::testing::Message() << "loss " << (loss_i ? "listwise" : "bce") << " G " << G << " layers " << L);
+        SCOPED_TRACE(::testing::Message() << "loss " << (loss_i == 2 ? "listwise-soft" : loss_i ? "listwise" : "bce") << " G "
+                                          << G << " layers " << L);
         std::mt19937_64 rng(seed);
         unit<double> u;
         u.G = G;
@@ -124,13 +130,18 @@ TEST(EncoderGrad, FiniteDifferencesWholeEncoderFloat64) {
         u.k.resize(u.role_size(1));
         init(rng, u.q, 0.7);
         init(rng, u.k, 0.7);
-        const problem pr = make_problem(rng, G, u.d, loss_i == 1);
+        const problem pr = make_problem(rng, G, u.d, loss_i >= 1, loss_i == 2);
         loss_params lp;
         lp.kind = loss_i ? loss_kind::listwise : loss_kind::bce;
         lp.scale = 0.8;
         std::vector<double> gq, gk;
         const double l0 = unit_loss(u, pr, lp, &gq, &gk);
         ASSERT_TRUE(std::isfinite(l0));
+        if (loss_i == 2) {  // the targets must matter
+          problem uniform = pr;
+          uniform.batch.target.clear();
+          EXPECT_GT(std::fabs(unit_loss<double>(u, uniform, lp, nullptr, nullptr) - l0), 1e-6);
+        }
         double max_err = 0, max_g = 0;
         auto check = [&](std::vector<double>& p, const std::vector<double>& g, const char* role) {
           for (size_t j = 0; j < p.size(); j++) {

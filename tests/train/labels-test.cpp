@@ -47,6 +47,7 @@ TEST(Labels, MiddleRange) {
   p.sinks = 4;
   p.window = 8;
   p.density = 0.25;
+  p.k_fixed = 0;  // k from the density
   middle_range r = label_middle(p, 99);  // n = 100: middle [4, 92), 88 tokens, k = 22
   EXPECT_EQ(r.lo, 4);
   EXPECT_EQ(r.hi, 92);
@@ -72,6 +73,7 @@ TEST(Labels, MatchBruteForce) {
       p.sinks = 5;
       p.window = 7;
       p.density = 0.1;
+      p.k_fixed = 0;  // k from the density
       p.rank = rank_i ? label_rank::value_norm : label_rank::logit;
       const gqa_mode mode = mode_i ? gqa_mode::per_group : gqa_mode::per_head;
       const int n_units = mode_i ? 2 : 6;
@@ -126,6 +128,7 @@ TEST(Recall, PlantedCodes) {
     p.sinks = 4;
     p.window = 4;
     p.density = 0.125;
+    p.k_fixed = 0;  // k from the density
     const gqa_mode mode = mode_i ? gqa_mode::per_group : gqa_mode::per_head;
     const int h = 1;  // the measured list in head mode
     // oracle value per middle token (head mode: head h's logit; group mode: the summed weights)
@@ -189,6 +192,7 @@ TEST(Recall, SimhashMoreBitsMoreRecall) {
   p.sinks = 8;
   p.window = 8;
   p.density = 1.0 / 16;
+  p.k_fixed = 0;  // k from the density
   for (int mode_i = 0; mode_i < 2; mode_i++) {
     const gqa_mode mode = mode_i ? gqa_mode::per_group : gqa_mode::per_head;
     const double r16 = eval_recall(c, codes_simhash(c, 16, 5), p, mode).top_overlap;

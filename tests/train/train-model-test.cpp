@@ -65,6 +65,7 @@ TEST_F(train_fixture, LearnedBeatsSimhashOnHeldOutText) {
     SCOPED_TRACE(mode == gqa_mode::per_head ? "head mode" : "group mode");
     const train_result r = train_hash_encoders(*m, *train, quick(mode, layers));
     label_params lp;  // density 1/16 of the middle, sinks and window 128
+    lp.k_fixed = 0, lp.sinks = 128, lp.window = 128;
     for (size_t i = 0; i < layers.size(); i++) {
       const recall_stats learned = eval_recall(held[i], codes_learned(r.weights, layers[i], held[i], 0), lp, mode);
       const recall_stats simhash = eval_recall(held[i], codes_simhash(held[i], 32, 99), lp, mode);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "hashattn/gguf.h"
 #include "hashattn/hash-file.h"
 #include "hashattn/model.h"
+#include "hashattn/tokenizer.h"
 #include "hashattn/train.h"
 
 namespace {
@@ -60,7 +62,10 @@ std::string hms(double s) {
 }
 
 struct opts {
-  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise";
+  std::string model, out, hash, mlp, gqa = "head", layers, heads, rank = "logit", loss = "listwise", data = "text", targets = "uniform";
+  mix_params mix;
+  bool no_chat = false;
+  std::string dump_data;
   std::string density = "1/16", eval_densities = "1/16,1/32";
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
@@ -89,6 +94,9 @@ int run_train(opts& o) {
   if (o.loss == "bce") tp.loss = train_loss::bce;
   else if (o.loss == "listwise") tp.loss = train_loss::listwise;
   else fail("--loss", o.loss, "bce or listwise");
+  if (o.targets == "uniform") tp.targets = train_targets::uniform;
+  else if (o.targets == "attention") tp.targets = train_targets::attention;
+  else fail("--targets", o.targets, "uniform or attention");
   if (!o.layers.empty()) tp.layers = parse_list(o.layers, "layers");
   if (!o.heads.empty()) tp.heads = parse_list(o.heads, "heads");
   const hash_binding binding = model_hash_binding(*m);
@@ -129,9 +137,27 @@ int run_train(opts& o) {
   } else {
     fmt::print(stderr, "train: {}\n", m->describe());
     if (tp.ctx == 0) tp.ctx = train_default_ctx(*m);
-    const auto texts = load_texts(*m, o.texts);
+    if (o.data != "text" && o.data != "mixed") fail("--data", o.data, "text or mixed");
+    auto texts = load_texts(*m, o.texts);
     int64_t ntok = 0;
     for (const auto& t : texts) ntok += (int64_t)t.tokens.size();
+    if (o.data == "mixed") {
+      auto tok = tokenizer::from_gguf(m->file());
+      const chat_template chat = chat_template_from_gguf(m->file());
+      o.mix.ctx = tp.ctx;
+      o.mix.n_windows = tp.n_windows + 1;  // + the held-out one
+      o.mix.seed = tp.seed;
+      texts = make_mixed_windows(texts, [&](const std::string& x) { return tok->encode(x, false, true); },
+                                 o.no_chat ? nullptr : &chat, o.mix);
+      if (!o.dump_data.empty()) {
+        FILE* f = std::fopen(o.dump_data.c_str(), "wb");
+        if (!f) fail("--dump-data", o.dump_data, "a writable file");
+        for (const auto& t : texts) fmt::print(f, "===== {} =====\n{}\n", t.name, tok->decode(t.tokens));
+        std::fclose(f);
+      }
+      fmt::print(stderr, "train: {} mixed windows of {} tokens ({}chat template, passages {}-{} tokens, item share {})\n",
+                 texts.size(), tp.ctx, o.no_chat ? "no " : "", o.mix.passage_min, o.mix.passage_max, o.mix.item_share);
+    }
     fmt::print(stderr, "train: {} texts, {} tokens; {} windows x {} tokens (+ half a window held out), {} steps per unit per window\n",
                texts.size(), ntok, tp.n_windows, tp.ctx, tp.steps_per_window);
     fmt::print(stderr, "train: {}\n", train_settings_string(tp));
@@ -156,7 +182,7 @@ int run_train(opts& o) {
     hash_train_info info;
     info.texts = r.texts;
     info.tokens = r.train_tokens;
-    info.settings = train_settings_string(tp);
+    info.settings = train_settings_string(tp) + " data=" + o.data;
     info.layers = tp.layers;
     info.heads = tp.heads;
     info.seconds = r.seconds_total;
@@ -214,19 +240,37 @@ HASHATTN_COMMAND(
       sub.add_option("--batch-pos", tp.batch_pos, "positives sampled per query per step")->capture_default_str();
       sub.add_option("--batch-neg", tp.batch_neg, "random middle keys per step")->capture_default_str();
       sub.add_option("--lr", tp.lr, "Adam learning rate")->capture_default_str();
-      sub.add_option("--label-k", tp.labels.k_fixed, "labels per query: 0 = the budget's share (density x middle); 32 = the paper")
+      sub.add_option("--label-k", tp.labels.k_fixed, "labels per query: 32 = the paper (the keys that carry the attention); 0 = the budget's share (density x middle)")
           ->capture_default_str();
       sub.add_option("--density", o->density, "inference density the labels follow (with --label-k 0)")->capture_default_str();
-      sub.add_option("--sinks", tp.labels.sinks, "first tokens always kept (not labelled)")->capture_default_str();
+      sub.add_option("--sinks", tp.labels.sinks, "first tokens always kept (not labelled); 16 = inference's auto split at 1/32 of 4K")->capture_default_str();
       sub.add_option("--window", tp.labels.window, "recent tokens always kept (not labelled)")->capture_default_str();
       sub.add_option("--rank", o->rank, "label ranking: logit or value-norm (attention weight x ||v||)")->capture_default_str();
       sub.add_option("--loss", o->loss, "bce (weighted BCE, the paper) or listwise (softmax over sampled keys)")
+          ->capture_default_str();
+      sub.add_option("--targets", o->targets,
+                     "listwise targets over a query's labels: uniform, or attention (each label weighted by its "
+                     "attention weight among the labels: soft targets)")
           ->capture_default_str();
       sub.add_option("--pos-weight", tp.pos_weight, "BCE positive class weight")->capture_default_str();
       sub.add_option("--score-scale", tp.score_scale, "logit scale of the soft score")->capture_default_str();
       sub.add_flag("--input-norm", tp.input_norm,
                    "standardize queries and keys per head and dimension while training (folded into the first "
                    "layer of the saved encoders; an ablation, off by default)");
+      sub.add_option("--data", o->data,
+                     "text: windows of the texts as they are; mixed: chat-templated windows of many passages and "
+                     "generated items (numbers, names, identifiers, lists, records)")
+          ->capture_default_str();
+      sub.add_option("--item-share", o->mix.item_share, "with --data mixed: share of generated items among the pieces")
+          ->capture_default_str();
+      sub.add_option("--passage-min", o->mix.passage_min, "with --data mixed: shortest passage (tokens)")->capture_default_str();
+      sub.add_option("--passage-max", o->mix.passage_max, "with --data mixed: longest passage (tokens)")->capture_default_str();
+      sub.add_option("--dump-data", o->dump_data, "with --data mixed: write the windows' text to this file");
+      sub.add_flag("--no-chat", o->no_chat, "with --data mixed: no chat template around the windows");
+      sub.add_option("--hard-neg", tp.hard_neg, "hard negatives (current false positives) per query per step (0: none)")
+          ->capture_default_str();
+      sub.add_option("--hard-pool", tp.hard_pool, "current false positives kept per query to draw hard negatives from")
+          ->capture_default_str();
       sub.add_option("--val-queries", tp.val_queries, "held-out queries (0: no held-out recall)")->capture_default_str();
       cli::add_threads_option(sub, tp.n_threads, "--threads");
       sub.add_flag("--eval", o->eval_only, "only evaluate (--hash H.gguf, or baselines without it) on --text");
