@@ -3,6 +3,9 @@
 // split's result written out, or its partials written and the last CTA of the list (atomic ticket)
 // combining the splits.
 #pragma once
+#include <utility>
+#include <vector>
+
 #include "cuda/common.cuh"
 
 namespace hashattn {
@@ -110,6 +113,23 @@ __device__ __forceinline__ void attend_finish(const attend_args& a, int nq, int 
     }
     reinterpret_cast<float4*>(a.out + hrow * D)[e4] = o;
   }
+}
+
+// Raises a kernel's dynamic shared-memory limit once per (device, kernel) and returns how many of its
+// CTAs of ATT_THREADS fit on one SM (at least 1).
+template <typename Fn>
+int prepare_attend_kernel(Fn fn, size_t smem) {
+  static thread_local std::vector<std::pair<std::pair<int, Fn>, int>> done;
+  int dev = 0;
+  HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
+  for (const auto& d : done)
+    if (d.first.first == dev && d.first.second == fn) return d.second;
+  HASHATTN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  int per_sm = 0;
+  HASHATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, ATT_THREADS, smem));
+  per_sm = std::max(per_sm, 1);
+  done.push_back({{dev, fn}, per_sm});
+  return per_sm;
 }
 
 // The tensor-core kernel's launch (attend-tc.cu): any nq in 1..8, head_dim 64 or 128.

@@ -269,34 +269,19 @@ tc_fn pick_tc(dtype t, int d) {
 
 size_t tc_smem(int d) { return d == 64 ? tc_smem_bytes<64>() : tc_smem_bytes<128>(); }
 
-// Raises the dynamic shared-memory limit once per (device, kernel); returns CTAs per SM.
-int prepare_tc(tc_fn fn, size_t smem) {
-  static thread_local std::vector<std::pair<std::pair<int, tc_fn>, int>> done;
-  int dev = 0;
-  HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
-  for (const auto& d : done)
-    if (d.first.first == dev && d.first.second == fn) return d.second;
-  HASHATTN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  int per_sm = 0;
-  HASHATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, ATT_THREADS, smem));
-  per_sm = std::max(per_sm, 1);
-  done.push_back({{dev, fn}, per_sm});
-  return per_sm;
-}
-
 }  // namespace
 
 int attend_tc_ctas_per_sm(dtype type, int head_dim) {
   tc_fn fn = pick_tc(type, head_dim);
   HASHATTN_ASSERT(fn != nullptr);
-  return prepare_tc(fn, tc_smem(head_dim));
+  return prepare_attend_kernel(fn, tc_smem(head_dim));
 }
 
 void attend_tc_launch(const attend_args& a, dtype type, int head_dim, int nq, dim3 grid, cudaStream_t stream) {
   tc_fn fn = pick_tc(type, head_dim);
   HASHATTN_ASSERT(fn != nullptr && nq >= 1 && nq <= 8);
   const size_t smem = tc_smem(head_dim);
-  prepare_tc(fn, smem);
+  prepare_attend_kernel(fn, smem);
   fn<<<grid, ATT_THREADS, smem, stream>>>(a, nq);
   HASHATTN_CUDA_LAUNCHED("attend_tc_kernel");
 }

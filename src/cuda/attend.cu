@@ -234,22 +234,6 @@ kernel_fn pick(dtype t, int d, int nq) {
   return nullptr;
 }
 
-// Raises the dynamic shared-memory limit of a kernel once per device; returns its CTAs per SM.
-int prepare_kernel(kernel_fn fn, size_t smem) {
-  static thread_local std::vector<std::pair<std::pair<int, kernel_fn>, int>> done;
-  int dev = 0;
-  HASHATTN_CUDA_CHECK(cudaGetDevice(&dev));
-  for (const auto& d : done)
-    if (d.first.first == dev && d.first.second == fn) return d.second;
-  HASHATTN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  int per_sm = 0;
-  HASHATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, ATT_THREADS, smem));
-  per_sm = std::max(per_sm, 1);
-  done.push_back({{dev, fn}, per_sm});
-  return per_sm;
-}
-
-
 // The plan asks the device only when it picks the split count itself (from the chosen kernel's
 // occupancy: decode's plan asks the same device_info, so its workspace matches).
 plan::attend_layout layout_of(const attend_params& p) {
@@ -260,7 +244,7 @@ plan::attend_layout layout_of(const attend_params& p) {
 
 namespace detail {
 int attend_ctas_per_sm(dtype type, int head_dim, int nq) {
-  return prepare_kernel(pick(type, head_dim, nq), kv_smem_bytes(nq));
+  return prepare_attend_kernel(pick(type, head_dim, nq), kv_smem_bytes(nq));
 }
 }  // namespace detail
 
@@ -314,7 +298,7 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
     return;
   }
   const size_t smem = kv_smem_bytes(l.nq);
-  prepare_kernel(fn, smem);
+  prepare_attend_kernel(fn, smem);
   fn<<<grid, ATT_THREADS, smem, detail::as_stream(stream)>>>(a);
   HASHATTN_CUDA_LAUNCHED("attend_kernel");
 }

@@ -395,6 +395,9 @@ TEST_F(bad_input, device_cuda_without_a_gpu_says_why) {
   // A CPU build says it has no CUDA backend; a CUDA build on a machine without a GPU says no CUDA device.
   EXPECT_ONE_LINE_ERROR(run_cli({"generate", "--device", "cuda", "-p", "hi"}), 1, "--device cuda", "CUDA", "hint:");
   EXPECT_ONE_LINE_ERROR(run_cli({"generate", "--device", "tpu", "-p", "hi"}), 2, "--device", "tpu");
+  // The GPU's attention kernel: a CPU run refuses the flag, an unknown kernel is a usage error.
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "--attend-kernel", "tensor", "-p", "hi"}), 1, "--attend-kernel", "--device cuda");
+  EXPECT_ONE_LINE_ERROR(run_cli({"generate", "--attend-kernel", "bogus", "-p", "hi"}), 2, "--attend-kernel", "bogus");
 }
 
 TEST_F(bad_input, help_and_version_exit_zero) {

@@ -49,6 +49,7 @@ struct generate_options {
   int64_t ctx = 0;
   int64_t sparse_tail = 0;
   std::string device = "cpu";
+  std::string attend_kernel = "auto";
   policy_options pol;
 };
 
@@ -77,6 +78,8 @@ std::vector<int32_t> read_token_ids(const std::string& path) {
 
 
 int run_generate(const generate_options& o) {
+  if (o.device != "cuda" && o.attend_kernel != "auto")
+    fail("--attend-kernel " + o.attend_kernel, "--device " + o.device, "--device cuda (the CPU has one attention kernel)");
   if (o.device == "cuda") {
     std::string why;
     if (!gpu_generate_available(&why)) fail("--device cuda", why, "a build with the CUDA backend and a GPU", "--device cpu");
@@ -141,6 +144,7 @@ int run_generate(const generate_options& o) {
     g.ignore_eos = o.ignore_eos;
     g.verbose = o.verbose;
     g.threads = o.threads;
+    g.attend = o.attend_kernel;
     g.budget_ctx = n_prompt;  // the budget's auto sinks / window as on the CPU
     if (method != "dense") {
       const std::string gqa = method_has_gqa_mode(method) ? po.gqa_mode : "";
@@ -236,6 +240,10 @@ HASHATTN_COMMAND(hashattn::cli::command{
       sub.add_option("--ctx", o->ctx, "context size in tokens (0: the model's)")->capture_default_str();
       sub.add_option("--device", o->device, "where the model runs: cpu, or cuda (the whole model on the GPU: dense, hash, streaming)")
           ->check(CLI::IsMember({"cpu", "cuda"}))
+          ->capture_default_str();
+      sub.add_option("--attend-kernel", o->attend_kernel,
+                     "with --device cuda: the attention kernel, auto (CUDA cores for now), cores, or tensor (tensor cores)")
+          ->check(CLI::IsMember({"auto", "cores", "tensor"}))
           ->capture_default_str();
       sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");
       sub.add_flag("-v,--verbose", o->verbose, "print the model and settings on stderr");

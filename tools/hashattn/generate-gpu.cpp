@@ -41,6 +41,7 @@ int gpu_generate(const model& m, const tokenizer& tok, const gpu_generate_args& 
   sp.temp = a.temp;
   sp.seed = a.seed;
   sp.budget_ctx = a.budget_ctx;
+  sp.attend = a.attend;
   gpu::session s(dm, sp);
   if (a.verbose)
     std::fprintf(stderr, "hashattn: gpu: weights %.2f GB uploaded in %.1f s; policy %s; context %lld\n",

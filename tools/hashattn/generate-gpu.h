@@ -24,6 +24,7 @@ struct gpu_generate_args {
   bool verbose = false;
   int threads = 0;
   std::string policy = "dense";
+  std::string attend = "auto";  // the attention kernel (gpu.h session_params::attend)
   std::shared_ptr<const hash_weights> hash;
 };
 
