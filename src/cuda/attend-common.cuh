@@ -35,6 +35,20 @@ struct attend_args {
   unsigned* ticket;
 };
 
+// The tokens [start, end) of list (b, r) that split `split` attends: a list is cut into n_splits equal parts.
+struct split_range {
+  int64_t list, start, end;
+};
+__device__ __forceinline__ split_range split_of(const attend_args& a, int b, int r, int split) {
+  split_range s;
+  s.list = (int64_t)b * a.n_lists + r;
+  const int64_t count = a.idx ? (int64_t)a.idx_count[s.list] : (int64_t)a.seq_len[b];
+  const int64_t per = (count + a.n_splits - 1) / a.n_splits;
+  s.start = (int64_t)split * per;
+  s.end = min(count, s.start + per);
+  return s;
+}
+
 // Called by every thread of the CTA after the per-warp states are in shared memory:
 // sm_acc [n_warps][nq_stride][D] (unnormalized outputs), sm_m / sm_l [n_warps][nq_stride] (running max in
 // base 2 and sum), for query heads j < nq of list (b, r) starting at head0. sm_w: [nq][MAX_SPLITS] scratch.

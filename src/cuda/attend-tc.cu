@@ -97,11 +97,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_tc_kernel(attend_args a, i
   const int g = lane >> 2, t = lane & 3;
   const int head0 = r * nq;
   const int kvh = head0 / a.group;
-  const int64_t list = (int64_t)b * a.n_lists + r;
-  const int64_t count = a.idx ? (int64_t)a.idx_count[list] : (int64_t)a.seq_len[b];
-  const int64_t per = (count + a.n_splits - 1) / a.n_splits;
-  const int64_t start = (int64_t)split * per;
-  const int64_t end = min(count, start + per);
+  const split_range sr = split_of(a, b, r, split);
+  const int64_t list = sr.list, start = sr.start, end = sr.end;
   const int64_t n_tiles = end > start ? (end - start + TILE - 1) / TILE : 0;
 
   // Query fragments (A of Q K^T): row g is query head head0 + g (zero for g >= nq); k-step ks covers

@@ -57,11 +57,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a) {
   const int sub = lane / LPT, part = lane % LPT;
   const int head0 = r * NQ;
   const int kvh = head0 / a.group;
-  const int64_t list = (int64_t)b * a.n_lists + r;
-  const int64_t count = a.idx ? (int64_t)a.idx_count[list] : (int64_t)a.seq_len[b];
-  const int64_t per = (count + a.n_splits - 1) / a.n_splits;
-  const int64_t start = (int64_t)split * per;
-  const int64_t end = min(count, start + per);
+  const split_range sr = split_of(a, b, r, split);
+  const int64_t list = sr.list, start = sr.start, end = sr.end;
 
   float qf[NQ][8];
 #pragma unroll

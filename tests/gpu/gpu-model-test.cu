@@ -97,6 +97,14 @@ class GpuModel : public ::testing::Test {
     if (ids.size() > n) ids.resize(n);
     return ids;
   }
+  // Random 32-bit encoders, one key encoder per KV group (speed and plumbing checks, no quality claim).
+  std::shared_ptr<const hash_weights> random_group_encoders(uint64_t seed) const {
+    const model_hparams& hp = m->hparams();
+    auto w = std::make_shared<hash_weights>(
+        hash_weights_alloc(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, 32, 3, 128, true));
+    hash_weights_init_random(*w, seed);
+    return w;
+  }
   // Top-1 agreement and |diff| of two sets of logit rows; asserts the bounds when `check`.
   int compare(const std::string& what, const float* gpu, const float* cpu, int64_t n_pos, int64_t V, bool check) {
     int agree = 0, decisive = 0, decisive_agree = 0;
@@ -271,9 +279,7 @@ TEST_F(GpuModel, HashAndStreamingRunAndFollowTheBudget) {
   // Random encoders (speed-path check, no quality claim): a 1/4 budget over 400 tokens selects, and
   // the step's tokens are valid; streaming keeps sinks + window.
   const model_hparams& hp = m->hparams();
-  auto w = std::make_shared<hash_weights>(
-      hash_weights_alloc(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, 32, 3, 128, true));
-  hash_weights_init_random(*w, 7);
+  const auto w = random_group_encoders(7);
   const std::vector<int32_t> ids = text_tokens(400);
   for (const char* pol : {"hash/group@1/4", "streaming@1/4"}) {
     gpu::session_params sp;
@@ -305,9 +311,7 @@ TEST_F(GpuModel, HashDecodeFollowsTheCpu) {
   // selected now and then (the selection itself is exact against the reference in test-cuda-cuda). The
   // first H100 run, before the GPU encoded the stored keys: 94/100 top-1 equal. Bound: >= 90/100.
   const model_hparams& hp = m->hparams();
-  auto w = std::make_shared<hash_weights>(
-      hash_weights_alloc(hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, 32, 3, 128, true));
-  hash_weights_init_random(*w, 11);
+  const auto w = random_group_encoders(11);
   const std::vector<int32_t> ids = text_tokens(400);
   ASSERT_EQ(ids.size(), 400u);
   const int64_t V = hp.n_vocab, n_prompt = 300, n_dec = 100, n_ctx = 512;

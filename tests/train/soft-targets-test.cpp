@@ -9,23 +9,14 @@
 #include "hashattn/error.h"
 #include "hashattn/train.h"
 #include "train/train-internal.h"
+#include "train/capture-fixture.h"
 #include "train/trainer-core.h"
 
 namespace hashattn {
 namespace {
 
 layer_capture capture(uint64_t seed, int n_head, int n_kv, int d, int64_t n_tok, int n_q) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0, 1);
-  layer_capture c;
-  c.n_head = n_head, c.n_head_kv = n_kv, c.head_dim = d, c.n_tok = n_tok;
-  c.k.resize((size_t)n_tok * n_kv * d);
-  for (auto& x : c.k) x = nd(rng);
-  c.vnorm.assign((size_t)n_tok * n_kv, 1.f);
-  c.qpos = sample_positions(seed + 1, n_tok / 2, n_tok, n_q);
-  c.q.resize((size_t)c.qpos.size() * n_head * d);
-  for (auto& x : c.q) x = 2.f * nd(rng);
-  return c;
+  return test::random_capture(seed, n_head, n_kv, d, n_tok, n_q, 2.f);
 }
 
 TEST(SoftTargets, WeightsAreTheLabelsAttention) {

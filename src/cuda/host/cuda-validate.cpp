@@ -177,9 +177,8 @@ const char* attend_impl_name(attend_impl i) {
 }
 
 attend_impl attend_impl_parse(const std::string& s) {
-  if (s == "auto") return attend_impl::automatic;
-  if (s == "cores") return attend_impl::cuda_cores;
-  if (s == "tensor") return attend_impl::tensor_cores;
+  for (attend_impl i : {attend_impl::automatic, attend_impl::cuda_cores, attend_impl::tensor_cores})
+    if (s == attend_impl_name(i)) return i;
   fail("attention kernel", "'" + s + "'", "auto, cores (CUDA cores) or tensor (tensor cores)");
 }
 
