@@ -7,6 +7,12 @@
 #   make bench-llamacpp   the side-by-side comparison with llama.cpp (sets up .venv-bench first)
 JOBS ?= $(shell nproc)
 BUILD_DIR := build
+# ccache, once scripts/setup has installed it (looked up when a recipe runs, after setup): the cuda and
+# gpu-check builds then reuse the cpu build's objects of the sources they share. The cache lives in the
+# clone (.ccache/) unless CCACHE_DIR is set; the launcher is recorded when a build folder is configured.
+CCACHE = $(shell command -v ccache 2>/dev/null)
+CC_ENV = $(if $(CCACHE),CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache \
+  CCACHE_DIR=$${CCACHE_DIR:-$(CURDIR)/.ccache} CCACHE_BASEDIR=$(CURDIR))
 
 .PHONY: all setup build demo test test-unit test-gemma test-asan build-cuda bench bench-setup bench-llamacpp clean
 
@@ -16,8 +22,8 @@ setup:
 	@bash scripts/setup --texts
 
 build: setup
-	@cmake --preset cpu >/dev/null
-	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	@$(CC_ENV) cmake --preset cpu >/dev/null
+	@$(CC_ENV) cmake --build $(BUILD_DIR) -j $(JOBS)
 
 demo: build
 	@bash scripts/demo
@@ -34,8 +40,8 @@ test-unit: build
 
 # Only what the unit tests need (the tool for the bad-input cases, the test-*-unit executables).
 test-asan: setup
-	@cmake --preset asan >/dev/null
-	@cmake --build build-asan -j $(JOBS) --target hashattn_cli \
+	@$(CC_ENV) cmake --preset asan >/dev/null
+	@$(CC_ENV) cmake --build build-asan -j $(JOBS) --target hashattn_cli \
 	  $$(ninja -C build-asan -t targets all | sed -n 's/^\(test-[a-z0-9-]*-unit\):.*/\1/p' | sort -u)
 	@python3 scripts/ctest-check --build-dir build-asan --output-on-failure -j $(JOBS) -L unit --timeout 900
 
@@ -43,10 +49,10 @@ test-asan: setup
 # (kernels and the model on the GPU), CUDA benches, example; then exactly what scripts/gpu-check builds on
 # the GPU machine (its GPU-only configuration).
 build-cuda: setup
-	@cmake --preset cuda >/dev/null
-	@cmake --build build-cuda -j $(JOBS) --target hashattn hashattn_cli test-cuda-cuda test-gpu-cuda cuda-decode-bench \
+	@$(CC_ENV) cmake --preset cuda >/dev/null
+	@$(CC_ENV) cmake --build build-cuda -j $(JOBS) --target hashattn hashattn_cli test-cuda-cuda test-gpu-cuda cuda-decode-bench \
 	  cuda-e2e-bench example-paged-decode
-	@bash scripts/gpu-check out/gpu-build --build-only
+	@$(CC_ENV) bash scripts/gpu-check out/gpu-build --build-only
 
 bench: build
 	@./build/bin/bench-attention --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
