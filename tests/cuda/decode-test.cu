@@ -3,6 +3,9 @@
 // direct run; then advance every sequence by one token on the device and replay the same graph.
 // Also: 512K-token contexts (select + attend vs the references) and the small case that
 // scripts/gpu-check runs under compute-sanitizer (CudaSmall.*).
+#include <string>
+#include <thread>
+
 #include "cuda/cuda-test-util.h"
 
 namespace hashattn::cudatest {
@@ -36,17 +39,32 @@ void check_codes(const decode_case& c, const host_kv& h, const std::vector<int32
                  const char* when) {
   const double margin = 1e-3;
   const int G = c.n_head / c.n_kv;
+  // Key codes: one host thread per sequence (millions of float64 encoder runs in the large cases);
+  // each thread keeps its sequence's first mismatch, reported after the join.
+  std::vector<std::string> key_err(c.B);
+  std::vector<std::thread> pool;
+  for (int b = 0; b < c.B; ++b)
+    pool.emplace_back([&, b] {
+      std::vector<double> xk(c.d);
+      for (int64_t t = keys_checked[b]; t < len[b]; ++t)  // key codes are written once: each checked once
+        for (int e = 0; e < n_code; ++e) {
+          const int g = c.mode == gqa_mode::per_group ? e : e / G;
+          for (int j = 0; j < c.d; ++j) xk[j] = from_bits(h.type, h.k[h.off(b, t, g) + j]);
+          uint32_t unc;
+          const uint32_t want = code_of(ref_mlp(km, e, xk.data()), margin, &unc);
+          const uint32_t got = codes[((size_t)b * n_code + e) * row + t];
+          if ((got & ~unc) != (want & ~unc)) {
+            key_err[b] = std::string(when) + ": key code seq " + std::to_string(b) + " token " + std::to_string(t) +
+                         " head " + std::to_string(e) + ": got " + std::to_string(got & ~unc) + ", reference " +
+                         std::to_string(want & ~unc) + " (uncertain bits masked)";
+            return;
+          }
+        }
+    });
+  for (auto& th : pool) th.join();
+  for (int b = 0; b < c.B; ++b) ASSERT_TRUE(key_err[b].empty()) << key_err[b];
   std::vector<double> x(c.d);
   for (int b = 0; b < c.B; ++b) {
-    for (int64_t t = keys_checked[b]; t < len[b]; ++t)  // key codes are written once: each checked once
-      for (int e = 0; e < n_code; ++e) {
-        const int g = c.mode == gqa_mode::per_group ? e : e / G;
-        for (int j = 0; j < c.d; ++j) x[j] = from_bits(h.type, h.k[h.off(b, t, g) + j]);
-        uint32_t unc;
-        const uint32_t want = code_of(ref_mlp(km, e, x.data()), margin, &unc);
-        const uint32_t got = codes[((size_t)b * n_code + e) * row + t];
-        ASSERT_EQ(got & ~unc, want & ~unc) << when << ": key code seq " << b << " token " << t << " head " << e;
-      }
     keys_checked[b] = std::max<int64_t>(keys_checked[b], len[b]);
     for (int hq = 0; hq < c.n_head; ++hq) {
       for (int j = 0; j < c.d; ++j) x[j] = q[((size_t)b * c.n_head + hq) * c.d + j];
