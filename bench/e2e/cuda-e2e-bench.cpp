@@ -132,8 +132,11 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "synthetic contents and random encoders");
   app.add_option("-t,--threads", threads, "host threads for the upload")->check(CLI::Range(0, 4096));
   app.add_option("--json", json, "write the rows as JSON");
-  bool gemv = false;
-  app.add_flag("--gemv", gemv, "our matrix-vector kernel for the projections of B <= 8 (default: cuBLAS)");
+  int gemv_rows = gpu::session_params{}.gemv_rows;
+  app.add_option("--gemv-rows", gemv_rows,
+                 "projections of up to this many rows on our matrix-vector kernel, more on cuBLAS (0: cuBLAS always)")
+      ->check(CLI::Range(0, 8))
+      ->capture_default_str();
   std::string attend = "auto";
   app.add_option("--attend", attend, "attention kernel: auto, cores (CUDA cores) or tensor (tensor cores)")
       ->check(CLI::IsMember({"auto", "cores", "tensor"}));
@@ -167,9 +170,10 @@ int main(int argc, char** argv) {
       }
       return slot;
     };
+    const std::string proj =
+        gemv_rows > 0 ? "gemv for B <= " + std::to_string(gemv_rows) + ", cuBLAS above" : std::string("cuBLAS");
     std::printf("device %s, copy bandwidth %.0f GB/s, weights %.2f GB on the GPU; projections: %s; attention kernel: %s\n",
-                cuda::device_name().c_str(), gbps, dm->device_bytes() / 1e9, gemv ? "gemv for B <= 8" : "cuBLAS",
-                attend.c_str());
+                cuda::device_name().c_str(), gbps, dm->device_bytes() / 1e9, proj.c_str(), attend.c_str());
     std::printf("%-18s %5s %8s %9s %9s %9s %10s %9s %9s\n", "policy", "B", "ctx", "ms", "p10", "p90", "tok/s",
                 "GB/step", "roof ms");
     std::vector<row> rows;
@@ -185,7 +189,7 @@ int main(int argc, char** argv) {
             sp.batch = (int)b;
             sp.n_ctx = ctx + warmup + reps + 1;
             sp.policy = pol;
-            sp.gemv = gemv;
+            sp.gemv_rows = gemv_rows;
             sp.attend = attend;
             if (!policy_spec_parse(pol).is_dense() && policy_spec_parse(pol).is_hash()) sp.hash = encoders(pol);
             gpu::session s(dm, sp);
@@ -217,7 +221,7 @@ int main(int argc, char** argv) {
     if (!json.empty()) {
       std::ofstream f(json);
       f << "{\"device\": \"" << cuda::device_name() << "\", \"copy_gbps\": " << fmt::format("{:.1f}", gbps)
-        << ", \"gemv\": " << (gemv ? "true" : "false") << ", \"attend\": \"" << attend << "\""
+        << ", \"gemv_rows\": " << gemv_rows << ", \"attend\": \"" << attend << "\""
         << ", \"model\": \"" << m->describe() << "\", \"shape\": {\"layers\": " << hp.n_layer
         << ", \"embd\": " << hp.n_embd << ", \"ff\": " << hp.n_ff << ", \"heads\": " << hp.n_head
         << ", \"kv_heads\": " << hp.n_head_kv << ", \"head_dim\": " << hp.head_dim << ", \"vocab\": " << hp.n_vocab

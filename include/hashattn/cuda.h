@@ -117,7 +117,8 @@ void select_run(const select_params& p, void* workspace, void* stream);
 // per_group lists (and dense): one gather of a KV head serves all its query heads.
 // Two kernels, the same results: dot products on CUDA cores (a token row spread over lanes) or on
 // tensor cores (mma over whole gathered rows; Q and P in two 16-bit parts; faster at every measured row,
-// docs/PERFORMANCE.md). automatic: CUDA cores until the tensor-core decode path has run on a GPU again.
+// docs/PERFORMANCE.md) where a list serves several query heads. automatic: tensor cores for dense and
+// per-group lists, CUDA cores for per-head lists (one query head per list).
 enum class attend_impl : int { automatic = 0, cuda_cores = 1, tensor_cores = 2 };
 const char* attend_impl_name(attend_impl i);
 attend_impl attend_impl_parse(const std::string& s);  // auto | cores | tensor; throws otherwise

@@ -290,7 +290,7 @@ void attend_run(const attend_params& p, void* workspace, void* stream) {
   a.part_ml = l.bytes ? reinterpret_cast<float2*>(ws + l.off_ml) : nullptr;
   a.part_o = l.bytes ? reinterpret_cast<float*>(ws + l.off_o) : nullptr;
   const dim3 grid(l.n_splits, l.n_lists, p.batch);
-  if (plan::uses_tensor_cores(p.impl)) {
+  if (plan::uses_tensor_cores(p.impl, l.nq)) {
     detail::attend_tc_launch(a, p.kv.type, p.kv.head_dim, l.nq, grid, detail::as_stream(stream));
     return;
   }

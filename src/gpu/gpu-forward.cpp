@@ -38,7 +38,7 @@ cuda::code_store session::impl::code_store(int layer) const {
 
 void session::impl::linear(int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* xin, float* y,
                            int64_t ldy, float beta) {
-  if (p.gemv && cuda::gemv_bf16(n, n_out, n_in, w, xin, y, ldy, beta, stream)) return;
+  if (n <= p.gemv_rows && cuda::gemv_bf16(n, n_out, n_in, w, xin, y, ldy, beta, stream)) return;
   cuda::gemm_bf16(blas, n, n_out, n_in, w, xin, y, ldy, beta);
 }
 

@@ -211,10 +211,21 @@ TEST(CudaPlanAttend, TensorCoreKernelOccupancySizesTheSplits) {
   attend_params p = valid_attend();
   p.batch = 1;
   p.max_ctx = 1 << 20;
+  p.impl = attend_impl::cuda_cores;
   const plan::attend_layout cores = plan::attend_layout_of(p, dev);
   p.impl = attend_impl::tensor_cores;
   const plan::attend_layout tc = plan::attend_layout_of(p, dev);
   EXPECT_GT(cores.n_splits, tc.n_splits);  // fewer resident CTAs, fewer splits fill the device
+  p.impl = attend_impl::automatic;         // automatic: tensor cores for lists of several query heads,
+  EXPECT_EQ(plan::attend_layout_of(p, dev).n_splits, tc.n_splits);
+  std::vector<int32_t> idx(1), cnt(1);     // CUDA cores for per-head lists (one query head each)
+  p.idx = idx.data();
+  p.idx_count = cnt.data();
+  p.idx_stride = 1 << 20;
+  p.per_group = false;
+  const int64_t cores_head = plan::attend_layout_of(p, dev).n_splits;
+  p.impl = attend_impl::tensor_cores;
+  EXPECT_GT(cores_head, plan::attend_layout_of(p, dev).n_splits);
   decode_params d = valid_decode();
   d.attend = attend_impl::tensor_cores;
   const plan::decode_layout dl = plan::decode_layout_of(d, dev);

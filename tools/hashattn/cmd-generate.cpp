@@ -242,7 +242,7 @@ HASHATTN_COMMAND(hashattn::cli::command{
           ->check(CLI::IsMember({"cpu", "cuda"}))
           ->capture_default_str();
       sub.add_option("--attend-kernel", o->attend_kernel,
-                     "with --device cuda: the attention kernel, auto (CUDA cores for now), cores, or tensor (tensor cores)")
+                     "with --device cuda: the attention kernel, auto (tensor cores; CUDA cores for per-head lists), cores, or tensor")
           ->check(CLI::IsMember({"auto", "cores", "tensor"}))
           ->capture_default_str();
       sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");

@@ -109,7 +109,7 @@ attend_layout attend_layout_of(const attend_params& p, const device_info& dev) {
     l.n_splits = p.n_splits;
   } else {
     HASHATTN_ASSERT(dev.sm_count >= 1 && dev.attend_ctas_per_sm != nullptr);
-    const int per_sm = uses_tensor_cores(p.impl) && dev.attend_tc_ctas_per_sm
+    const int per_sm = uses_tensor_cores(p.impl, l.nq) && dev.attend_tc_ctas_per_sm
                            ? dev.attend_tc_ctas_per_sm(p.kv.type, p.kv.head_dim)
                            : dev.attend_ctas_per_sm(p.kv.type, p.kv.head_dim, l.nq);
     HASHATTN_ASSERT(per_sm >= 1);

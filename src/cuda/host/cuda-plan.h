@@ -38,9 +38,13 @@ struct device_info {
   int (*attend_tc_ctas_per_sm)(dtype type, int head_dim) = nullptr;
 };
 
-// The attend kernel a params struct runs on: automatic picks CUDA cores until the tensor-core kernel's
-// decode path (the plan fix of its first GPU run) has run on a GPU again.
-inline bool uses_tensor_cores(attend_impl i) { return i == attend_impl::tensor_cores; }
+// The attend kernel for lists of nq query heads each: automatic picks tensor cores where a list serves
+// several query heads (dense, per-group lists: faster at every measured row on an H100) and CUDA cores for
+// one query head per list (per-head lists: the mma tile's other 15 rows are padding; 1.9x slower at B=8
+// 32K there). docs/PERFORMANCE.md, "GPU run of 2026-12-05, second round".
+inline bool uses_tensor_cores(attend_impl i, int nq) {
+  return i == attend_impl::tensor_cores || (i == attend_impl::automatic && nq > 1);
+}
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
