@@ -41,7 +41,7 @@ struct fifth_table {
 inline constexpr fifth_table kFifth{};
 
 // Software prefetch of the weights: a decode step streams every matrix from memory once (Gemma 3 270M:
-// 246 MB per token, 178 MB of it one output matrix), and the integer kernels issue 12-16 instructions
+// 246 MB per token, 178 MB of it one output matrix), and the integer kernels issue about 15-25 instructions
 // per 32 weights, so the out-of-order window alone keeps too few cache lines in flight to cover the memory
 // latency, and the hardware prefetchers stop at 4 KB page boundaries. Each step of a kernel's block loop
 // requests the lines kPrefetchAhead bytes past the bytes it reads (one request per 64 bytes or fewer of
