@@ -42,8 +42,7 @@ std::vector<uint8_t> random_weight(gguf::type t, int64_t rows, int64_t cols, std
   return w;
 }
 
-void bm_matvec(benchmark::State& st, gguf::type t, int threads) {
-  const int64_t rows = 4096, cols = 4096;
+void bm_matvec(benchmark::State& st, gguf::type t, int threads, int64_t rows = 4096, int64_t cols = 4096) {
   const size_t rb = gguf::row_bytes(t, cols);
   std::mt19937_64 rng(7);
   const std::vector<uint8_t> w = random_weight(t, rows, cols, rng);
@@ -104,7 +103,7 @@ int reg = [] {
     for (gguf::type ty : {gguf::type::Q4_0, gguf::type::Q4_1, gguf::type::Q5_0, gguf::type::Q8_0, gguf::type::Q4_K,
                           gguf::type::Q5_K, gguf::type::Q6_K, gguf::type::F16, gguf::type::BF16, gguf::type::Q3_K})
       benchmark::RegisterBenchmark((std::string("matvec/") + gguf::type_name(ty) + "/4096x4096/threads:" + std::to_string(t)).c_str(),
-                                   bm_matvec, ty, t)
+                                   [ty, t](benchmark::State& st) { bm_matvec(st, ty, t); })
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
   for (int t : {1, 2})
@@ -116,6 +115,18 @@ int reg = [] {
                                      bm_matmul_small, ty, nv, t)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
+  // The shapes that dominate a decode step of the Q4_K_M files (docs/PERFORMANCE.md): Gemma 3 270M's tied
+  // Q8_0 output matrix (262,144 x 640, 178 MB: streamed from memory every token) and its Q5_0 FFN gate / up,
+  // SmolLM2-135M's Q8_0 output (49,152 x 576) and Q5_0 FFN gate / up (1,536 x 576), 1 thread.
+  struct shape { gguf::type t; int64_t rows, cols; };
+  for (shape s : {shape{gguf::type::Q8_0, 262144, 640}, shape{gguf::type::Q5_0, 2048, 640},
+                  shape{gguf::type::Q8_0, 49152, 576}, shape{gguf::type::Q5_0, 1536, 576},
+                  shape{gguf::type::Q6_K, 640, 2048}, shape{gguf::type::Q4_K, 640, 2048}})
+    benchmark::RegisterBenchmark((std::string("matvec_model/") + gguf::type_name(s.t) + "/" + std::to_string(s.rows) + "x" +
+                                  std::to_string(s.cols) + "/threads:1").c_str(),
+                                 [s](benchmark::State& st) { bm_matvec(st, s.t, 1, s.rows, s.cols); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
   return 0;
 }();
 
