@@ -17,9 +17,9 @@ layer's whole context for it. `--only` takes any prefillN / decodeN (e.g. decode
 models/gemma-3-270m-q4_k_m.gguf); the context grows to fit each case.
 Prints a Markdown report (medians, min-max over the runs, ratios) to stdout.
 
-With --hash H.gguf (and --hash-group G.gguf), decode at 8000 also runs hashattn with HashAttention at
-density 1/32 (per query head, and per KV group with the group file): the whole prompt is prefilled densely,
-every decode step goes through the hash policy.
+With --hash H.gguf (and --hash-group G.gguf), the longest decode case (8000 by default; decode32000 with
+--only decode32000) also runs hashattn with HashAttention at density 1/32 (per query head, and per KV group
+with the group file): the whole prompt is prefilled densely, every decode step goes through the hash policy.
 
 Usage: python3 scripts/bench-llamacpp.py [--runs 5] [--threads 2] [--model M.gguf] [--bin build/bin/hashattn]
                                          [--hash H.gguf [--rerank 2,4]] [--hash-group G.gguf] [--quick]
@@ -234,9 +234,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="only prefill 512 and decode at 512")
     ap.add_argument("--only", help="comma-separated cases: prefill512,prefill4096,decode512,decode8000, or any "
                     "prefillN / decodeN (decode past 4096: 32 steps); the context grows to fit each case")
-    ap.add_argument("--hash", help="hash file (per query head): adds hash 1/32 decode at 8000")
-    ap.add_argument("--hash-group", help="hash file (per KV group): adds hash 1/32 group-mode decode at 8000")
-    ap.add_argument("--rerank", help="candidate factors C, comma separated: adds hash-rrC 1/32 decode at 8000 for "
+    ap.add_argument("--hash", help="hash file (per query head): adds hash 1/32 decode at the longest decode case "
+                    "(8000 by default)")
+    ap.add_argument("--hash-group", help="hash file (per KV group): adds hash 1/32 group-mode decode there")
+    ap.add_argument("--rerank", help="candidate factors C, comma separated: adds hash-rrC 1/32 decode there for "
                     "each of --hash (per head) and --hash-group (per group)")
     args = ap.parse_args()
     require_peers()
@@ -271,7 +272,10 @@ def main():
     if args.hash_group:
         variants.append(("hashattn hash 1/32 group", ("--attn", "hash", "--density", "1/32", "--gqa-mode", "group",
                                                        "--hash", args.hash_group)))
-    sparse_case = ("decode", 8000, 32)
+    decodes = [c for c in cases if c[0] == "decode"]
+    sparse_case = max(decodes, key=lambda c: c[1]) if decodes else None
+    if len(variants) > 1 and sparse_case is None:
+        sys.exit("bench: --hash / --hash-group / --rerank need a decode case (e.g. --only decode8000)")
     results = {c: {"hashattn": [], "llama.cpp": []} for c in cases}
     if sparse_case in cases:
         for name, _ in variants[1:]:
@@ -334,7 +338,8 @@ def main():
     if sparse_case in cases and len(variants) > 1:
         lv = med([r["decode_ms"] for r in results[sparse_case]["llama.cpp"]])
         dv = med([r["decode_ms"] for r in results[sparse_case]["hashattn"]])
-        print("\nSparse decode at context 8000 (32 tokens; dense prefill; every decode step through the policy):\n")
+        print(f"\nSparse decode at context {sparse_case[1]} ({sparse_case[2]} tokens; dense prefill; every decode "
+              "step through the policy):\n")
         print("| setting | ms/token | speed vs llama.cpp dense | speed vs our dense |")
         print("|---|---|---|---|")
         for name, _ in variants:
