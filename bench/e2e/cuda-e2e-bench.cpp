@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cuda/model-kernels.h"
+#include "hashattn/cuda.h"
 #include "hashattn/error.h"
 #include "hashattn/gpu.h"
 #include "hashattn/hash-file.h"
@@ -139,7 +140,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string attend = "auto";
   app.add_option("--attend", attend, "attention kernel: auto, cores (CUDA cores) or tensor (tensor cores)")
-      ->check(CLI::IsMember({"auto", "cores", "tensor"}));
+      ->check(CLI::IsMember(cuda::attend_impl_names()));
   CLI11_PARSE(app, argc, argv);
   try {
     const auto B = parse_list(batches, "batch");

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "hashattn/core.h"
 
@@ -122,6 +123,7 @@ void select_run(const select_params& p, void* workspace, void* stream);
 enum class attend_impl : int { automatic = 0, cuda_cores = 1, tensor_cores = 2 };
 const char* attend_impl_name(attend_impl i);
 attend_impl attend_impl_parse(const std::string& s);  // auto | cores | tensor; throws otherwise
+std::vector<std::string> attend_impl_names();          // the names attend_impl_parse takes
 struct attend_params {
   int batch = 0;
   int n_head = 0;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "command.h"
+#include "hashattn/cuda.h"
 #include "hashattn/error.h"
 #include "hashattn/gguf.h"
 #include "hashattn/model.h"
@@ -243,7 +244,7 @@ HASHATTN_COMMAND(hashattn::cli::command{
           ->capture_default_str();
       sub.add_option("--attend-kernel", o->attend_kernel,
                      "with --device cuda: the attention kernel, auto (tensor cores; CUDA cores for per-head lists), cores, or tensor")
-          ->check(CLI::IsMember({"auto", "cores", "tensor"}))
+          ->check(CLI::IsMember(cuda::attend_impl_names()))
           ->capture_default_str();
       sub.add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-generation tokens");
       sub.add_flag("-v,--verbose", o->verbose, "print the model and settings on stderr");

@@ -176,8 +176,18 @@ const char* attend_impl_name(attend_impl i) {
   return "?";
 }
 
+namespace {
+constexpr attend_impl kAttendImpls[] = {attend_impl::automatic, attend_impl::cuda_cores, attend_impl::tensor_cores};
+}
+
+std::vector<std::string> attend_impl_names() {
+  std::vector<std::string> names;
+  for (attend_impl i : kAttendImpls) names.push_back(attend_impl_name(i));
+  return names;
+}
+
 attend_impl attend_impl_parse(const std::string& s) {
-  for (attend_impl i : {attend_impl::automatic, attend_impl::cuda_cores, attend_impl::tensor_cores})
+  for (attend_impl i : kAttendImpls)
     if (s == attend_impl_name(i)) return i;
   fail("attention kernel", "'" + s + "'", "auto, cores (CUDA cores) or tensor (tensor cores)");
 }
