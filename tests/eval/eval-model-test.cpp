@@ -100,8 +100,12 @@ TEST(EvalModel, SmallPasskeyAndPerplexityRunEndToEnd) {
     const eval_record &a = recs[i], &b = batched[i];
     SCOPED_TRACE(a.task + " " + a.label() + " " + a.metric);
     ASSERT_EQ(a.label() + a.metric + a.task, b.label() + b.metric + b.task);
-    if (a.metric == "ppl") EXPECT_NEAR(b.value, a.value, 0.01 * a.value);
-    if (a.metric == "kl") EXPECT_NEAR(b.value, a.value, 0.01 + 0.1 * a.value);
+    if (a.metric == "ppl") {
+      EXPECT_NEAR(b.value, a.value, 0.01 * a.value);
+    }
+    if (a.metric == "kl") {
+      EXPECT_NEAR(b.value, a.value, 0.01 + 0.1 * a.value);
+    }
     EXPECT_NEAR(b.attended_frac, a.attended_frac, 1e-9);
     EXPECT_NEAR(b.kv_read_frac, a.kv_read_frac, 0.02);
     EXPECT_EQ(b.decode_tok_s, 0.0) << "no per-setting speed in the batched driver";
