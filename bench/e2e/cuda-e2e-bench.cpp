@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
   int gemv_rows = gpu::session_params{}.gemv_rows;
   app.add_option("--gemv-rows", gemv_rows,
                  "projections of up to this many rows on our matrix-vector kernel, more on cuBLAS (0: cuBLAS always)")
-      ->check(CLI::Range(0, 8))
+      ->check(CLI::Range(0, cuda::gemv_max_rows))
       ->capture_default_str();
   std::string attend = "auto";
   app.add_option("--attend", attend, "attention kernel: auto, cores (CUDA cores) or tensor (tensor cores)")

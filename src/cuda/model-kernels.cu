@@ -290,7 +290,8 @@ void embed_rows(const void* table, int64_t n_vocab, int dim, const int32_t* ids,
 
 bool gemv_bf16(int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* x, float* y, int64_t ldy, float beta,
                void* stream) {
-  if (n < 1 || n > 8 || n_in % 8 || n_in > (int64_t(1) << 30) ||
+  static_assert(gemv_max_rows == 8, "one kernel instance per row count below");
+  if (n < 1 || n > gemv_max_rows || n_in % 8 || n_in > (int64_t(1) << 30) ||
       (reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(x)) & 15)
     return false;
   const uint16_t* W = static_cast<const uint16_t*>(w);

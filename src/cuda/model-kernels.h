@@ -44,10 +44,11 @@ void blas_destroy(void* h);
 void gemm_bf16(void* blas, int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* x, float* y,
                int64_t ldy, float beta);
 
-// Few rows (n <= 8, the decode steps of small batches): a matrix-vector kernel that streams W once with
+// Few rows (n <= gemv_max_rows, the decode steps of small batches): a matrix-vector kernel that streams W once with
 // 16-byte loads and reuses each load for the n rows of x (cuBLAS runs these near 60% of the copy
 // bandwidth). Same contract as gemm_bf16; needs n_in % 8 == 0 and 16-byte aligned rows. False (nothing
 // launched) when the shape is not one it takes.
+constexpr int gemv_max_rows = 8;
 bool gemv_bf16(int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* x, float* y, int64_t ldy, float beta,
                void* stream);
 

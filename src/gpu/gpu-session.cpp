@@ -70,8 +70,9 @@ void session::impl::init() {
   attn_rows = (int)std::min<int64_t>(p.prefill_attn_rows, p.n_batch);
   n_ctx = p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train;
   if (n_ctx < 1 || n_ctx > (int64_t(1) << 30)) fail("GPU session: context", std::to_string(n_ctx), "1 .. 2^30 tokens");
-  if (p.gemv_rows < 0 || p.gemv_rows > 8)
-    fail("GPU session: gemv_rows", std::to_string(p.gemv_rows), "0 .. 8 (0: cuBLAS for every projection)");
+  if (p.gemv_rows < 0 || p.gemv_rows > cuda::gemv_max_rows)
+    fail("GPU session: gemv_rows", std::to_string(p.gemv_rows),
+         "0 .. " + std::to_string(cuda::gemv_max_rows) + " (0: cuBLAS for every projection)");
   attend = cuda::attend_impl_parse(p.attend);
   bind_policy(*this);
   rows = std::max<int64_t>(B, round_up(p.n_batch, attn_rows));
