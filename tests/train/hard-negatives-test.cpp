@@ -16,16 +16,12 @@
 namespace hashattn {
 namespace {
 
-layer_capture capture(uint64_t seed, int n_head, int n_kv, int d, int64_t n_tok, int n_q) {
-  return test::random_capture(seed, n_head, n_kv, d, n_tok, n_q);
-}
-
 TEST(HardNegatives, MatchBruteForce) {
   const uint64_t seed = 31;
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   const int H = 4, Hk = 2, d = 8;
   const int64_t n = 300;
-  const layer_capture c = capture(seed, H, Hk, d, n, 12);
+  const layer_capture c = test::random_capture(seed, H, Hk, d, n, 12);
   for (gqa_mode mode : {gqa_mode::per_head, gqa_mode::per_group}) {
     eval_codes codes;
     codes.bits = 64;
@@ -73,7 +69,7 @@ TEST(HardNegatives, MatchBruteForce) {
 }
 
 TEST(HardNegatives, BadArguments) {
-  const layer_capture c = capture(5, 2, 1, 4, 100, 4);
+  const layer_capture c = test::random_capture(5, 2, 1, 4, 100, 4);
   eval_codes codes;
   codes.bits = 64;
   codes.q.assign((size_t)c.n_q() * 2, 0);
@@ -92,7 +88,7 @@ TEST(HardNegatives, TrainerUsesThemAndLearns) {
   const uint64_t seed = 4242;
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   const int H = 2, Hk = 1, d = 16;
-  const layer_capture c = capture(seed, H, Hk, d, 400, 64);
+  const layer_capture c = test::random_capture(seed, H, Hk, d, 400, 64);
   train_params p;
   p.labels.sinks = 8, p.labels.window = 8, p.labels.k_fixed = 16;
   p.steps_per_window = 60, p.batch_queries = 16, p.batch_neg = 32;

@@ -9,24 +9,11 @@
 
 #include "common/test-util.h"
 #include "hashattn/train.h"
+#include "train/capture-fixture.h"
 #include "train/trainer-core.h"
 
 namespace hashattn {
 namespace {
-
-layer_capture synthetic_capture(uint64_t seed, int H, int Hk, int d, int64_t n) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  layer_capture c;
-  c.n_head = H, c.n_head_kv = Hk, c.head_dim = d, c.n_tok = n;
-  c.k.resize((size_t)n * Hk * d);
-  for (auto& x : c.k) x = nd(rng);
-  c.vnorm.assign((size_t)n * Hk, 1.f);
-  for (int64_t t = n / 2; t < n; t += 3) c.qpos.push_back(t);
-  c.q.resize(c.qpos.size() * H * d);
-  for (auto& x : c.q) x = 2.f * nd(rng);
-  return c;
-}
 
 // Fraction of differing code bits between two code sets of one layer.
 double bit_diff(const eval_codes& a, const eval_codes& b) {
@@ -42,7 +29,7 @@ TEST(TrainInputNorm, FoldedEncodersAreInvariantToKeyShiftAndScale) {
   const uint64_t seed = 31337;
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int H = 4, Hk = 2, d = 16, G = H / Hk;
-  const layer_capture c = synthetic_capture(seed, H, Hk, d, 600);
+  const layer_capture c = test::random_capture(seed, H, Hk, d, 600, 100, 2.f);
   // Per-dimension scale a in [0.5, 2] and shift b (large: a common key direction, as real models have).
   std::mt19937_64 rng(seed + 1);
   std::uniform_real_distribution<float> ua(0.5f, 2.f), ub(-20.f, 20.f);

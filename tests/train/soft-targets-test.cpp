@@ -15,15 +15,11 @@
 namespace hashattn {
 namespace {
 
-layer_capture capture(uint64_t seed, int n_head, int n_kv, int d, int64_t n_tok, int n_q) {
-  return test::random_capture(seed, n_head, n_kv, d, n_tok, n_q, 2.f);
-}
-
 TEST(SoftTargets, WeightsAreTheLabelsAttention) {
   const uint64_t seed = 99;
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   const int H = 4, Hk = 2, d = 8, G = H / Hk;
-  const layer_capture c = capture(seed, H, Hk, d, 200, 10);
+  const layer_capture c = test::random_capture(seed, H, Hk, d, 200, 10, 2.f);
   label_params lp;
   lp.sinks = 4, lp.window = 4, lp.k_fixed = 12;
   for (gqa_mode mode : {gqa_mode::per_head, gqa_mode::per_group}) {
@@ -58,7 +54,7 @@ TEST(SoftTargets, TrainerLearnsAndRejectsBce) {
   const uint64_t seed = 777;
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   const int H = 2, Hk = 1, d = 16;
-  const layer_capture c = capture(seed, H, Hk, d, 400, 64);
+  const layer_capture c = test::random_capture(seed, H, Hk, d, 400, 64, 2.f);
   train_params p;
   p.labels.sinks = 8, p.labels.window = 8, p.labels.k_fixed = 16;
   p.steps_per_window = 60, p.batch_queries = 16, p.batch_neg = 32;
