@@ -209,11 +209,11 @@ int main(int argc, char** argv) {
       CK(cudaMemcpy(d_len, lens.data(), B * 4, cudaMemcpyHostToDevice));
       const int64_t row = (n + 3) / 4 * 4;
       struct layer {
-        paged_kv kv;
+        kv_view kv;
         float* q;
         float* out;
         uint16_t* knew;
-        code_store codes[2];
+        code_view codes[2];
         mlp_device kmlp[2];
         mlp_device qmlp;
       };
@@ -261,11 +261,12 @@ int main(int argc, char** argv) {
         fill_bf16<<<64, 256>>>(y.knew, (size_t)B * HKV * D, seed++);
         for (int m = 0; m < 2; ++m) {
           const int nc = m ? HKV : H;
-          y.codes[m].n_code_head = nc;
-          y.codes[m].stride_head = row;
+          y.codes[m].n_enc = nc;
+          y.codes[m].stride_enc = row;
           y.codes[m].stride_seq = (int64_t)nc * row;
-          y.codes[m].codes = dalloc<uint32_t>((size_t)B * nc * row, owned);
-          fill_u32<<<4096, 256>>>(y.codes[m].codes, (size_t)B * nc * row, seed++);
+          uint32_t* words = dalloc<uint32_t>((size_t)B * nc * row, owned);
+          fill_u32<<<4096, 256>>>(words, (size_t)B * nc * row, seed++);
+          y.codes[m].codes = words;
           y.kmlp[m] = mlp(nc);
         }
         y.qmlp = mlp(H);

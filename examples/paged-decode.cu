@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     const int64_t code_row = (max_ctx + 3) / 4 * 4;
     uint32_t* codes = dev<uint32_t>((size_t)B * HKV * code_row);
 
-    paged_kv kv;
+    kv_view kv;  // the core view, batched: page table [B, pages_per_seq]
     kv.k = k_pool;
     kv.v = v_pool;
     kv.type = dtype::bf16;
@@ -100,11 +100,11 @@ int main(int argc, char** argv) {
     kv.stride_head = D;
     kv.page_table = d_table;
     kv.page_table_stride = pages_per_seq;
-    code_store cs;
+    code_view cs;  // 32-bit words, one row of tokens per code head
     cs.codes = codes;
-    cs.n_code_head = HKV;
+    cs.n_enc = HKV;
     cs.stride_seq = HKV * code_row;
-    cs.stride_head = code_row;
+    cs.stride_enc = code_row;
 
     // 2. Hash encoders of this layer (d -> 128 -> 128 -> 32 bits): keys per KV head, queries per head.
     auto make_mlp = [&](int n_enc, unsigned seed) {

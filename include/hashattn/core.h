@@ -119,6 +119,10 @@ struct kv_view {
   int page_size = 0;
   int64_t stride_page = 0;  // elements between pages
   int64_t n_pages = 0;      // pages in the pool the ids index (validation: ids in [0, n_pages))
+  // Batched views (the CUDA ops of cuda.h: B sequences of one layer on the device): sequence b's page
+  // table starts at page_table + b * page_table_stride, and its length comes from the op's seq_len (n_tok
+  // is not read). 0 for a view of one sequence.
+  int64_t page_table_stride = 0;
 };
 // Row addressing of a view, with the page arithmetic set up once (hoist it out of token loops):
 // at(t) is the element offset of token t's row (KV head 0) in K (and V: same layout).
@@ -183,6 +187,8 @@ struct hash_mlp_view {
 };
 
 // Read-only view of one layer's key codes: code (t, e) is word t * stride_tok + e * stride_enc.
+// Batched views (the CUDA ops of cuda.h): sequence b's codes start stride_seq words further, lengths
+// come from the op's seq_len (n_tok is not read).
 struct code_view {
   const void* codes = nullptr;
   int bits = 32;
@@ -190,6 +196,7 @@ struct code_view {
   int64_t n_tok = 0;
   int64_t stride_tok = 1;  // words
   int64_t stride_enc = 0;  // words
+  int64_t stride_seq = 0;  // words between sequences (batched views)
 };
 
 // ---- index lists (the output of every selector) ----

@@ -2,9 +2,9 @@
 // No CUDA types appear here: device pointers are plain pointers, a stream is passed as void*
 // (a cudaStream_t; nullptr = the legacy default stream).
 // Layouts (all on the device, batch index b, token t, KV head g, query head h, code head c):
-//   K/V (paged):  element j of (b, t, g) at base + page_table[b * pt_stride + t / page_size] * stride_page
-//                 + (t % page_size) * stride_tok + g * stride_head + j            (bf16 or fp16)
-//   key codes:    codes[b * stride_seq + c * stride_head + t] (uint32, LSB-first sign bits)
+//   K/V (paged):  element j of (b, t, g) at base + page_table[b * page_table_stride + t / page_size] *
+//                 stride_page + (t % page_size) * stride_tok + g * stride_head + j   (bf16 or fp16)
+//   key codes:    codes[b * stride_seq + c * stride_enc + t] (uint32, LSB-first sign bits)
 //                 code heads: n_head (gqa_mode::per_head) or n_head_kv (gqa_mode::per_group)
 //   q:            [batch, n_head, head_dim] fp32 (post-RoPE);   out: [batch, n_head, head_dim] fp32
 //   query codes:  [batch, n_head] uint32
@@ -33,30 +33,13 @@ bool device_available(std::string* why = nullptr);
 std::string device_name();
 int device_sm_count();
 
-// One layer's paged KV cache (bf16 or fp16).
-struct paged_kv {
-  void* k = nullptr;             // may be null in encode_params: then no KV append, codes only
-  void* v = nullptr;
-  dtype type = dtype::bf16;      // bf16 or f16
-  int n_head_kv = 0;
-  int head_dim = 0;              // 64 or 128
-  int page_size = 16;            // tokens per page: a power of two (1 allowed)
-  int64_t stride_page = 0;       // elements between pages
-  int64_t stride_tok = 0;        // elements between slots of a page
-  int64_t stride_head = 0;       // elements between KV heads
-  const int32_t* page_table = nullptr;  // [batch, page_table_stride] page ids
-  int64_t page_table_stride = 0;
-};
-
-// Packed key codes: one uint32 per (sequence, code head, token). Rows must be 16-byte aligned,
-// strides multiples of 4 words, and each row must hold round_up(max_ctx, 4) words.
-struct code_store {
-  uint32_t* codes = nullptr;
-  int n_code_head = 0;
-  int64_t stride_seq = 0;        // words
-  int64_t stride_head = 0;       // words
-};
-
+// The device views are core.h's, batched over sequences: one layer's K/V is a kv_view with a page
+// table of [batch, page_table_stride] entries (bf16 or f16; page_size a power of two, 1 allowed; n_tok and
+// n_pages not read: lengths come from seq_len), and its key codes a code_view of 32-bit words with
+// stride_tok 1 (a row of tokens per code head), n_enc code heads stride_enc words apart and sequences
+// stride_seq words apart. Code rows must be 16-byte aligned, strides multiples of 4 words, and each row
+// must hold round_up(max_ctx, 4) words. Views are read-only for the readers (select, attend); the ops that
+// append (encode, the model's qkv_rope_store) write through the same pointers.
 // Hash encoder MLPs of one layer: hash_mlp_view (hash.h) with DEVICE pointers, fp32, stacked per
 // encoder head: w[l] [n_enc, in_l, out_l], b[l] [n_enc, out_l]; SiLU between layers; bit j of the
 // code = (output j > 0), LSB first. The CUDA kernels take codes of up to 32 bits (uint32 words).
@@ -78,9 +61,9 @@ struct encode_params {
   dtype kv_in_type = dtype::f32;
   const int32_t* pos0 = nullptr;
   const int32_t* seq_len = nullptr;
-  paged_kv kv;                   // kv.k == nullptr: codes only, the caller writes K/V itself
-  mlp_device key_mlp;            // n_enc = n_code_head
-  code_store codes;
+  kv_view kv;                    // kv.k == nullptr: codes only, the caller writes K/V itself
+  mlp_device key_mlp;            // n_enc = codes.n_enc
+  code_view codes;
   // Queries to encode: [batch, n_head, head_dim] fp32 (nullptr: no query work).
   const float* q = nullptr;
   mlp_device query_mlp;          // n_enc = n_head
@@ -100,7 +83,7 @@ struct select_params {
   gqa_mode mode = gqa_mode::per_head;
   int bits = 32;
   const uint32_t* qcodes = nullptr;  // [batch, n_head]
-  code_store codes;
+  code_view codes;
   const int32_t* seq_len = nullptr;
   int64_t max_ctx = 0;               // bound on seq_len (sizes the grid and the workspace)
   budget_params budget;
@@ -128,7 +111,7 @@ struct attend_params {
   int batch = 0;
   int n_head = 0;
   const float* q = nullptr;          // [batch, n_head, head_dim]
-  paged_kv kv;
+  kv_view kv;
   const int32_t* seq_len = nullptr;
   int64_t max_ctx = 0;
   float scale = 0;                   // 0: 1/sqrt(head_dim)
@@ -156,8 +139,8 @@ struct decode_params {
   const void* v_new = nullptr;
   dtype kv_in_type = dtype::f32;
   bool append_kv = true;             // false: only the key code of the new token is written
-  paged_kv kv;
-  code_store codes;
+  kv_view kv;
+  code_view codes;
   mlp_device key_mlp;
   mlp_device query_mlp;
   const int32_t* seq_len = nullptr;  // lengths including the new token

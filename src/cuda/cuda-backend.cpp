@@ -69,7 +69,7 @@ void finish(const char* op) {
 // One layer's K/V (host view) as device pages of 16 tokens, [page][KV head][slot][d], page i = i.
 struct dev_kv {
   dmem k, v, table;
-  paged_kv view;
+  kv_view view;
 };
 constexpr int kPage = 16;
 std::unique_ptr<dev_kv> upload_kv(const kv_view& kv) {
@@ -92,7 +92,7 @@ std::unique_ptr<dev_kv> upload_kv(const kv_view& kv) {
   std::vector<int32_t> table(n_pages);
   for (int64_t i = 0; i < n_pages; ++i) table[i] = (int32_t)i;
   auto r = std::make_unique<dev_kv>(dev_kv{upload(hk), upload(hv), upload(table), {}});
-  paged_kv& p = r->view;
+  kv_view& p = r->view;
   p.k = r->k.p;
   p.v = r->v.p;
   p.type = kv.type;
@@ -222,8 +222,8 @@ void select_codes(const hash_select_params& p) {
   s.bits = 32;
   s.qcodes = d_q.as<const uint32_t>();
   s.codes.codes = d_codes.as<uint32_t>();
-  s.codes.n_code_head = want;
-  s.codes.stride_head = row;
+  s.codes.n_enc = want;
+  s.codes.stride_enc = row;
   s.codes.stride_seq = row * want;
   s.seq_len = d_len.as<const int32_t>();
   s.max_ctx = n;

@@ -215,8 +215,9 @@ void encode_run(const encode_params& p, void* stream) {
   a.in_type = (int)p.kv_in_type;
   a.pos0 = p.pos0;
   a.seq_len = p.seq_len;
-  a.k = p.n_new > 0 ? p.kv.k : nullptr;
-  a.v = p.kv.v;
+  // The views are read-only for readers; the append writes K/V and codes through them.
+  a.k = p.n_new > 0 ? const_cast<void*>(p.kv.k) : nullptr;
+  a.v = const_cast<void*>(p.kv.v);
   a.kv_type = (int)p.kv.type;
   a.stride_page = p.kv.stride_page;
   a.stride_tok = p.kv.stride_tok;
@@ -226,9 +227,9 @@ void encode_run(const encode_params& p, void* stream) {
   a.page_shift = a.k ? plan::log2_int(p.kv.page_size) : 0;
   a.page_mask = a.k ? (int64_t)p.kv.page_size - 1 : 0;
   if (p.n_new > 0) a.kmlp = plan::to_args(p.key_mlp);  // an MLP without jobs is never read
-  a.codes = p.codes.codes;
+  a.codes = static_cast<uint32_t*>(const_cast<void*>(p.codes.codes));
   a.c_stride_seq = p.codes.stride_seq;
-  a.c_stride_head = p.codes.stride_head;
+  a.c_stride_head = p.codes.stride_enc;
   a.q = p.q;
   if (p.q) a.qmlp = plan::to_args(p.query_mlp);
   a.qcodes = p.qcodes;

@@ -105,8 +105,8 @@ __global__ void qkv_rope_kernel(qkv_params p) {
   for (int j = threadIdx.x; j < H * d; j += blockDim.x) p.q_out[t * H * d + j] = row[j];
   const int64_t page = p.kv.page_table[(int64_t)seq * p.kv.page_table_stride + pos / p.kv.page_size];
   const int64_t base = page * p.kv.stride_page + (pos % p.kv.page_size) * p.kv.stride_tok;
-  uint16_t* K = static_cast<uint16_t*>(p.kv.k);
-  uint16_t* V = static_cast<uint16_t*>(p.kv.v);
+  uint16_t* K = static_cast<uint16_t*>(const_cast<void*>(p.kv.k));  // the append writes through the view
+  uint16_t* V = static_cast<uint16_t*>(const_cast<void*>(p.kv.v));
   for (int j = threadIdx.x; j < G * d; j += blockDim.x) {
     const int g = j / d, e = j % d;
     const float kval = row[H * d + j], vval = row[(H + G) * d + j];

@@ -82,7 +82,7 @@ struct qkv_params {
   const float* freq_factors = nullptr;  // device [rope_dims / 2] or null: angle / factor
   float* q_out = nullptr;         // [n, n_head, head_dim]
   float* k_out = nullptr;         // [n, n_head_kv, head_dim] or null: the keys as stored (rounded to kv.type)
-  paged_kv kv;                    // K/V written at the rows' positions (kv.type bf16 or f16)
+  kv_view kv;                    // K/V written at the rows' positions (kv.type bf16 or f16)
 };
 void qkv_rope_store(const qkv_params& p, void* stream);
 

@@ -291,9 +291,9 @@ void select_run(const select_params& p, void* workspace, void* stream) {
   char* ws = static_cast<char*>(workspace);
   select_args a{};
   a.qcodes = p.qcodes;
-  a.codes = p.codes.codes;
+  a.codes = static_cast<const uint32_t*>(p.codes.codes);
   a.c_stride_seq = p.codes.stride_seq;
-  a.c_stride_head = p.codes.stride_head;
+  a.c_stride_head = p.codes.stride_enc;
   a.seq_len = p.seq_len;
   a.n_head = p.n_head;
   a.n_lists = l.n_lists;

@@ -8,9 +8,9 @@
 namespace hashattn {
 namespace gpu {
 
-cuda::paged_kv session::impl::kv(int layer, bool prefill) const {
+kv_view session::impl::kv(int layer, bool prefill) const {
   const model_hparams& hp = m->hp;
-  cuda::paged_kv kv;
+  kv_view kv;
   const size_t off = (size_t)layer * layer_kv_elems() * 2;
   kv.k = static_cast<char*>(k_pages.p) + off;
   kv.v = static_cast<char*>(v_pages.p) + off;
@@ -27,10 +27,10 @@ cuda::paged_kv session::impl::kv(int layer, bool prefill) const {
   return kv;
 }
 
-cuda::code_store session::impl::code_store(int layer) const {
-  cuda::code_store c;
-  c.n_code_head = n_code_head;
-  c.stride_head = code_row;
+code_view session::impl::layer_codes(int layer) const {
+  code_view c;
+  c.n_enc = n_code_head;
+  c.stride_enc = code_row;
   c.stride_seq = code_row * n_code_head;
   c.codes = codes.as<uint32_t>() + (size_t)layer * B * c.stride_seq;
   return c;
@@ -52,7 +52,7 @@ cuda::decode_params session::impl::hash_decode(int l) const {
   dp.kv_in_type = dtype::f32;
   dp.append_kv = false;
   dp.kv = kv(l, false);
-  dp.codes = code_store(l);
+  dp.codes = layer_codes(l);
   dp.key_mlp = hash.key[l];
   dp.query_mlp = hash.query[l];
   dp.seq_len = len.as<const int32_t>();
@@ -106,8 +106,8 @@ void session::impl::attend_prefill(int l, int seq, int64_t pos0_host, int64_t n)
     e.kv.k = nullptr;
     e.kv.v = nullptr;
     e.key_mlp = hash.key[l];
-    e.codes = code_store(l);
-    e.codes.codes += (size_t)seq * e.codes.stride_seq;
+    e.codes = layer_codes(l);
+    e.codes.codes = static_cast<const uint32_t*>(e.codes.codes) + (size_t)seq * e.codes.stride_seq;
     cuda::encode_run(e, stream);
   }
   const int64_t hd = (int64_t)hp.n_head * hp.head_dim;

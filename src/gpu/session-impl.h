@@ -52,8 +52,8 @@ struct session::impl {
 
   void init();
   size_t layer_kv_elems() const;
-  cuda::paged_kv kv(int layer, bool prefill) const;
-  cuda::code_store code_store(int layer) const;
+  kv_view kv(int layer, bool prefill) const;
+  code_view layer_codes(int layer) const;
   // The layers over `n` rows already embedded in x. decode: rows are sequences (lengths in len).
   void layers(int64_t n, bool decode, int seq, int64_t pos0);
   // y [n, n_out] (+)= x [n, n_in] W^T: the matrix-vector kernel for a few rows, else cuBLAS.

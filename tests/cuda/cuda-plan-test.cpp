@@ -121,8 +121,8 @@ select_params select_shape(int batch, int n_head, int n_head_kv, gqa_mode mode, 
   p.bits = bits;
   p.max_ctx = max_ctx;
   p.codes = valid_codes(mode == gqa_mode::per_group ? n_head_kv : n_head);
-  p.codes.stride_head = plan::round_up(max_ctx, 4);
-  p.codes.stride_seq = p.codes.stride_head * p.codes.n_code_head;
+  p.codes.stride_enc = plan::round_up(max_ctx, 4);
+  p.codes.stride_seq = p.codes.stride_enc * p.codes.n_enc;
   p.idx_stride = budget_max_tokens(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window, max_ctx);
   return p;
 }
@@ -338,8 +338,8 @@ TEST(CudaPlanDecode, OneWorkspaceHoldsEveryStage) {
         p.max_ctx = max_ctx;
         const int n_lists = mode == gqa_mode::per_group ? 2 : 8;
         p.codes = valid_codes(n_lists);
-        p.codes.stride_head = plan::round_up(max_ctx, 4);
-        p.codes.stride_seq = p.codes.stride_head * n_lists;
+        p.codes.stride_enc = plan::round_up(max_ctx, 4);
+        p.codes.stride_seq = p.codes.stride_enc * n_lists;
         if (mode == gqa_mode::per_group) p.key_mlp.n_enc = 2;
         const plan::decode_layout l = plan::decode_layout_of(p, dev);
         const std::string at = std::string(gqa_mode_name(mode)) + ", batch " + std::to_string(batch) +

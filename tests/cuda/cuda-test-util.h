@@ -117,7 +117,7 @@ inline host_kv make_host_kv(std::mt19937_64& rng, dtype type, int B, int64_t cap
 struct dev_paged {
   dbuf<uint16_t> k, v;
   dbuf<int32_t> pt;
-  paged_kv view;
+  kv_view view;
 };
 
 inline void make_dev_paged(std::mt19937_64& rng, const host_kv& h, int page_size, bool pad, dev_paged& out) {
@@ -145,7 +145,7 @@ inline void make_dev_paged(std::mt19937_64& rng, const host_kv& h, int page_size
   out.k.upload(pk);
   out.v.upload(pv);
   out.pt.upload(pt);
-  paged_kv& w = out.view;
+  kv_view& w = out.view;
   w.k = out.k.p;
   w.v = out.v.p;
   w.type = h.type;

@@ -18,22 +18,22 @@ TEST(CudaCheckKv, RefusesEachBadField) {
     mutate(p.kv);
     expect_refused([&] { plan::check_attend(p); }, field);
   };
-  refused([](paged_kv& kv) { kv.type = dtype::f32; }, "attend: kv.type");
-  refused([](paged_kv& kv) { kv.n_head_kv = 0; }, "attend: kv.n_head_kv");
-  refused([](paged_kv& kv) { kv.head_dim = 12; }, "attend: kv.head_dim");
-  refused([](paged_kv& kv) { kv.page_size = 3; }, "attend: kv.page_size");
-  refused([](paged_kv& kv) { kv.page_size = 0; }, "attend: kv.page_size");
-  refused([](paged_kv& kv) { kv.page_size = INT32_MIN; }, "attend: kv.page_size");
-  refused([](paged_kv& kv) { kv.page_table = nullptr; }, "attend: kv.page_table");
-  refused([](paged_kv& kv) { kv.page_table_stride = 0; }, "attend: kv.page_table_stride");
-  refused([](paged_kv& kv) { kv.stride_tok = 100; }, "attend: kv.strides");     // not a multiple of 8
-  refused([](paged_kv& kv) { kv.stride_page = 2052; }, "attend: kv.strides");
-  refused([](paged_kv& kv) { kv.stride_head = 60; }, "attend: kv.strides");
-  refused([](paged_kv& kv) { kv.stride_head = 56; }, "attend: kv.strides");     // < head_dim
-  refused([](paged_kv& kv) { kv.stride_page = 0; }, "attend: kv.strides");
-  refused([](paged_kv& kv) { kv.stride_tok = -8; }, "attend: kv.strides");
-  refused([](paged_kv& kv) { kv.k = addr(0x100008); }, "attend: kv.k/v alignment");
-  refused([](paged_kv& kv) { kv.v = addr(0x200004); }, "attend: kv.k/v alignment");
+  refused([](kv_view& kv) { kv.type = dtype::f32; }, "attend: kv.type");
+  refused([](kv_view& kv) { kv.n_head_kv = 0; }, "attend: kv.n_head_kv");
+  refused([](kv_view& kv) { kv.head_dim = 12; }, "attend: kv.head_dim");
+  refused([](kv_view& kv) { kv.page_size = 3; }, "attend: kv.page_size");
+  refused([](kv_view& kv) { kv.page_size = 0; }, "attend: kv.page_size");
+  refused([](kv_view& kv) { kv.page_size = INT32_MIN; }, "attend: kv.page_size");
+  refused([](kv_view& kv) { kv.page_table = nullptr; }, "attend: kv.page_table");
+  refused([](kv_view& kv) { kv.page_table_stride = 0; }, "attend: kv.page_table_stride");
+  refused([](kv_view& kv) { kv.stride_tok = 100; }, "attend: kv.strides");     // not a multiple of 8
+  refused([](kv_view& kv) { kv.stride_page = 2052; }, "attend: kv.strides");
+  refused([](kv_view& kv) { kv.stride_head = 60; }, "attend: kv.strides");
+  refused([](kv_view& kv) { kv.stride_head = 56; }, "attend: kv.strides");     // < head_dim
+  refused([](kv_view& kv) { kv.stride_page = 0; }, "attend: kv.strides");
+  refused([](kv_view& kv) { kv.stride_tok = -8; }, "attend: kv.strides");
+  refused([](kv_view& kv) { kv.k = addr(0x100008); }, "attend: kv.k/v alignment");
+  refused([](kv_view& kv) { kv.v = addr(0x200004); }, "attend: kv.k/v alignment");
   // Accepted edges: one token per page, f16, padded strides.
   attend_params p = valid_attend();
   p.kv.page_size = 1;
@@ -139,13 +139,15 @@ TEST(CudaCheckSelect, RefusesEachBadField) {
   refused([](select_params& p) { p.max_ctx = int64_t(1) << 31; }, "select: max_ctx");
   refused([](select_params& p) { p.codes.codes = nullptr; }, "select: codes.codes");
   refused([](select_params& p) { p.codes.codes = addr<uint32_t>(0x700004); }, "select: codes.codes alignment");
-  refused([](select_params& p) { p.codes.n_code_head = 2; }, "select: codes.n_code_head");
+  refused([](select_params& p) { p.codes.n_enc = 2; }, "select: codes.n_enc");
+  refused([](select_params& p) { p.codes.bits = 16; }, "select: codes.bits");        // the kernels store uint32
+  refused([](select_params& p) { p.codes.stride_tok = 8; }, "select: codes.stride_tok");  // rows of tokens
   // per_group lists read n_head_kv code heads: a per-head store does not fit the mode.
-  refused([](select_params& p) { p.mode = gqa_mode::per_group; }, "select: codes.n_code_head");
+  refused([](select_params& p) { p.mode = gqa_mode::per_group; }, "select: codes.n_enc");
   refused([](select_params& p) { p.codes.stride_seq = 1026; }, "select: codes.strides");
-  refused([](select_params& p) { p.codes.stride_head = 130; }, "select: codes.strides");
-  refused([](select_params& p) { p.codes.stride_head = 124; }, "select: codes.stride_head");  // < 128
-  refused([](select_params& p) { p.max_ctx = 129; }, "select: codes.stride_head");  // rows of 132 needed
+  refused([](select_params& p) { p.codes.stride_enc = 130; }, "select: codes.strides");
+  refused([](select_params& p) { p.codes.stride_enc = 124; }, "select: codes.stride_enc");  // < 128
+  refused([](select_params& p) { p.max_ctx = 129; }, "select: codes.stride_enc");  // rows of 132 needed
   refused([](select_params& p) { p.budget.density = 0; }, "budget: density");
   refused([](select_params& p) { p.budget.sinks = -1; }, "budget: sinks");
   refused([](select_params& p) { p.idx_stride = 31; }, "select: idx_stride");
@@ -158,7 +160,7 @@ TEST(CudaCheckSelect, RefusesEachBadField) {
   p.n_head = p.n_head_kv = 1;
   p.mode = gqa_mode::per_head;
   p.codes = valid_codes(1);
-  p.codes.stride_head = 0;
+  p.codes.stride_enc = 0;
   EXPECT_NO_THROW(plan::check_select(p));
 }
 
@@ -174,8 +176,8 @@ TEST(CudaCheckSelect, IdxStrideBoundIsTheLongestListUpToMaxCtx) {
                          shape{0, 64, 16, 16, 5000}, shape{0, 64, 16, 16, 40}, shape{1.0 / 64, 0, 128, 128, 100000}}) {
     select_params p = valid_select();
     p.max_ctx = s.max_ctx;
-    p.codes.stride_head = plan::round_up(s.max_ctx, 4);
-    p.codes.stride_seq = p.codes.stride_head * p.codes.n_code_head;
+    p.codes.stride_enc = plan::round_up(s.max_ctx, 4);
+    p.codes.stride_seq = p.codes.stride_enc * p.codes.n_enc;
     p.budget.density = s.density;
     p.budget.count = s.count;
     p.budget.sinks = s.sinks;
@@ -220,7 +222,9 @@ TEST(CudaCheckEncode, RefusesEachBadField) {
   refused([](encode_params& p) { p.key_mlp.w[2] = nullptr; }, "encode: key_mlp weights of layer 2");
   refused([](encode_params& p) { p.key_mlp.b[0] = nullptr; }, "encode: key_mlp weights of layer 0");
   refused([](encode_params& p) { p.codes.codes = nullptr; }, "encode: codes");
-  refused([](encode_params& p) { p.codes.n_code_head = 2; }, "encode: codes.n_code_head");
+  refused([](encode_params& p) { p.codes.n_enc = 2; }, "encode: codes.n_enc");
+  refused([](encode_params& p) { p.codes.bits = 64; }, "encode: codes.bits");
+  refused([](encode_params& p) { p.codes.codes = addr<uint32_t>(0x700008); }, "encode: codes.codes alignment");
   refused([](encode_params& p) { p.v_new = nullptr; }, "encode: v_new");
   refused([](encode_params& p) { p.kv.n_head_kv = 4; p.kv.stride_tok = 256; }, "encode: kv shape");
   refused([](encode_params& p) { p.kv_in_type = (dtype)7; }, "encode: kv_in_type");
@@ -252,7 +256,7 @@ TEST(CudaCheckEncode, RefusesEachBadField) {
   p.n_new = 0;
   p.k_new = nullptr;
   p.key_mlp = mlp_device{};
-  p.codes = code_store{};
+  p.codes = code_view{};
   EXPECT_NO_THROW(plan::check_encode(p, dev));
   p.q = nullptr;
   p.query_mlp = mlp_device{};
@@ -288,7 +292,7 @@ TEST(CudaCheckDecode, RefusesBadShapeAndWhatItDerives) {
   refused([](decode_params& p) { p.n_head = 0; }, "decode: shape");
   refused([](decode_params& p) { p.kv.n_head_kv = 0; }, "decode: shape");
   refused([](decode_params& p) { p.codes.codes = nullptr; }, "select: codes.codes");
-  refused([](decode_params& p) { p.mode = gqa_mode::per_group; }, "select: codes.n_code_head");
+  refused([](decode_params& p) { p.mode = gqa_mode::per_group; }, "select: codes.n_enc");
   refused([](decode_params& p) { p.query_mlp.bits = 40; }, "select: bits");
   refused([](decode_params& p) { p.budget.density = 2; }, "budget: density");
   refused([](decode_params& p) { p.max_ctx = 0; }, "select: max_ctx");

@@ -140,11 +140,11 @@ void run_decode_case(const decode_case& c) {
   const int64_t row = (cap + 3) / 4 * 4;
   dbuf<uint32_t> d_codes((size_t)c.B * n_code * row);
   d_codes.poison(0x33);
-  code_store cs;
+  code_view cs;
   cs.codes = d_codes.p;
-  cs.n_code_head = n_code;
+  cs.n_enc = n_code;
   cs.stride_seq = (int64_t)n_code * row;
-  cs.stride_head = row;
+  cs.stride_enc = row;
 
   // Prefill: the first n0 tokens of every sequence, K/V appended and keys encoded in one launch.
   {
@@ -334,9 +334,9 @@ void run_long(gqa_mode mode, int64_t n, uint64_t seed) {
   sp.bits = 32;
   sp.qcodes = d_qc.p;
   sp.codes.codes = d_codes.p;
-  sp.codes.n_code_head = n_lists;
+  sp.codes.n_enc = n_lists;
   sp.codes.stride_seq = (int64_t)n_lists * row;
-  sp.codes.stride_head = row;
+  sp.codes.stride_enc = row;
   sp.seq_len = d_len.p;
   sp.max_ctx = n;
   sp.budget = bp;

@@ -75,9 +75,9 @@ void run_select_case(const select_case& c) {
   p.mode = c.mode;
   p.bits = c.bits;
   p.codes.codes = d_codes.p;
-  p.codes.n_code_head = n_lists;
+  p.codes.n_enc = n_lists;
   p.codes.stride_seq = (int64_t)n_lists * row;
-  p.codes.stride_head = row;
+  p.codes.stride_enc = row;
   p.seq_len = d_len.p;
   p.max_ctx = c.max_ctx;
   p.budget = bp;
@@ -359,9 +359,9 @@ void run_encode_case(const encode_case& c) {
   p.kv = dk.view;
   p.key_mlp = dkm.view;
   p.codes.codes = d_codes.p;
-  p.codes.n_code_head = n_code;
+  p.codes.n_enc = n_code;
   p.codes.stride_seq = (int64_t)n_code * row;
-  p.codes.stride_head = row;
+  p.codes.stride_enc = row;
   p.q = d_q.p;
   p.query_mlp = dqm.view;
   p.qcodes = d_qc.p;
@@ -395,7 +395,7 @@ void run_encode_case(const encode_case& c) {
   // The appended K/V rows, read back through the page table.
   const auto pk = dk.k.download(), pv = dk.v.download();
   const auto pt = dk.pt.download();
-  const paged_kv& w = dk.view;
+  const kv_view& w = dk.view;
   for (int b = 0; b < c.B; ++b)
     for (int i = 0; i < c.n_new; ++i)
       for (int g = 0; g < c.n_kv; ++g)
@@ -475,8 +475,8 @@ TEST(CudaValidate, EntryPointsUseTheHostChecks) {
   s.bits = 32;
   s.qcodes = qc.p;
   s.codes.codes = codes.p;
-  s.codes.n_code_head = 4;
-  s.codes.stride_head = 16;
+  s.codes.n_enc = 4;
+  s.codes.stride_enc = 16;
   s.codes.stride_seq = 64;
   s.seq_len = len.p;
   s.max_ctx = 16;

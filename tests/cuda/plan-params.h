@@ -32,8 +32,8 @@ inline plan::device_info h200() {
 }
 
 // bf16 pages of 16 tokens, 2 KV heads of 64.
-inline paged_kv valid_kv() {
-  paged_kv kv;
+inline kv_view valid_kv() {
+  kv_view kv;
   kv.k = addr(0x100000);
   kv.v = addr(0x200000);
   kv.type = dtype::bf16;
@@ -49,11 +49,11 @@ inline paged_kv valid_kv() {
 }
 
 // 8 code heads (per_head) of rows of 128 words.
-inline code_store valid_codes(int n_code_head = 8) {
-  code_store c;
+inline code_view valid_codes(int n_code_head = 8) {
+  code_view c;
   c.codes = addr<uint32_t>(0x700000);
-  c.n_code_head = n_code_head;
-  c.stride_head = 128;
+  c.n_enc = n_code_head;
+  c.stride_enc = 128;
   c.stride_seq = 128 * n_code_head;
   return c;
 }

@@ -58,10 +58,10 @@ inline int log2_int(int64_t x) {
 const char* type_name(dtype t);
 
 // ---- checks (throw hashattn::error naming the field; `op` prefixes the message) ----
-void check_paged_kv(const paged_kv& kv, const char* op);
+void check_kv_view(const kv_view& kv, const char* op);
 // A grid dimension: what (a count of the params) must be <= max, else "<op>: <what>" is refused.
 void check_grid(const char* op, const char* what, int64_t n, int64_t max);
-void check_code_store(const code_store& c, const char* op, int n_code_head, int64_t max_ctx);
+void check_code_view(const code_view& c, const char* op, int n_code_head, int64_t max_ctx);
 
 // ---- encode ----
 // One head's MLP as the kernel reads it: dims[0] = input, dims[n_layer] = bits.

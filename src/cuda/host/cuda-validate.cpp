@@ -13,7 +13,7 @@ const char* type_name(dtype t) {
   return t == dtype::f32 ? "f32" : t == dtype::f16 ? "f16" : t == dtype::bf16 ? "bf16" : "unknown";
 }
 
-void check_paged_kv(const paged_kv& kv, const char* op) {
+void check_kv_view(const kv_view& kv, const char* op) {
   const std::string w = std::string(op) + ": kv.";
   if (kv.type != dtype::bf16 && kv.type != dtype::f16) fail(w + "type", type_name(kv.type), "bf16 or f16");
   if (kv.n_head_kv < 1) fail(w + "n_head_kv", std::to_string(kv.n_head_kv), ">= 1");
@@ -31,16 +31,19 @@ void check_paged_kv(const paged_kv& kv, const char* op) {
     fail(w + "k/v alignment", "not 16-byte aligned", "16-byte aligned base pointers");
 }
 
-void check_code_store(const code_store& c, const char* op, int n_code_head, int64_t max_ctx) {
+void check_code_view(const code_view& c, const char* op, int n_code_head, int64_t max_ctx) {
   const std::string w = std::string(op) + ": codes.";
   if (!c.codes) fail(w + "codes", "null", "a device pointer");
   if (reinterpret_cast<uintptr_t>(c.codes) & 15) fail(w + "codes alignment", "not 16-byte aligned", "16-byte aligned");
-  if (c.n_code_head != n_code_head) fail(w + "n_code_head", std::to_string(c.n_code_head), std::to_string(n_code_head));
+  if (c.bits != 32) fail(w + "bits", std::to_string(c.bits), "32", "the CUDA kernels store codes in uint32 words");
+  if (c.stride_tok != 1)
+    fail(w + "stride_tok", std::to_string(c.stride_tok), "1", "a code head's tokens are one row of words");
+  if (c.n_enc != n_code_head) fail(w + "n_enc", std::to_string(c.n_enc), std::to_string(n_code_head));
   const int64_t row = round_up(max_ctx, 4);
-  if (c.stride_seq % 4 || c.stride_head % 4)
-    fail(w + "strides", std::to_string(c.stride_seq) + "/" + std::to_string(c.stride_head), "multiples of 4 words");
-  if (c.stride_head < row && n_code_head > 1)
-    fail(w + "stride_head", std::to_string(c.stride_head), ">= round_up(max_ctx, 4) = " + std::to_string(row));
+  if (c.stride_seq % 4 || c.stride_enc % 4)
+    fail(w + "strides", std::to_string(c.stride_seq) + "/" + std::to_string(c.stride_enc), "multiples of 4 words");
+  if (c.stride_enc < row && n_code_head > 1)
+    fail(w + "stride_enc", std::to_string(c.stride_enc), ">= round_up(max_ctx, 4) = " + std::to_string(row));
 }
 
 void check_grid(const char* op, const char* what, int64_t n, int64_t max) {
@@ -82,12 +85,10 @@ void check_encode(const encode_params& p, const device_info& dev) {
     if (!p.pos0 && !p.seq_len) fail("encode: positions", "pos0 and seq_len both null", "one of them");
     check_mlp(p.key_mlp, "key_mlp", n_code_head, p.head_dim);
     bits = p.key_mlp.bits;
-    if (p.codes.codes == nullptr) fail("encode: codes", "null", "a device pointer");
-    if (p.codes.n_code_head != n_code_head)
-      fail("encode: codes.n_code_head", std::to_string(p.codes.n_code_head), std::to_string(n_code_head));
+    check_code_view(p.codes, "encode", n_code_head, 0);  // rows: the positions written are not bounded here
     if (p.kv.k != nullptr) {
       if (!p.v_new) fail("encode: v_new", "null", "a device pointer when K/V are appended");
-      check_paged_kv(p.kv, "encode");
+      check_kv_view(p.kv, "encode");
       if (p.kv.n_head_kv != p.n_head_kv || p.kv.head_dim != p.head_dim)
         fail("encode: kv shape", std::to_string(p.kv.n_head_kv) + "x" + std::to_string(p.kv.head_dim),
              std::to_string(p.n_head_kv) + "x" + std::to_string(p.head_dim));
@@ -128,7 +129,7 @@ void check_select(const select_params& p) {
     fail("select: device pointers", "null qcodes/seq_len/idx/idx_count", "all set");
   if (p.max_ctx < 1 || p.max_ctx > INT32_MAX)
     fail("select: max_ctx", std::to_string(p.max_ctx), "1 .. 2^31-1");
-  check_code_store(p.codes, "select", select_lists(p), p.max_ctx);
+  check_code_view(p.codes, "select", select_lists(p), p.max_ctx);
   budget_validate(p.budget);
   const int64_t need = budget_max_tokens(p.budget.density, p.budget.count, p.budget.sinks, p.budget.window,
                                          p.max_ctx);
@@ -139,7 +140,7 @@ void check_select(const select_params& p) {
 
 void check_attend(const attend_params& p) {
   if (p.batch < 1) fail("attend: batch", std::to_string(p.batch), ">= 1");
-  check_paged_kv(p.kv, "attend");
+  check_kv_view(p.kv, "attend");
   if (!p.kv.k || !p.kv.v) fail("attend: kv.k/kv.v", "null", "device pointers");
   if (p.n_head < 1 || p.n_head % p.kv.n_head_kv != 0)
     fail("attend: n_head", std::to_string(p.n_head), "a positive multiple of n_head_kv = " + std::to_string(p.kv.n_head_kv));
