@@ -240,9 +240,6 @@ def main():
     ap.add_argument("--rerank", help="candidate factors C, comma separated: adds hash-rrC 1/32 decode there for "
                     "each of --hash (per head) and --hash-group (per group)")
     args = ap.parse_args()
-    require_peers()
-    import llama_cpp
-
     cases = [("prefill", 512, 0), ("prefill", 4096, 0), ("decode", 512, 64), ("decode", 8000, 32)]
     if args.quick:
         cases = [("prefill", 512, 0), ("decode", 512, 64)]
@@ -254,6 +251,13 @@ def main():
                 sys.exit(f"bench: unknown case {w!r} (expected prefillN or decodeN, e.g. decode512)")
             n = int(m.group(2))
             cases.append((m.group(1), n, 0 if m.group(1) == "prefill" else 64 if n <= 4096 else 32))
+    decodes = [c for c in cases if c[0] == "decode"]
+    sparse_case = max(decodes, key=lambda c: c[1]) if decodes else None
+    if (args.hash or args.hash_group) and sparse_case is None:  # checked before the peers are loaded
+        sys.exit("bench: --hash / --hash-group / --rerank need a decode case (e.g. --only decode8000)")
+    require_peers()
+    import llama_cpp
+
     toks_all, source = prompt_tokens(args.model, max(c[1] for c in cases))
     wbytes, kv_layout = weight_bytes(args.model)
     load0 = load()
@@ -272,10 +276,6 @@ def main():
     if args.hash_group:
         variants.append(("hashattn hash 1/32 group", ("--attn", "hash", "--density", "1/32", "--gqa-mode", "group",
                                                        "--hash", args.hash_group)))
-    decodes = [c for c in cases if c[0] == "decode"]
-    sparse_case = max(decodes, key=lambda c: c[1]) if decodes else None
-    if len(variants) > 1 and sparse_case is None:
-        sys.exit("bench: --hash / --hash-group / --rerank need a decode case (e.g. --only decode8000)")
     results = {c: {"hashattn": [], "llama.cpp": []} for c in cases}
     if sparse_case in cases:
         for name, _ in variants[1:]:

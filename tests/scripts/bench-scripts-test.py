@@ -155,6 +155,19 @@ class BenchLlamacppParsing(unittest.TestCase):
             self.mod.run_hashattn("hashattn", "m.gguf", [1], 2, 1024, 4)
         self.assertIn("hashattn: error: something", str(e.exception.code))
 
+    def test_hash_without_a_decode_case_is_refused_before_the_peers(self):
+        # The usage error comes first: require_peers (which may re-run the script or exit naming an
+        # install command) must not be reached.
+        self.mod.require_peers = lambda: self.fail("require_peers reached before the argument check")
+        argv = sys.argv
+        sys.argv = ["bench-llamacpp.py", "--hash", "h.gguf", "--only", "prefill512"]
+        try:
+            with self.assertRaises(SystemExit) as e:
+                self.mod.main()
+        finally:
+            sys.argv = argv
+        self.assertIn("need a decode case", str(e.exception.code))
+
     def test_kv_read_bytes_sliding_window(self):
         # Gemma 3 270M's layout: 1 KV head of 256 (K + V, fp16: 1024 B per token and layer), window 512
         # on all layers but 5, 11, 17.
