@@ -59,9 +59,9 @@ struct session_params {
   int prefill_attn_rows = 64; // prompt rows per prefill attention launch (at most n_batch are used)
   int64_t budget_ctx = 0;     // context at which a density budget's auto sinks / window are set (0: n_ctx)
   bool graph = true;          // capture the decode step once and replay it
-  // Projections of up to this many rows (at most cuda::gemv_max_rows = 8) use our matrix-vector kernel, more rows cuBLAS; 0:
-  // cuBLAS always. The same-run comparison on an H100 (docs/PERFORMANCE.md) measured it faster than cuBLAS
-  // at B = 1 and slower at B = 8; B = 2..7 are not measured.
+  // Projections of up to this many rows (at most cuda::gemv_max_rows = 8) use our matrix-vector kernel,
+  // more rows cuBLAS; 0: cuBLAS always. The same-run comparison on an H100 (docs/PERFORMANCE.md) measured
+  // it faster than cuBLAS at B = 1 and slower at B = 8; B = 2..7 are not measured.
   int gemv_rows = 1;
   // The attention kernel (cuda.h attend_impl): auto (tensor cores, CUDA cores for per-head lists), cores
   // or tensor.

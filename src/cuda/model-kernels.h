@@ -44,8 +44,8 @@ void blas_destroy(void* h);
 void gemm_bf16(void* blas, int64_t n, int64_t n_out, int64_t n_in, const void* w, const void* x, float* y,
                int64_t ldy, float beta);
 
-// Few rows (n <= gemv_max_rows, the decode steps of small batches): a matrix-vector kernel that streams W once with
-// 16-byte loads and reuses each load for the n rows of x (cuBLAS runs these near 60% of the copy
+// Few rows (n <= gemv_max_rows, the decode steps of small batches): a matrix-vector kernel that streams W
+// once with 16-byte loads and reuses each load for the n rows of x (cuBLAS runs these near 60% of the copy
 // bandwidth). Same contract as gemm_bf16; needs n_in % 8 == 0 and 16-byte aligned rows. False (nothing
 // launched) when the shape is not one it takes.
 constexpr int gemv_max_rows = 8;
@@ -82,7 +82,7 @@ struct qkv_params {
   const float* freq_factors = nullptr;  // device [rope_dims / 2] or null: angle / factor
   float* q_out = nullptr;         // [n, n_head, head_dim]
   float* k_out = nullptr;         // [n, n_head_kv, head_dim] or null: the keys as stored (rounded to kv.type)
-  kv_view kv;                    // K/V written at the rows' positions (kv.type bf16 or f16)
+  kv_view kv;                     // K/V written at the rows' positions (kv.type bf16 or f16)
 };
 void qkv_rope_store(const qkv_params& p, void* stream);
 
