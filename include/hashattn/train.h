@@ -145,6 +145,10 @@ struct train_params {
   int batch_queries = 64;
   int batch_pos = 8;         // positives sampled per query per step
   int batch_neg = 256;       // random middle keys per step
+  // Every middle key of the step's queries is a negative (the paper's dense negatives: the weighted loss is
+  // then the exact loss over each query's middle, not an estimate); batch_neg is not used. Costs about
+  // ctx / batch_neg times the key-encoder work of a step.
+  bool all_negatives = false;
   int val_queries = 64;      // held-out queries (half a window more, not trained on)
   // Standardize each encoder's input (per layer, head and dimension: mean and spread of the first training
   // window's queries / keys) while training; folded into the first linear layer of the saved encoders, so

@@ -5,8 +5,12 @@
 //   label_attention_weights: soft targets of one unit (query head, or KV group): per query, its labels'
 //     attention weights renormalized over the labels (group: the mean over the group's heads), times the
 //     label count (mean 1); aligned with labels[i].
+//   batch_keys: the keys of one training step (sorted, unique): up to batch_pos positives of each selected
+//     query (labels[qi]), hard_neg draws from each hard[i] (aligned with qsel; empty: none), then batch_neg
+//     random keys of the union of the queries' middles, or every key of that union with all_negatives.
 #pragma once
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "hashattn/train.h"
@@ -18,5 +22,9 @@ void head_probs(const layer_capture& c, int h, std::vector<double>& out);
 void top_k_desc(const double* v, int64_t lo, int64_t hi, int64_t k, std::vector<int32_t>& out);
 std::vector<std::vector<float>> label_attention_weights(const layer_capture& c, gqa_mode mode, int unit,
                                                         const std::vector<std::vector<int32_t>>& labels);
+void batch_keys(const layer_capture& c, const train_params& p, const std::vector<int32_t>& qsel,
+                const std::vector<std::vector<int32_t>>& labels,
+                const std::vector<const std::vector<int32_t>*>& hard, std::mt19937_64& rng,
+                std::vector<int32_t>& keys);
 
 }  // namespace hashattn::train_detail

@@ -5,7 +5,7 @@
 // layer's turn.
 // Minibatch of a unit: B queries with a middle; up to P sampled positives of each; up to hard_neg hard
 // negatives of each (hard-negatives.cpp; drawn from its pool, weighted as the random negatives); N random
-// middle keys.
+// middle keys, or with all_negatives every key of the queries' middles (batch_keys).
 // Pair weights make the loss an estimate of the full per-query loss over its middle region:
 //   positives of query i: pos_weight * k_i / npos_i, negatives: (n_mid_i - k_i) / nneg_i, over
 //   norm_i = pos_weight * k_i + n_mid_i - k_i, then the mean over queries (listwise: importance weights).
@@ -120,7 +120,8 @@ std::string train_settings_string(const train_params& p) {
       p.labels.k_fixed > 0 ? s(p.labels.k_fixed) : std::string("budget"), p.labels.density, p.labels.sinks,
       p.labels.window, p.labels.rank == label_rank::logit ? "logit" : "value_norm",
       p.loss == train_loss::bce ? "bce" : "listwise", p.pos_weight, p.score_scale, p.lr, p.ctx, p.n_windows,
-      p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos, p.batch_neg, p.seed,
+      p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos,
+      p.all_negatives ? std::string("all") : s(p.batch_neg), p.seed,
       p.input_norm ? "on" : "off", p.hard_neg, p.hard_pool,
       p.targets == train_targets::attention ? "attention" : "uniform");
 }
@@ -146,6 +147,45 @@ unit_data make_unit_data(const layer_capture& c, const train_params& p, int unit
   return u;
 }
 
+}  // namespace
+
+void train_detail::batch_keys(const layer_capture& c, const train_params& p, const std::vector<int32_t>& qsel,
+                const std::vector<std::vector<int32_t>>& labels,
+                const std::vector<const std::vector<int32_t>*>& hard, std::mt19937_64& rng,
+                std::vector<int32_t>& keys) {
+  keys.clear();
+  int64_t lo_min = c.n_tok, hi_max = 0;
+  for (int32_t qi : qsel) {
+    const middle_range r = label_middle(p.labels, c.qpos[qi]);
+    lo_min = std::min(lo_min, r.lo);
+    hi_max = std::max(hi_max, r.hi);
+    const auto& L = labels[qi];
+    if ((int64_t)L.size() <= p.batch_pos) {
+      keys.insert(keys.end(), L.begin(), L.end());
+    } else {
+      std::vector<int32_t> tmp(L);
+      for (int j = 0; j < p.batch_pos; j++) {
+        std::uniform_int_distribution<size_t> dj(j, tmp.size() - 1);
+        std::swap(tmp[j], tmp[dj(rng)]);
+        keys.push_back(tmp[j]);
+      }
+    }
+  }
+  for (const std::vector<int32_t>* H : hard)
+    for (int j = 0; j < p.hard_neg && !H->empty(); j++)
+      keys.push_back((*H)[std::uniform_int_distribution<size_t>(0, H->size() - 1)(rng)]);
+  if (p.all_negatives) {
+    for (int64_t t = lo_min; t < hi_max; t++) keys.push_back((int32_t)t);
+  } else if (hi_max > lo_min) {
+    std::uniform_int_distribution<int64_t> dt(lo_min, hi_max - 1);
+    for (int j = 0; j < p.batch_neg; j++) keys.push_back((int32_t)dt(rng));
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+}
+
+namespace {
+
 // One Adam step of one unit; returns the loss (NaN if the unit has no usable query).
 double unit_step(const train_params& p, hash_weights& W, std::vector<float>& grad, std::vector<float>& m1,
                  std::vector<float>& m2, int layer, int unit, int64_t t_step, const layer_capture& c,
@@ -167,37 +207,11 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
     std::swap(sw.pool[i], sw.pool[di(rng)]);
   }
   sw.qsel.assign(sw.pool.begin(), sw.pool.begin() + bq);
-  // -- keys: sampled positives of each query + random middle keys
-  sw.keys.clear();
-  int64_t lo_min = n, hi_max = 0;
-  for (int32_t qi : sw.qsel) {
-    const middle_range r = label_middle(p.labels, c.qpos[qi]);
-    lo_min = std::min(lo_min, r.lo);
-    hi_max = std::max(hi_max, r.hi);
-    const auto& L = ud.labels[qi];
-    if ((int64_t)L.size() <= p.batch_pos) {
-      sw.keys.insert(sw.keys.end(), L.begin(), L.end());
-    } else {
-      std::vector<int32_t> tmp(L);
-      for (int j = 0; j < p.batch_pos; j++) {
-        std::uniform_int_distribution<size_t> dj(j, tmp.size() - 1);
-        std::swap(tmp[j], tmp[dj(rng)]);
-        sw.keys.push_back(tmp[j]);
-      }
-    }
-  }
+  // -- keys: sampled positives of each query + hard negatives + random (or all) middle keys
+  std::vector<const std::vector<int32_t>*> hard;
   if (p.hard_neg > 0 && !ud.hard.empty())
-    for (int32_t qi : sw.qsel) {
-      const auto& H = ud.hard[qi];
-      for (int j = 0; j < p.hard_neg && !H.empty(); j++)
-        sw.keys.push_back(H[std::uniform_int_distribution<size_t>(0, H.size() - 1)(rng)]);
-    }
-  if (hi_max > lo_min) {
-    std::uniform_int_distribution<int64_t> dt(lo_min, hi_max - 1);
-    for (int j = 0; j < p.batch_neg; j++) sw.keys.push_back((int32_t)dt(rng));
-  }
-  std::sort(sw.keys.begin(), sw.keys.end());
-  sw.keys.erase(std::unique(sw.keys.begin(), sw.keys.end()), sw.keys.end());
+    for (int32_t qi : sw.qsel) hard.push_back(&ud.hard[qi]);
+  batch_keys(c, p, sw.qsel, ud.labels, hard, rng, sw.keys);
   const int64_t nk = (int64_t)sw.keys.size();
   // -- pairs
   pair_batch<float>& pb = sw.batch;

@@ -239,6 +239,9 @@ HASHATTN_COMMAND(
       sub.add_option("--batch-queries", tp.batch_queries, "queries per step")->capture_default_str();
       sub.add_option("--batch-pos", tp.batch_pos, "positives sampled per query per step")->capture_default_str();
       sub.add_option("--batch-neg", tp.batch_neg, "random middle keys per step")->capture_default_str();
+      sub.add_flag("--all-negatives", tp.all_negatives,
+                   "every middle key of the step's queries is a negative (the paper's dense negatives; instead of "
+                   "--batch-neg; about ctx / batch-neg times the key-encoder work per step)");
       sub.add_option("--lr", tp.lr, "Adam learning rate")->capture_default_str();
       sub.add_option("--label-k", tp.labels.k_fixed, "labels per query: 32 = the paper (the keys that carry the attention); 0 = the budget's share (density x middle)")
           ->capture_default_str();
