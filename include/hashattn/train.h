@@ -47,11 +47,17 @@ std::vector<token_window> text_windows(const std::vector<train_text>& texts, int
 // lists, key-value records; a share item_share of the pieces), then a question about one record and the
 // opened assistant turn; exactly ctx tokens each, deterministic in seed. Pieces are tokenized separately
 // with encode (no special tokens added; the template's markers parsed) and concatenated.
+// Retrieval data (question_share > 0): after each piece, once a record exists, with probability
+// question_share an answered question about a uniformly chosen earlier record follows ("Question: what was
+// given for KEY in the notes above? The value for KEY is VALUE."), so that many query positions retrieve a
+// value stated far back. The "special code" items are pass-key-like, the records key-value lookups, the lists
+// multi-needle-like. question_share 0 (the default) gives the plain mixed windows, unchanged.
 struct mix_params {
   int64_t ctx = 8192;
   int n_windows = 3;
   int64_t passage_min = 48, passage_max = 400;
   double item_share = 0.25;
+  double question_share = 0;  // in [0, 1): answered questions about earlier records after pieces
   uint64_t seed = 0;
 };
 void mix_params_validate(const mix_params& p);
