@@ -78,8 +78,10 @@ TEST(MixData, RetrievalQuestionsAnswerEarlierRecords) {
   chat_template chat;
   const auto w = make_mixed_windows(two_texts(), bytes, &chat, p);
   ASSERT_EQ(w.size(), 3u);
-  const std::regex rec_re(R"(The special code of (\w+) is ([\w-]+)\. Remember it\.|Record ([0-9a-f-]+): amount (\d+), owner )");
-  const std::regex ans_re(R"(Question: what was given for ([\w-]+) in the notes above\? The value for ([\w-]+) is ([\w-]+)\.\n)");
+  const std::regex rec_re(R"(The special code of (\w+) is ([\w-]+)\. Remember it\.)"
+                          R"(|Record ([0-9a-f-]+): amount (\d+), owner )");
+  const std::regex ans_re(R"(Question: what was given for ([\w-]+) in the notes above\? )"
+                          R"(The value for ([\w-]+) is ([\w-]+)\.\n)");
   size_t answers = 0;
   for (size_t wi = 0; wi < w.size(); wi++) {
     SCOPED_TRACE(::testing::Message() << "window " << wi);
