@@ -47,11 +47,17 @@ std::vector<token_window> text_windows(const std::vector<train_text>& texts, int
 // lists, key-value records; a share item_share of the pieces), then a question about one record and the
 // opened assistant turn; exactly ctx tokens each, deterministic in seed. Pieces are tokenized separately
 // with encode (no special tokens added; the template's markers parsed) and concatenated.
+// Retrieval data (question_share > 0): after each piece, once a record exists, with probability
+// question_share an answered question about a uniformly chosen earlier record follows ("Question: what was
+// given for KEY in the notes above? The value for KEY is VALUE."), so that many query positions retrieve a
+// value stated far back. The "special code" items are pass-key-like, the records key-value lookups, the lists
+// multi-needle-like. question_share 0 (the default) gives the plain mixed windows, unchanged.
 struct mix_params {
   int64_t ctx = 8192;
   int n_windows = 3;
   int64_t passage_min = 48, passage_max = 400;
   double item_share = 0.25;
+  double question_share = 0;  // in [0, 1): answered questions about earlier records after pieces
   uint64_t seed = 0;
 };
 void mix_params_validate(const mix_params& p);
@@ -163,9 +169,15 @@ struct train_params {
   std::vector<int> layers;   // empty: all
   std::vector<int> heads;    // empty: all (query heads in head mode, KV heads in group mode)
   int n_threads = 0;         // 0: all
+  // Start from these weights (fine-tuning) instead of the seeded random initialisation; layers/heads not
+  // trained keep them. Their shape must equal the training's (model shape, bits, MLP layers, hidden size,
+  // key encoders per KV head in group mode); not with input_norm. Not owned: must outlive the training.
+  const hash_weights* init = nullptr;
   std::function<void(const train_progress&)> on_progress;
 };
 void train_params_validate(const train_params& p, int n_layer, int n_head, int n_head_kv);
+// Throws unless p.init (if set) has the shape the training would allocate: every difference named.
+void train_init_check(const train_params& p, int n_layer, int n_head, int n_head_kv, int head_dim);
 struct train_layer_stats {
   int layer = 0;
   double loss = 0;           // mean loss of the last window
@@ -175,7 +187,7 @@ struct train_layer_stats {
 };
 struct train_result {
   train_params params;       // as used (ctx resolved), without on_progress
-  hash_weights weights;      // untrained layers/heads keep their seeded random initialisation
+  hash_weights weights;      // untrained layers/heads keep their initialisation (seeded random, or init)
   std::vector<train_layer_stats> layers;
   std::vector<std::string> texts;
   int64_t train_tokens = 0;  // tokens prefilled for training windows
@@ -185,7 +197,8 @@ struct train_result {
 train_result train_hash_encoders(const model& m, const std::vector<train_text>& texts, const train_params& p);
 // The training window when train_params.ctx is 0: the model's context, at most 8192.
 int64_t train_default_ctx(const model& m);
-// One line "key=value ..." of the settings (stored in the hash file).
+// One line "key=value ..." of the settings (stored in the hash file); ends with "init=file" when training
+// started from given weights (p.init), and has no init key for the random initialisation.
 std::string train_settings_string(const train_params& p);
 
 // ---- recall evaluation ----

@@ -1,7 +1,8 @@
 // Mixed training windows (see train.h, make_mixed_windows): each window is one chat-templated user turn
 // holding many unrelated passages of the training texts, interleaved with generated items (numbers, names,
-// identifiers, lists, key-value records), and ending with a question about one of the records and the
-// opened assistant turn, cut to exactly ctx tokens. Pieces are tokenized one at a time and concatenated.
+// identifiers, lists, key-value records), optionally with answered questions about earlier records after
+// pieces (question_share), and ending with a question about one of the records and the opened assistant
+// turn, cut to exactly ctx tokens. Pieces are tokenized one at a time and concatenated.
 #include <algorithm>
 #include <random>
 
@@ -97,6 +98,8 @@ void mix_params_validate(const mix_params& p) {
          "1 <= min <= max tokens");
   if (!(p.item_share >= 0 && p.item_share < 1))
     fail("train: mixed windows: item share", fmt::format("{}", p.item_share), "in [0, 1)");
+  if (!(p.question_share >= 0 && p.question_share < 1))
+    fail("train: mixed windows: question share", fmt::format("{}", p.question_share), "in [0, 1)");
 }
 
 std::vector<train_text> make_mixed_windows(const std::vector<train_text>& texts,
@@ -143,6 +146,15 @@ std::vector<train_text> make_mixed_windows(const std::vector<train_text>& texts,
         add.insert(add.end(), nl.begin(), nl.end());
       }
       toks.insert(toks.end(), add.begin(), add.end());
+      // An answered question about a uniformly chosen earlier record (no draw when question_share is 0, so
+      // that the windows stay those of the plain mixed data).
+      if (p.question_share > 0 && !recs.empty() &&
+          std::uniform_real_distribution<double>(0, 1)(r) < p.question_share) {
+        const record& x = recs[(size_t)uni(r, 0, (int64_t)recs.size() - 1)];
+        add = encode(fmt::format("Question: what was given for {} in the notes above? The value for {} is {}.\n\n",
+                                 x.key, x.key, x.value));
+        toks.insert(toks.end(), add.begin(), add.end());
+      }
     }
     toks.resize((size_t)std::min<int64_t>((int64_t)toks.size(), p.ctx - reserve));
     std::string q = "Question: what is the special code mentioned above?";

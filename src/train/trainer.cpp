@@ -109,13 +109,44 @@ void train_params_validate(const train_params& p, int n_layer, int n_head, int n
            p.gqa == gqa_mode::per_head ? "query heads in head mode" : "KV heads in group mode");
   const int G = n_head_kv > 0 ? n_head / n_head_kv : 0;
   if (G > 16) fail("train: GQA group", s(G), "<= 16 query heads per KV head");
+  if (p.init && p.input_norm)
+    fail("train: input norm", "on with initial weights", "off when starting from a hash file",
+         "the initial weights take raw queries and keys");
+}
+
+void train_init_check(const train_params& p, int n_layer, int n_head, int n_head_kv, int head_dim) {
+  if (!p.init) return;
+  const hash_weights& w = *p.init;
+  const int hidden = p.mlp_layers > 1 ? p.hidden : 0, w_hidden = w.mlp_layers > 1 ? w.hidden : 0;
+  const bool grp = p.gqa == gqa_mode::per_group;
+  std::string got, want;
+  auto diff = [&](const char* name, const std::string& a, const std::string& b) {
+    if (a == b) return;
+    got += (got.empty() ? "" : ", ") + fmt::format("{} {}", name, a);
+    want += (want.empty() ? "" : ", ") + fmt::format("{} {}", name, b);
+  };
+  diff("n_layer", s(w.n_layer), s(n_layer));
+  diff("n_head", s(w.n_head), s(n_head));
+  diff("n_head_kv", s(w.n_head_kv), s(n_head_kv));
+  diff("head_dim", s(w.head_dim), s(head_dim));
+  diff("bits", s(w.bits), s(p.bits));
+  diff("mlp_layers", s(w.mlp_layers), s(p.mlp_layers));
+  diff("hidden", s(w_hidden), s(hidden));
+  diff("key encoders", w.key_per_group ? "per KV head (group)" : "per query head",
+       grp ? "per KV head (group)" : "per query head");
+  if (!got.empty())
+    fail("train: initial weights", got, want + " (the training settings)",
+         "train with the file's --bits, --mlp and --gqa-mode, or start from random weights");
+  if (w.data.size() != (size_t)w.n_layer * w.layer_floats())
+    fail("train: initial weights", s((int64_t)w.data.size()) + " floats",
+         s((int64_t)((size_t)w.n_layer * w.layer_floats())) + " for their shape");
 }
 
 std::string train_settings_string(const train_params& p) {
   return fmt::format(
       "bits={} mlp_layers={} hidden={} gqa={} label_k={} density={} sinks={} window={} rank={} loss={} pos_weight={} "
       "score_scale={} lr={} ctx={} windows={} queries={} steps={} batch_q={} batch_pos={} batch_neg={} seed={} "
-      "input_norm={} hard_neg={} hard_pool={} targets={}",
+      "input_norm={} hard_neg={} hard_pool={} targets={}{}",
       p.bits, p.mlp_layers, p.mlp_layers > 1 ? p.hidden : 0, p.gqa == gqa_mode::per_head ? "head" : "group",
       p.labels.k_fixed > 0 ? s(p.labels.k_fixed) : std::string("budget"), p.labels.density, p.labels.sinks,
       p.labels.window, p.labels.rank == label_rank::logit ? "logit" : "value_norm",
@@ -123,7 +154,7 @@ std::string train_settings_string(const train_params& p) {
       p.queries_per_window, p.steps_per_window, p.batch_queries, p.batch_pos,
       p.all_negatives ? std::string("all") : s(p.batch_neg), p.seed,
       p.input_norm ? "on" : "off", p.hard_neg, p.hard_pool,
-      p.targets == train_targets::attention ? "attention" : "uniform");
+      p.targets == train_targets::attention ? "attention" : "uniform", p.init ? " init=file" : "");
 }
 
 namespace {
@@ -320,9 +351,14 @@ double unit_step(const train_params& p, hash_weights& W, std::vector<float>& gra
 
 hash_trainer::hash_trainer(int n_layer, int n_head, int n_head_kv, int head_dim, const train_params& p) : p_(p) {
   train_params_validate(p, n_layer, n_head, n_head_kv);
+  train_init_check(p, n_layer, n_head, n_head_kv, head_dim);
   const bool grp = p.gqa == gqa_mode::per_group;
-  w_ = hash_weights_alloc(n_layer, n_head, n_head_kv, head_dim, p.bits, p.mlp_layers, p.hidden, grp);
-  hash_weights_init_random(w_, mix(p.seed, 1));
+  if (p.init) {
+    w_ = *p.init;
+  } else {
+    w_ = hash_weights_alloc(n_layer, n_head, n_head_kv, head_dim, p.bits, p.mlp_layers, p.hidden, grp);
+    hash_weights_init_random(w_, mix(p.seed, 1));
+  }
   if (p.input_norm) folded_ = w_;  // only the standardized run needs a folded copy
   mu_q_.assign(n_layer, {}), is_q_.assign(n_layer, {}), mu_k_.assign(n_layer, {}), is_k_.assign(n_layer, {});
   m1_.assign(w_.data.size(), 0.f);

@@ -239,10 +239,40 @@ TEST_F(bad_input, train_recipe_options_refuse_bad_values) {
     a.insert(a.end(), extra.begin(), extra.end());
     return run_cli(a);
   };
-  EXPECT_ONE_LINE_ERROR(with({"--data", "bogus"}), 1, "--data", "bogus", "text or mixed");
+  EXPECT_ONE_LINE_ERROR(with({"--data", "bogus"}), 1, "--data", "bogus", "text, mixed or retrieval");
+  EXPECT_ONE_LINE_ERROR(with({"--data", "retrieval", "--question-share", "1"}), 1, "question share", "in [0, 1)");
   EXPECT_ONE_LINE_ERROR(with({"--targets", "bogus"}), 1, "--targets", "bogus", "uniform or attention");
   EXPECT_ONE_LINE_ERROR(with({"--hard-neg", "-1"}), 1, "hard negatives", "-1", ">= 0");
   EXPECT_ONE_LINE_ERROR(with({"--targets", "attention", "--loss", "bce"}), 1, "targets", "listwise");
+}
+
+// --init (fine-tuning) refuses, before any training, a missing file and a hash file whose shape differs from
+// the training settings (written here at random for the tiny model: 16 bits, MLP 16), naming the options
+// that match it.
+TEST_F(bad_input, train_init_refuses_missing_file_and_other_shape) {
+  write("tiny.gguf", tiny_model(512, 2, 5));
+  write("t.txt", std::vector<uint8_t>(300, 'a'));
+  const auto model_file = hashattn::gguf::file::open(path("tiny.gguf"));
+  const hashattn::hash_binding bind = hashattn::hash_binding_for(*model_file, 1, 2, 2, 64);
+  hashattn::hash_weights w = hashattn::hash_weights_alloc(1, 2, 2, 64, 16, 2, 16, false);
+  hashattn::hash_weights_init_random(w, 3);
+  hashattn::hash_file_save(path("init.gguf"), w, bind, {});
+  const std::vector<std::string> base = {"train",   "-m",    path("tiny.gguf"), "--text",    path("t.txt"), "-o",
+                                         path("h.gguf"), "--ctx", "256",             "--threads", "1"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_cli(a);
+  };
+  auto r = with({"--init", path("missing.gguf")});
+  EXPECT_ONE_LINE_ERROR(r, 1, "missing.gguf");
+  EXPECT_EQ(r.err.find("train: 1 texts"), std::string::npos) << r.err;
+  r = with({"--init", path("init.gguf")});
+  EXPECT_ONE_LINE_ERROR(r, 1, "--init", "got bits 16, mlp 16", "expected the training settings: bits 32",
+                        "hint: train with --bits 16 --mlp 16 --gqa-mode head");
+  r = with({"--init", path("init.gguf"), "--bits", "16", "--mlp", "16", "--gqa-mode", "group"});
+  EXPECT_ONE_LINE_ERROR(r, 1, "--init", "gqa-mode head", "gqa-mode group");
+  EXPECT_FALSE(std::ifstream(path("h.gguf")).good());
 }
 
 // Outputs are checked before any long work: a folder that does not exist is refused before the model

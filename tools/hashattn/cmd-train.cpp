@@ -3,6 +3,9 @@
 // Progress (window, layer, steps, loss, held-out top-32-in-budget overlap vs SimHash, ETA) goes to stderr.
 // `--eval-text FILE...` measures top-k and attention-mass recall on held-out text after training (or, with
 // `--eval --hash H.gguf`, of an existing file) and prints Markdown tables to stdout.
+// `--data mixed` / `--data retrieval` train on generated chat-templated windows (make_mixed_windows; retrieval:
+// more records and answered questions about earlier ones). `--init H.gguf` fine-tunes: training starts from
+// that file's encoders (bound to the same model, of the same shape) instead of the random initialisation.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -66,6 +69,9 @@ struct opts {
   mix_params mix;
   bool no_chat = false;
   std::string dump_data;
+  std::string init;                   // --init: hash file to start from
+  CLI::Option* item_share_opt = nullptr;  // to tell an explicit --item-share from the default
+  CLI::Option* question_share_opt = nullptr;
   std::string density = "1/16", eval_densities = "1/16,1/32";
   std::vector<std::string> texts, eval_texts;
   bool eval_only = false;
@@ -100,6 +106,27 @@ int run_train(opts& o) {
   if (!o.layers.empty()) tp.layers = parse_list(o.layers, "layers");
   if (!o.heads.empty()) tp.heads = parse_list(o.heads, "heads");
   const hash_binding binding = model_hash_binding(*m);
+  // Fine-tuning: the initial weights, bound to this model and of the training's shape (checked before the
+  // texts load; the trainer checks the shape again).
+  hash_weights init_weights;
+  if (!o.init.empty()) {
+    if (o.eval_only) fail("--init", o.init, "no --init with --eval", "evaluate a file with --eval --hash FILE");
+    hash_file_contents c = hash_file_load(o.init, &binding, 0);
+    init_weights = std::move(c.weights);
+    const hash_weights& w = init_weights;
+    const int hidden = tp.mlp_layers > 1 ? tp.hidden : 0;
+    const bool grp = tp.gqa == gqa_mode::per_group;
+    if (w.bits != tp.bits || w.mlp_layers != tp.mlp_layers || (w.mlp_layers > 1 ? w.hidden : 0) != hidden ||
+        w.key_per_group != grp)
+      fail("--init " + o.init,
+           fmt::format("bits {}, mlp {}, gqa-mode {}", w.bits, cli::mlp_option_string(w.mlp_layers, w.hidden),
+                       w.key_per_group ? "group" : "head"),
+           fmt::format("the training settings: bits {}, mlp {}, gqa-mode {}", tp.bits,
+                       cli::mlp_option_string(tp.mlp_layers, tp.hidden), grp ? "group" : "head"),
+           fmt::format("train with --bits {} --mlp {} --gqa-mode {}", w.bits,
+                       cli::mlp_option_string(w.mlp_layers, w.hidden), w.key_per_group ? "group" : "head"));
+    tp.init = &init_weights;
+  }
 
   recall_eval_params ep;
   ep.densities.clear();
@@ -137,11 +164,16 @@ int run_train(opts& o) {
   } else {
     fmt::print(stderr, "train: {}\n", m->describe());
     if (tp.ctx == 0) tp.ctx = train_default_ctx(*m);
-    if (o.data != "text" && o.data != "mixed") fail("--data", o.data, "text or mixed");
+    if (o.data != "text" && o.data != "mixed" && o.data != "retrieval")
+      fail("--data", o.data, "text, mixed or retrieval");
     auto texts = load_texts(*m, o.texts);
     int64_t ntok = 0;
     for (const auto& t : texts) ntok += (int64_t)t.tokens.size();
-    if (o.data == "mixed") {
+    if (o.data == "retrieval") {  // retrieval settings, unless given explicitly
+      if (o.item_share_opt->count() == 0) o.mix.item_share = 0.4;
+      if (o.question_share_opt->count() == 0) o.mix.question_share = 0.5;
+    }
+    if (o.data == "mixed" || o.data == "retrieval") {
       auto tok = tokenizer::from_gguf(m->file());
       const chat_template chat = chat_template_from_gguf(m->file());
       o.mix.ctx = tp.ctx;
@@ -155,8 +187,11 @@ int run_train(opts& o) {
         for (const auto& t : texts) fmt::print(f, "===== {} =====\n{}\n", t.name, tok->decode(t.tokens));
         std::fclose(f);
       }
-      fmt::print(stderr, "train: {} mixed windows of {} tokens ({}chat template, passages {}-{} tokens, item share {})\n",
-                 texts.size(), tp.ctx, o.no_chat ? "no " : "", o.mix.passage_min, o.mix.passage_max, o.mix.item_share);
+      fmt::print(stderr,
+                 "train: {} {} windows of {} tokens ({}chat template, passages {}-{} tokens, item share {}{})\n",
+                 texts.size(), o.data, tp.ctx, o.no_chat ? "no " : "", o.mix.passage_min, o.mix.passage_max,
+                 o.mix.item_share,
+                 o.mix.question_share > 0 ? fmt::format(", question share {}", o.mix.question_share) : "");
     }
     fmt::print(stderr, "train: {} texts, {} tokens; {} windows x {} tokens (+ half a window held out), {} steps per unit per window\n",
                texts.size(), ntok, tp.n_windows, tp.ctx, tp.steps_per_window);
@@ -183,6 +218,8 @@ int run_train(opts& o) {
     info.texts = r.texts;
     info.tokens = r.train_tokens;
     info.settings = train_settings_string(tp) + " data=" + o.data;
+    if (o.data != "text" && o.mix.question_share > 0)
+      info.settings += fmt::format(" item_share={} question_share={}", o.mix.item_share, o.mix.question_share);
     info.layers = tp.layers;
     info.heads = tp.heads;
     info.seconds = r.seconds_total;
@@ -231,7 +268,9 @@ HASHATTN_COMMAND(
       sub.add_option("--seed", tp.seed, "seed of initialisation, sampling and window choice")->capture_default_str();
       sub.add_option("--gqa-mode", o->gqa, "head: key encoders and labels per query head (the paper); group: per KV group")
           ->capture_default_str();
-      sub.add_option("--layers", o->layers, "layers to train, e.g. 0,5-7 (default all; others keep their random init)");
+      sub.add_option("--layers", o->layers,
+                     "layers to train, e.g. 0,5-7 (default all; others keep their initial weights: random, or "
+                     "--init's)");
       sub.add_option("--heads", o->heads, "query heads (head mode) or KV heads (group mode) to train (default all)");
       sub.add_option("--windows", tp.n_windows, "training windows")->capture_default_str();
       sub.add_option("--queries", tp.queries_per_window, "sampled query positions per window")->capture_default_str();
@@ -262,14 +301,29 @@ HASHATTN_COMMAND(
                    "layer of the saved encoders; an ablation, off by default)");
       sub.add_option("--data", o->data,
                      "text: windows of the texts as they are; mixed: chat-templated windows of many passages and "
-                     "generated items (numbers, names, identifiers, lists, records)")
+                     "generated items (numbers, names, identifiers, lists, records); retrieval: mixed with more "
+                     "items and answered questions about earlier records (item share 0.4, question share 0.5 "
+                     "unless given)")
           ->capture_default_str();
-      sub.add_option("--item-share", o->mix.item_share, "with --data mixed: share of generated items among the pieces")
+      o->item_share_opt = sub.add_option("--item-share", o->mix.item_share,
+                                         "with --data mixed or retrieval: share of generated items among the pieces "
+                                         "(retrieval: 0.4 unless given)")
+                              ->capture_default_str();
+      o->question_share_opt =
+          sub.add_option("--question-share", o->mix.question_share,
+                         "with --data mixed or retrieval: chance of an answered question about an earlier record "
+                         "after each piece (retrieval: 0.5 unless given)")
+              ->capture_default_str();
+      sub.add_option("--passage-min", o->mix.passage_min, "with --data mixed or retrieval: shortest passage (tokens)")
           ->capture_default_str();
-      sub.add_option("--passage-min", o->mix.passage_min, "with --data mixed: shortest passage (tokens)")->capture_default_str();
-      sub.add_option("--passage-max", o->mix.passage_max, "with --data mixed: longest passage (tokens)")->capture_default_str();
-      sub.add_option("--dump-data", o->dump_data, "with --data mixed: write the windows' text to this file");
-      sub.add_flag("--no-chat", o->no_chat, "with --data mixed: no chat template around the windows");
+      sub.add_option("--passage-max", o->mix.passage_max, "with --data mixed or retrieval: longest passage (tokens)")
+          ->capture_default_str();
+      sub.add_option("--dump-data", o->dump_data,
+                     "with --data mixed or retrieval: write the windows' text to this file");
+      sub.add_flag("--no-chat", o->no_chat, "with --data mixed or retrieval: no chat template around the windows");
+      sub.add_option("--init", o->init,
+                     "fine-tune: start from this hash file (bound to the model; same --bits, --mlp and --gqa-mode) "
+                     "instead of random weights; layers not trained keep its encoders");
       sub.add_option("--hard-neg", tp.hard_neg, "hard negatives (current false positives) per query per step (0: none)")
           ->capture_default_str();
       sub.add_option("--hard-pool", tp.hard_pool, "current false positives kept per query to draw hard negatives from")
