@@ -268,10 +268,10 @@ TEST_F(bad_input, train_init_refuses_missing_file_and_other_shape) {
   EXPECT_ONE_LINE_ERROR(r, 1, "missing.gguf");
   EXPECT_EQ(r.err.find("train: 1 texts"), std::string::npos) << r.err;
   r = with({"--init", path("init.gguf")});
-  EXPECT_ONE_LINE_ERROR(r, 1, "--init", "got bits 16, mlp 16", "expected the training settings: bits 32",
-                        "hint: train with --bits 16 --mlp 16 --gqa-mode head");
+  EXPECT_ONE_LINE_ERROR(r, 1, "--init", "got bits 16, mlp_layers 2, hidden 16", "expected bits 32, mlp_layers 3, hidden 128",
+                        "hint: train with the file's --bits, --mlp and --gqa-mode");
   r = with({"--init", path("init.gguf"), "--bits", "16", "--mlp", "16", "--gqa-mode", "group"});
-  EXPECT_ONE_LINE_ERROR(r, 1, "--init", "gqa-mode head", "gqa-mode group");
+  EXPECT_ONE_LINE_ERROR(r, 1, "--init", "got key encoders per query head", "expected key encoders per KV head");
   EXPECT_FALSE(std::ifstream(path("h.gguf")).good());
 }
 

@@ -106,26 +106,20 @@ int run_train(opts& o) {
   if (!o.layers.empty()) tp.layers = parse_list(o.layers, "layers");
   if (!o.heads.empty()) tp.heads = parse_list(o.heads, "heads");
   const hash_binding binding = model_hash_binding(*m);
-  // Fine-tuning: the initial weights, bound to this model and of the training's shape (checked before the
-  // texts load; the trainer checks the shape again).
+  // Fine-tuning: the initial weights, bound to this model and of the training's shape (train_init_check,
+  // the trainer's own rule, run here before the texts load).
   hash_weights init_weights;
   if (!o.init.empty()) {
     if (o.eval_only) fail("--init", o.init, "no --init with --eval", "evaluate a file with --eval --hash FILE");
     hash_file_contents c = hash_file_load(o.init, &binding, 0);
     init_weights = std::move(c.weights);
-    const hash_weights& w = init_weights;
-    const int hidden = tp.mlp_layers > 1 ? tp.hidden : 0;
-    const bool grp = tp.gqa == gqa_mode::per_group;
-    if (w.bits != tp.bits || w.mlp_layers != tp.mlp_layers || (w.mlp_layers > 1 ? w.hidden : 0) != hidden ||
-        w.key_per_group != grp)
-      fail("--init " + o.init,
-           fmt::format("bits {}, mlp {}, gqa-mode {}", w.bits, cli::mlp_option_string(w.mlp_layers, w.hidden),
-                       w.key_per_group ? "group" : "head"),
-           fmt::format("the training settings: bits {}, mlp {}, gqa-mode {}", tp.bits,
-                       cli::mlp_option_string(tp.mlp_layers, tp.hidden), grp ? "group" : "head"),
-           fmt::format("train with --bits {} --mlp {} --gqa-mode {}", w.bits,
-                       cli::mlp_option_string(w.mlp_layers, w.hidden), w.key_per_group ? "group" : "head"));
     tp.init = &init_weights;
+    const model_hparams& hp = m->hparams();
+    try {
+      train_init_check(tp, hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim);
+    } catch (const error& e) {
+      throw error("--init " + o.init + ": " + e.what());
+    }
   }
 
   recall_eval_params ep;
