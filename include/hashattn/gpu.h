@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hashattn/core.h"
+#include "hashattn/cuda.h"
 
 namespace hashattn {
 
@@ -65,7 +66,7 @@ struct session_params {
   int gemv_rows = 1;
   // The attention kernel (cuda.h attend_impl): auto (tensor cores, CUDA cores for per-head lists), cores
   // or tensor.
-  std::string attend = "auto";
+  std::string attend = cuda::attend_impl_name(cuda::attend_impl::automatic);
   float temp = 0;             // sampling on the GPU: <= 0 greedy; else softmax(logits / temp)
   uint64_t seed = 0;
 };

@@ -166,13 +166,16 @@ TEST_P(EvalTasks, FitsContextHoldsReferencesAndIsDeterministic) {
       for (const auto& r : s.refs) EXPECT_NE(text.find(r), std::string::npos) << r;
       // The refs must not be given away after the haystack (the question names no value).
       const std::string tail = text.substr(text.size() - 200);
-      if (GetParam() != "vt" && GetParam() != "cwe")
+      if (GetParam() != "vt" && GetParam() != "cwe") {
         for (const auto& r : s.refs) EXPECT_EQ(tail.find(r), std::string::npos) << r;
+      }
       eval_sample again = eval_make_sample(p, 3, c, *tok, ct);
       EXPECT_EQ(again.prompt, s.prompt);
       eval_sample other = eval_make_sample(p, 4, c, *tok, ct);
       EXPECT_NE(other.prompt, s.prompt);
-      if (ct) EXPECT_NE(text.find("<|im_start|>assistant\n"), std::string::npos);
+      if (ct) {
+        EXPECT_NE(text.find("<|im_start|>assistant\n"), std::string::npos);
+      }
     }
   }
 }
@@ -251,7 +254,9 @@ TEST(EvalTasks, CommonWordsAppearMostOften) {
   for (const auto& r : s.refs) least_common = std::min(least_common, count(r));
   EXPECT_GE(least_common, 4);
   for (const auto& w : c.nouns)
-    if (std::find(s.refs.begin(), s.refs.end(), w) == s.refs.end()) EXPECT_LE(count(w), 3) << w;
+    if (std::find(s.refs.begin(), s.refs.end(), w) == s.refs.end()) {
+      EXPECT_LE(count(w), 3) << w;
+    }
 }
 
 TEST(EvalTasks, ErrorsAreClear) {
@@ -346,7 +351,9 @@ TEST(EvalProbe, ReplayMatchesFreshPolicyAndMeasuresReads) {
         int64_t hit = 0;
         for (int i = 0; i < a.count[r]; ++i) hit += s[a.idx[r * a.stride + i]] >= sorted[31] ? 1 : 0;
         EXPECT_NEAR(probe.stats().top_overlap[l * H + h], hit / 32.0, 1e-12);
-        if (mode == gqa_mode::per_head) EXPECT_GE(probe.stats().top_overlap[l * H + h], 31.0 / 32);
+        if (mode == gqa_mode::per_head) {
+          EXPECT_GE(probe.stats().top_overlap[l * H + h], 31.0 / 32);
+        }
       }
     }
     const auto& st = probe.stats();

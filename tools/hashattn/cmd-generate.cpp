@@ -50,7 +50,7 @@ struct generate_options {
   int64_t ctx = 0;
   int64_t sparse_tail = 0;
   std::string device = "cpu";
-  std::string attend_kernel = "auto";
+  std::string attend_kernel = cuda::attend_impl_name(cuda::attend_impl::automatic);
   policy_options pol;
 };
 
@@ -79,7 +79,7 @@ std::vector<int32_t> read_token_ids(const std::string& path) {
 
 
 int run_generate(const generate_options& o) {
-  if (o.device != "cuda" && o.attend_kernel != "auto")
+  if (o.device != "cuda" && cuda::attend_impl_parse(o.attend_kernel) != cuda::attend_impl::automatic)
     fail("--attend-kernel " + o.attend_kernel, "--device " + o.device, "--device cuda (the CPU has one attention kernel)");
   if (o.device == "cuda") {
     std::string why;

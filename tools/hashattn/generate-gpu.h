@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "hashattn/cuda.h"
+
 namespace hashattn {
 class model;
 class tokenizer;
@@ -24,7 +26,7 @@ struct gpu_generate_args {
   bool verbose = false;
   int threads = 0;
   std::string policy = "dense";
-  std::string attend = "auto";  // the attention kernel (gpu.h session_params::attend)
+  std::string attend = cuda::attend_impl_name(cuda::attend_impl::automatic);  // gpu.h session_params::attend
   std::shared_ptr<const hash_weights> hash;
 };
 
