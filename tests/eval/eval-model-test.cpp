@@ -129,7 +129,9 @@ TEST(EvalModel, SmallPasskeyAndPerplexityRunEndToEnd) {
     SCOPED_TRACE(r.task + " " + r.label() + " " + r.metric);
     EXPECT_EQ(r.samples, 1);
     EXPECT_EQ(r.context, 512);
-    if (r.task == "passkey_noise") EXPECT_GT(r.prompt_tokens, 400);
+    if (r.task == "passkey_noise") {
+      EXPECT_GT(r.prompt_tokens, 400);
+    }
     EXPECT_LE(r.prompt_tokens, 512);
   }
   const eval_record& ppl_dense = rec("ppl", "dense", 1.0, "ppl");

@@ -76,8 +76,9 @@ void run_encode(const enc_case& c, uint64_t seed) {
       }
     EXPECT_EQ(bad, 0);
     // Near-zero outputs must stay rare, except for degenerate inputs (all-equal rows).
-    if (c.xd != dist::all_equal && c.xd != dist::ties)
+    if (c.xd != dist::all_equal && c.xd != dist::ties) {
       EXPECT_LE(ambiguous, std::max<int64_t>(2, c.rows * c.n_enc * c.bits / 100));
+    }
     // Nothing written outside the codes.
     EXPECT_EQ(code_get(codes.data(), c.bits, c.rows), code_get(codes.data(), c.bits, c.rows + 1));
   });

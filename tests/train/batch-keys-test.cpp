@@ -53,8 +53,11 @@ TEST(BatchKeys, SampledAndAllNegatives) {
       size_t have = 0;
       for (int32_t t : labels[qi]) have += ks.count(t);
       // sampled: at least batch_pos of its own (other queries' positives and random draws may add more)
-      if (all) EXPECT_EQ(have, labels[qi].size()) << "query " << qi;
-      else EXPECT_GE(have, std::min<size_t>(labels[qi].size(), p.batch_pos)) << "query " << qi;
+      if (all) {
+        EXPECT_EQ(have, labels[qi].size()) << "query " << qi;
+      } else {
+        EXPECT_GE(have, std::min<size_t>(labels[qi].size(), p.batch_pos)) << "query " << qi;
+      }
       pos.insert(labels[qi].begin(), labels[qi].end());
       n_pos += labels[qi].size();
     }
